@@ -1,0 +1,87 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { OutgoingHttpHeaders } from 'node:http'
+import { pipeline } from 'node:stream'
+import { SlowConsumerError, type Subscription } from '../src/broker/subscription.js'
+import { ErrorReply, StreamQuery } from '../src/schemas.js'
+import { Heartbeat, SseEncoder } from '../src/sse/encoder.js'
+import { uniqueTopics } from '../src/topics.js'
+import { validationFormatter } from './validation.js'
+
+/** How long a stream may take to flush its last bytes at shutdown before its socket is closed. */
+const SHUTDOWN_FLUSH_MS = 1_000
+
+/**
+ * GET /v1/stream?topic=a&topic=b: a Server-Sent Events stream of the topics' events.
+ * The broker's subscription (a Readable) is piped through the SSE encoder into the raw reply.
+ */
+const stream: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { heartbeatMs, retryMs, maxTopicsPerStream } = fastify.config
+  const heartbeat = new Heartbeat(heartbeatMs)
+  const open = new Set<Subscription>()
+
+  // app.close() waits for open responses: end the streams first, so clients reconnect elsewhere.
+  fastify.addHook('preClose', async () => {
+    for (const subscription of open) subscription.finish()
+  })
+  fastify.addHook('onClose', async () => heartbeat.stop())
+
+  fastify.get('/v1/stream', {
+    schema: {
+      summary: 'Subscribe to topics (text/event-stream)',
+      querystring: StreamQuery,
+      response: { '4xx': ErrorReply }
+    },
+    schemaErrorFormatter: validationFormatter({ querystring: StreamQuery })
+  }, async (request, reply) => {
+    const query = request.query
+    const topics = uniqueTopics(typeof query.topic === 'string' ? [query.topic] : query.topic)
+    if (topics.length > maxTopicsPerStream) {
+      return reply.code(400).send({
+        statusCode: 400,
+        error: 'Bad Request',
+        code: 'HERALD_TOO_MANY_TOPICS',
+        message: `a stream may subscribe to at most ${maxTopicsPerStream} topics; this one asked for ${topics.length}`
+      })
+    }
+    const header = request.headers['last-event-id']
+    const lastEventId = typeof header === 'string' && header !== '' ? header : query.lastEventId
+
+    const subscription = fastify.broker.subscribe(topics, lastEventId === undefined ? {} : { lastEventId })
+    const encoder = new SseEncoder(retryMs)
+    open.add(subscription)
+    heartbeat.add(encoder)
+
+    // Hijacked replies skip Fastify's header handling: carry over what hooks set (CORS, for one).
+    reply.hijack()
+    const raw = reply.raw
+    const headers: OutgoingHttpHeaders = {}
+    for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) headers[name] = value
+    raw.writeHead(200, {
+      ...headers,
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      'x-accel-buffering': 'no',
+      connection: 'keep-alive'
+    })
+    raw.socket?.setNoDelay(true)
+    request.log.info({ topics, lastEventId }, 'stream opened')
+
+    pipeline(subscription, encoder, raw, (error) => {
+      open.delete(subscription)
+      heartbeat.delete(encoder)
+      if (error === undefined || error === null) {
+        request.log.info('stream ended')
+      } else if (error instanceof SlowConsumerError) {
+        request.log.info({ queuedBytes: error.queuedBytes, limit: error.limit }, 'slow client disconnected')
+      } else if ((error as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') {
+        request.log.info('client closed the stream')
+      } else {
+        request.log.warn({ err: error }, 'stream failed')
+      }
+    })
+    subscription.once('end', () => setTimeout(() => raw.destroy(), SHUTDOWN_FLUSH_MS).unref())
+    return reply
+  })
+}
+
+export default stream

@@ -1,0 +1,55 @@
+import type { FastifyError, FastifyInstance } from 'fastify'
+import { BrokerUnavailableError } from './broker/types.js'
+import type { Config } from './config.js'
+import configPlugin from '../plugins/config.js'
+import redisPlugin from '../plugins/redis.js'
+import brokerPlugin from '../plugins/broker.js'
+import staticPlugin from '../plugins/static.js'
+import eventsRoute from '../routes/events.js'
+import streamRoute from '../routes/stream.js'
+import healthRoute from '../routes/health.js'
+
+export interface AppOptions {
+  config: Config
+}
+
+/** The application: plugins first, then routes, then the error and not-found handlers. */
+export default async function app (fastify: FastifyInstance, options: AppOptions): Promise<void> {
+  // Publishing takes JSON only: any other content type is a 415, not a string body that fails later.
+  fastify.removeContentTypeParser('text/plain')
+
+  await fastify.register(configPlugin, { config: options.config })
+  await fastify.register(redisPlugin)
+  await fastify.register(brokerPlugin)
+  await fastify.register(staticPlugin)
+
+  await fastify.register(eventsRoute)
+  await fastify.register(streamRoute)
+  await fastify.register(healthRoute)
+
+  fastify.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof BrokerUnavailableError) {
+      request.log.warn({ err: error.cause ?? error }, error.message)
+      return reply.code(503).header('retry-after', '1').send({
+        statusCode: 503, error: 'Service Unavailable', code: 'HERALD_BROKER_UNAVAILABLE', message: error.message
+      })
+    }
+    const statusCode = error.statusCode ?? 500
+    if (statusCode >= 500) {
+      request.log.error({ err: error }, 'request failed')
+      return reply.code(statusCode).send({ statusCode, error: 'Internal Server Error', message: 'internal error' })
+    }
+    request.log.info({ err: error }, 'request rejected')
+    return reply.code(statusCode).send({ statusCode, error: httpError(statusCode), code: error.code, message: error.message })
+  })
+
+  fastify.setNotFoundHandler((request, reply) => {
+    return reply.code(404).send({
+      statusCode: 404, error: 'Not Found', message: `no route for ${request.method} ${request.url.split('?')[0]}`
+    })
+  })
+}
+
+function httpError (statusCode: number): string {
+  return ({ 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests' } as Record<number, string>)[statusCode] ?? 'Error'
+}

@@ -1,0 +1,41 @@
+import type { StoredEvent } from './types.js'
+
+/**
+ * A topic's retained events in a fixed-size ring: the memory broker's counterpart of a Redis stream
+ * with MAXLEN. It remembers the largest id it dropped, as Redis 7 does (`max-deleted-entry-id`).
+ */
+export class TopicHistory {
+  private readonly ring: Array<StoredEvent | undefined>
+  private start = 0
+  private size = 0
+  trimmedThrough = 0
+
+  constructor (readonly capacity: number) {
+    this.ring = new Array<StoredEvent | undefined>(capacity)
+  }
+
+  append (event: StoredEvent): void {
+    if (this.capacity === 0) {
+      this.trimmedThrough = event.id
+      return
+    }
+    if (this.size === this.capacity) {
+      this.trimmedThrough = (this.ring[this.start] as StoredEvent).id
+      this.ring[this.start] = event
+      this.start = (this.start + 1) % this.capacity
+    } else {
+      this.ring[(this.start + this.size) % this.capacity] = event
+      this.size++
+    }
+  }
+
+  /** Retained events with an id above `afterId`, oldest first. */
+  after (afterId: number): StoredEvent[] {
+    const events: StoredEvent[] = []
+    for (let index = 0; index < this.size; index++) {
+      const event = this.ring[(this.start + index) % this.capacity] as StoredEvent
+      if (event.id > afterId) events.push(event)
+    }
+    return events
+  }
+}

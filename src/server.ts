@@ -1,0 +1,61 @@
+import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
+import closeWithGrace from 'close-with-grace'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { createRequire } from 'node:module'
+import { pathToFileURL } from 'node:url'
+import app from './app.js'
+import { ConfigError, loadConfig, type Config } from './config.js'
+
+/** Builds the Fastify instance and registers the app; the caller listens. Tests use this too. */
+export async function createServer (config: Config, logger: FastifyServerOptions['logger'] = loggerOptions(config)): Promise<FastifyInstance> {
+  const server = Fastify({
+    logger,
+    bodyLimit: config.maxBodyBytes,
+    // SSE responses are long-lived: no timeout may cut them, and close() ends them in preClose.
+    connectionTimeout: 0,
+    requestTimeout: 30_000,
+    keepAliveTimeout: 72_000,
+    return503OnClosing: true
+  })
+  server.setValidatorCompiler(TypeBoxValidatorCompiler)
+  await server.register(app, { config })
+  return server
+}
+
+function loggerOptions (config: Config): FastifyServerOptions['logger'] {
+  const options: Record<string, unknown> = { level: config.logLevel }
+  // Pretty output only for a person at a terminal, and only where the dev dependency is installed.
+  if (process.stdout.isTTY && canResolve('pino-pretty')) options.transport = { target: 'pino-pretty' }
+  return options
+}
+
+function canResolve (name: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(name)
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function main (): Promise<void> {
+  let config: Config
+  try {
+    config = loadConfig()
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error
+    process.stderr.write(`herald: ${error.message}\n`)
+    process.exit(2)
+  }
+  const server = await createServer(config)
+  closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+    if (err !== undefined) server.log.error({ err }, 'closing after an error')
+    else server.log.info({ signal }, 'closing')
+    await server.close()
+  })
+  await server.listen({ host: config.host, port: config.port })
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await main()
+}
