@@ -6,6 +6,8 @@
 /**
  * Publishes one event, atomically: next id from the counter, append to each topic's history stream
  * (explicit id `<id>-0`, `MAXLEN ~` retention), optional idempotency record, PUBLISH to each topic's channel.
+ * Each history entry has fields t (type), r (retry), d (data), ms (publish time) and p (the id of the topic's
+ * previous event), so a reader can tell whether anything after a position was trimmed, however it was trimmed.
  *
  * KEYS[1]    the id counter                    `<prefix>seq`
  * KEYS[2]    the idempotency record            `<prefix>idem:<key>` (any key name when ARGV[3] is 0)
@@ -38,8 +40,12 @@ local ms = time[1] .. string.format('%03d', math.floor(tonumber(time[2]) / 1000)
 local message = id .. '\\n' .. ARGV[4] .. '\\n' .. ARGV[5] .. '\\n' .. ARGV[6]
 local size = tonumber(ARGV[2])
 for i = 3, #KEYS do
+  local newest = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)[1]
+  local previous = newest and newest[1] or '0-0'
   if size > 0 then
-    redis.call('XADD', KEYS[i], 'MAXLEN', '~', size, id .. '-0', 't', ARGV[4], 'r', ARGV[5], 'd', ARGV[6], 'ms', ms)
+    redis.call('XADD', KEYS[i], 'MAXLEN', '~', size, id .. '-0', 't', ARGV[4], 'r', ARGV[5], 'd', ARGV[6], 'ms', ms, 'p', previous)
+  else
+    redis.call('XADD', KEYS[i], 'MAXLEN', 0, id .. '-0', 'd', '', 'p', previous)
   end
   redis.call('PUBLISH', ARGV[1] .. ARGV[i + 4], message)
 end
@@ -50,22 +56,34 @@ return { tostring(id), 0 }
 /**
  * Reads what a resuming client needs, in one consistent step.
  * KEYS[1] the id counter; KEYS[2..] history streams; ARGV[1] the first id to return.
- * Returns { head, trimmedThrough1, entries1, trimmedThrough2, entries2, ... } where trimmedThrough is the
- * stream's max-deleted-entry-id (Redis 7) and entries are XRANGE results.
+ * Returns { head, trimmedThrough1, entries1, trimmedThrough2, entries2, ... }: trimmedThrough is the newest id
+ * the stream no longer holds (its oldest entry's `p`, or its last id when empty, or Redis 7's
+ * max-deleted-entry-id after XDEL, whichever is larger); entries are XRANGE results.
  */
 export const READ_SCRIPT = `
+local function number (streamId)
+  return tonumber((string.gsub(streamId, '-.*', ''))) or 0
+end
 local result = { redis.call('GET', KEYS[1]) or '0' }
 for i = 2, #KEYS do
-  local trimmed = '0-0'
+  local trimmed = 0
   local entries = {}
   if redis.call('EXISTS', KEYS[i]) == 1 then
     local info = redis.call('XINFO', 'STREAM', KEYS[i])
-    for j = 1, #info, 2 do
-      if info[j] == 'max-deleted-entry-id' then trimmed = info[j + 1] end
+    local fields = {}
+    for j = 1, #info, 2 do fields[info[j]] = info[j + 1] end
+    local first = fields['first-entry']
+    if type(first) == 'table' and first[1] then
+      for j = 1, #first[2], 2 do
+        if first[2][j] == 'p' then trimmed = number(first[2][j + 1]) end
+      end
+    else
+      trimmed = number(fields['last-generated-id'])
     end
+    trimmed = math.max(trimmed, number(fields['max-deleted-entry-id'] or '0'))
     entries = redis.call('XRANGE', KEYS[i], ARGV[1] .. '-0', '+')
   end
-  result[#result + 1] = trimmed
+  result[#result + 1] = tostring(trimmed)
   result[#result + 1] = entries
 end
 return result

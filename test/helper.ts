@@ -1,0 +1,45 @@
+import type { FastifyInstance } from 'fastify'
+import type { TestContext } from 'node:test'
+import { loadConfig, type Config } from '../src/config.js'
+import { createServer } from '../src/server.js'
+
+export interface Herald {
+  app: FastifyInstance
+  config: Config
+  /** http://127.0.0.1:<port> */
+  url: string
+}
+
+/**
+ * Starts Herald on a free loopback port with the given environment (memory broker unless REDIS_URL is set),
+ * and closes it when the test ends.
+ */
+export async function build (t: Pick<TestContext, 'after'> | undefined, env: Record<string, string> = {}): Promise<Herald> {
+  const config = loadConfig({ LOG_LEVEL: 'silent', PORT: '0', ...env })
+  const app = await createServer(config, { level: config.logLevel })
+  t?.after(() => app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const address = app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : 0
+  return { app, config, url: `http://127.0.0.1:${port}` }
+}
+
+/** Publishes through the HTTP API; returns status and parsed body. */
+export async function publish (url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number, body: any }> {
+  const response = await fetch(`${url}/v1/events`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body)
+  })
+  const text = await response.text()
+  return { status: response.status, body: text === '' ? undefined : JSON.parse(text) }
+}
+
+/** Polls until `check` is true, or fails after `timeoutMs`. */
+export async function until (check: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
