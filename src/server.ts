@@ -1,6 +1,7 @@
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import closeWithGrace from 'close-with-grace'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import fp from 'fastify-plugin'
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
 import app from './app.js'
@@ -18,7 +19,8 @@ export async function createServer (config: Config, logger: FastifyServerOptions
     return503OnClosing: true
   })
   server.setValidatorCompiler(TypeBoxValidatorCompiler)
-  await server.register(app, { config })
+  // The app's decorators (config, broker) and handlers belong to the root instance, as in fastify/demo.
+  await server.register(fp(app), { config })
   return server
 }
 

@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { EventSource } from 'eventsource'
+import { build, publish, until } from './helper.js'
+import { openStream, payloads } from './helpers/sse-client.js'
+import { startProxy } from './helpers/tcp-proxy.js'
+
+test('a stream answers text/event-stream with anti-buffering headers and a first line at once', async (t) => {
+  const { url } = await build(t, { HERALD_RETRY_MS: '1500' })
+  const client = await openStream(`${url}/v1/stream?topic=chat`)
+  t.after(client.close)
+  assert.equal(client.status, 200)
+  assert.equal(client.headers['content-type'], 'text/event-stream; charset=utf-8')
+  assert.equal(client.headers['cache-control'], 'no-cache, no-transform')
+  assert.equal(client.headers['x-accel-buffering'], 'no')
+  await until(() => client.text().includes('\n\n'), 2_000, 'first frame')
+  assert.ok(client.text().startsWith('retry: 1500\n\n'), client.text())
+})
+
+test('events carry id, event type and JSON data; several topics on one connection', async (t) => {
+  const { url } = await build(t)
+  const client = await openStream(`${url}/v1/stream?topic=a&topic=b`)
+  t.after(client.close)
+  const first = await publish(url, { topic: 'a', data: { n: 1 }, type: 'tick' })
+  const second = await publish(url, { topic: ['a', 'b'], data: 'both' })
+  await publish(url, { topic: 'c', data: 'not for us' })
+  const third = await publish(url, { topic: 'b', data: [3], retry: 5000 })
+  assert.equal(first.status, 202)
+  assert.deepEqual(second.body, { id: second.body.id, topics: ['a', 'b'], duplicate: false })
+  const events = await client.waitForEvents(3)
+  assert.deepEqual(events.map((event) => event.id), [first.body.id, second.body.id, third.body.id])
+  assert.deepEqual(events.map((event) => event.event), ['tick', 'message', 'message'])
+  assert.deepEqual(payloads(events), [{ n: 1 }, 'both', [3]])
+  assert.equal(events[2]?.retry, 5000)
+})
+
+test('heartbeat comments flow from one shared timer', async (t) => {
+  const { url } = await build(t, { HERALD_HEARTBEAT_MS: '50' })
+  const one = await openStream(`${url}/v1/stream?topic=h`)
+  const two = await openStream(`${url}/v1/stream?topic=h`)
+  t.after(() => { one.close(); two.close() })
+  await until(() => one.comments() >= 4 && two.comments() >= 4, 3_000, 'heartbeats')
+})
+
+test('closing the client releases the subscription', async (t) => {
+  const { app, url } = await build(t)
+  const client = await openStream(`${url}/v1/stream?topic=bye&topic=bye2`)
+  await until(() => app.broker.listenerCount('bye') === 1, 2_000, 'subscribed')
+  client.close()
+  await until(() => app.broker.listenerCount('bye') === 0 && app.broker.subscriptionCount === 0, 2_000, 'released')
+  assert.equal(app.broker.listenerCount('bye2'), 0)
+})
+
+test('bad stream requests get 400 with a reason, before any stream byte', async (t) => {
+  const { url } = await build(t, { HERALD_MAX_TOPICS_PER_STREAM: '2' })
+  const cases: Array<[string, RegExp]> = [
+    ['/v1/stream', /must have 'topic'/],
+    ['/v1/stream?topic=', /topic/],
+    ['/v1/stream?topic=a%20b', /topic name/],
+    ['/v1/stream?topic=a%0Adata:x', /topic name/],
+    [`/v1/stream?topic=${'x'.repeat(257)}`, /topic name/],
+    ['/v1/stream?topic=a&topic=b&topic=c', /at most 2 topics/]
+  ]
+  for (const [path, message] of cases) {
+    const response = await fetch(url + path)
+    assert.equal(response.status, 400, path)
+    assert.match(response.headers.get('content-type') ?? '', /application\/json/)
+    const body = await response.json() as { message: string }
+    assert.match(body.message, message, path)
+  }
+  const atLimit = await openStream(`${url}/v1/stream?topic=a&topic=b`)
+  atLimit.close()
+  assert.equal(atLimit.status, 200)
+})
+
+test('Last-Event-ID header and lastEventId query parameter resume with exactly the missed events', async (t) => {
+  const { url } = await build(t)
+  const seen = await publish(url, { topic: 'r', data: 0 })
+  const missed = []
+  for (let index = 1; index <= 5; index++) missed.push((await publish(url, { topic: 'r', data: index })).body.id)
+  for (const headers of [{ 'last-event-id': seen.body.id }, {}]) {
+    const query = 'last-event-id' in headers ? '' : `&lastEventId=${seen.body.id}`
+    const client = await openStream(`${url}/v1/stream?topic=r${query}`, headers)
+    const events = await client.waitForEvents(5)
+    client.close()
+    assert.deepEqual(events.map((event) => event.id), missed)
+    assert.deepEqual(payloads(events), [1, 2, 3, 4, 5])
+  }
+})
+
+test('the eventsource client sees exactly what was published, line breaks included', async (t) => {
+  const { url } = await build(t, { HERALD_RETRY_MS: '100' })
+  const values = ['plain', 'two\nlines', 'cr\ronly', 'crlf\r\nend', '\n\nevent: injected\ndata: x\n\n', { nested: 'a\r\nb' }, '', null, 42, ['data: x']]
+  const source = new EventSource(`${url}/v1/stream?topic=es`)
+  t.after(() => source.close())
+  const received: Array<{ type: string, data: unknown, id: string }> = []
+  const listen = (type: string) => source.addEventListener(type, (event) => received.push({ type, data: JSON.parse(event.data), id: event.lastEventId }))
+  listen('message')
+  listen('injected')
+  await new Promise((resolve, reject) => { source.onopen = resolve; source.onerror = reject })
+  const ids = []
+  for (const value of values) ids.push((await publish(url, { topic: 'es', data: value })).body.id)
+  await until(() => received.length >= values.length, 3_000, 'eventsource events')
+  assert.deepEqual(received.map((event) => event.data), values)
+  assert.ok(received.every((event) => event.type === 'message'), 'no injected event type')
+  assert.deepEqual(received.map((event) => event.id), ids)
+})
+
+test('an eventsource client cut off mid-stream reconnects with Last-Event-ID and misses nothing', async (t) => {
+  const { app, url } = await build(t, { HERALD_RETRY_MS: '50' })
+  const port = (app.server.address() as { port: number }).port
+  const proxy = await startProxy(port)
+  t.after(proxy.close)
+  const source = new EventSource(`${proxy.url}/v1/stream?topic=drop`)
+  t.after(() => source.close())
+  const received: number[] = []
+  source.onmessage = (event) => received.push(JSON.parse(event.data))
+  let opens = 0
+  source.onopen = () => { opens++ }
+  await until(() => opens === 1, 2_000, 'open')
+  for (let index = 0; index < 5; index++) await publish(url, { topic: 'drop', data: index })
+  await until(() => received.length === 5, 2_000, 'first five')
+  proxy.cut()
+  for (let index = 5; index < 10; index++) await publish(url, { topic: 'drop', data: index })
+  await until(() => opens === 2, 3_000, 'reconnect')
+  for (let index = 10; index < 12; index++) await publish(url, { topic: 'drop', data: index })
+  await until(() => received.length >= 12, 3_000, 'all twelve')
+  assert.deepEqual(received, [...Array(12).keys()])
+})
