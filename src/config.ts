@@ -73,12 +73,11 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
   }
   const env = Value.Default(EnvSchema, toTyped(raw)) as Record<string, unknown>
 
+  // Each variable is checked alone, so every bad one is reported, not just the first few.
   const problems = new Map<string, string>()
-  for (const error of Value.Errors(EnvSchema, env)) {
-    const name = error.instancePath.split('/')[1]
-    if (name === undefined || problems.has(name)) continue
-    const schema = EnvSchema.properties[name as keyof Env] as { description?: string }
-    problems.set(name, `${name}=${JSON.stringify(raw[name])}: expected ${schema.description ?? error.message}`)
+  for (const [name, schema] of Object.entries(EnvSchema.properties)) {
+    if (env[name] === undefined || Value.Check(schema, env[name])) continue
+    problems.set(name, `${name}=${JSON.stringify(raw[name])}: expected ${(schema as { description: string }).description}`)
   }
   if (problems.size > 0) throw new ConfigError([...problems.values()])
 

@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { encodeComment, encodeFrame, encodeRetry, isSingleLine } from '../src/sse/encode.js'
+import { SseParser, type ParsedEvent } from '../src/sse/parser.js'
+
+function parse (text: string, chunkSize = text.length): { events: ParsedEvent[], comments: number } {
+  const events: ParsedEvent[] = []
+  const parser = new SseParser((event) => events.push(event))
+  for (let index = 0; index < text.length; index += chunkSize) parser.push(text.slice(index, index + chunkSize))
+  return { events, comments: parser.comments }
+}
+
+test('encodeFrame writes id, event, retry and data lines, ending with a blank line', () => {
+  assert.equal(encodeFrame({ id: 7, event: 'tick', retry: 1000, data: '{"a":1}' }), 'id: 7\nevent: tick\nretry: 1000\ndata: {"a":1}\n\n')
+  assert.equal(encodeFrame({ data: '' }), 'data: \n\n')
+})
+
+test('encodeFrame splits data on LF, CR and CRLF into data lines', () => {
+  assert.equal(encodeFrame({ data: 'a\nb\rc\r\nd' }), 'data: a\ndata: b\ndata: c\ndata: d\n\n')
+  assert.equal(encodeFrame({ data: '\n' }), 'data: \ndata: \n\n')
+})
+
+test('encodeFrame refuses line breaks and NUL in id and event', () => {
+  for (const bad of ['a\nb', 'a\rb', 'a\u0000b']) {
+    assert.throws(() => encodeFrame({ event: bad, data: 'x' }), /event must not contain/)
+    assert.throws(() => encodeFrame({ id: bad, data: 'x' }), /id must not contain/)
+    assert.equal(isSingleLine(bad), false)
+  }
+  assert.equal(isSingleLine('fine: yes'), true)
+})
+
+test('comments and retry frames', () => {
+  assert.equal(encodeComment(), ':\n\n')
+  assert.equal(encodeComment('hi\nthere'), ': hi\n: there\n\n')
+  assert.equal(encodeRetry(1500.7), 'retry: 1500\n\n')
+})
+
+test('whatever the data, a spec parser sees one event with exactly that data', () => {
+  const hostile = ['plain', 'x\n\nevent: evil\ndata: y', 'id: 99', '\r\r\r', 'a\r\n\r\nb', ': comment\ndata: z', 'tail\r']
+  for (const data of hostile) {
+    const { events } = parse(encodeFrame({ id: 1, event: 'safe', data }))
+    assert.equal(events.length, 1, JSON.stringify(data))
+    assert.deepEqual(events[0], { id: '1', event: 'safe', data: data.replace(/\r\n|\r/g, '\n') })
+  }
+})
+
+test('the parser handles chunks split anywhere, CRLF split across chunks included', () => {
+  const text = 'retry: 10\r\n\r\n: hb\r\n\r\nid: 1\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\nid: 2\rdata: c\r\r\n'
+  for (const size of [1, 2, 3, 7, text.length]) {
+    const { events, comments } = parse(text, size)
+    assert.deepEqual(events, [{ id: '1', event: 'x', data: 'a\nb', retry: 10 }, { id: '2', event: 'message', data: 'c', retry: 10 }], `chunk ${size}`)
+    assert.equal(comments, 1)
+  }
+})
