@@ -1,0 +1,41 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { until } from '../helper.js'
+import { freePort } from './redis-server.js'
+
+/** Herald as its own OS process (`node --import tsx src/server.ts`), as compose or a host would run it. */
+export class HeraldProcess {
+  private constructor (private readonly child: ChildProcess, readonly port: number, readonly output: () => string) {}
+
+  static async start (env: Record<string, string>): Promise<HeraldProcess> {
+    const port = await freePort()
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    let output = ''
+    child.stdout?.on('data', (chunk: Buffer) => { output += chunk.toString() })
+    child.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString() })
+    const herald = new HeraldProcess(child, port, () => output)
+    await until(async () => {
+      if (child.exitCode !== null) throw new Error(`herald exited with ${child.exitCode}: ${output}`)
+      try {
+        return (await fetch(`${herald.url}/health`)).ok
+      } catch {
+        return false
+      }
+    }, 20_000, 'herald to answer /health')
+    return herald
+  }
+
+  get url (): string {
+    return `http://127.0.0.1:${this.port}`
+  }
+
+  /** SIGKILL: the process dies without closing anything, as in a crash. */
+  async kill (signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode
+    const exited = new Promise<number | null>((resolve) => this.child.once('exit', (code) => resolve(code)))
+    this.child.kill(signal)
+    return await exited
+  }
+}
