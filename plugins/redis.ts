@@ -1,30 +1,51 @@
 import fastifyRedis from '@fastify/redis'
 import fp from 'fastify-plugin'
+import { Redis, type RedisOptions } from 'ioredis'
 
 /**
  * Two Redis connections per process, as @fastify/redis namespaces: `publisher` runs commands (the publish
  * and read scripts), `subscriber` only SUBSCRIBEs. Never a connection per client.
- * Registered only when REDIS_URL is set; @fastify/redis waits for each to be ready and closes them on close.
+ * Registered only when REDIS_URL is set; @fastify/redis waits for each to be ready at start.
  */
 export default fp(async (fastify) => {
   const url = fastify.config.redisUrl
   if (url === undefined) return
-  const connectionName = `herald-${process.pid}`
-  await fastify.register(fastifyRedis, {
-    namespace: 'publisher',
-    url,
-    connectionName: `${connectionName}-publisher`,
-    // A publish while Redis is away must fail at once (503), never wait in a queue, and a command lost
-    // with its connection must not be sent again: the client decides, with an idempotency key.
-    enableOfflineQueue: false,
-    autoResendUnfulfilledCommands: false,
-    maxRetriesPerRequest: 0
-  })
-  await fastify.register(fastifyRedis, {
-    namespace: 'subscriber',
-    url,
-    connectionName: `${connectionName}-subscriber`,
-    // SUBSCRIBEs asked for during an outage wait for the connection; ioredis resubscribes on reconnect.
-    maxRetriesPerRequest: null
-  })
+  const name = `herald-${process.pid}`
+  const options: Record<'publisher' | 'subscriber', RedisOptions> = {
+    publisher: {
+      connectionName: `${name}-publisher`,
+      // A publish while Redis is away must fail at once (503), never wait in a queue, and a command lost
+      // with its connection must not be sent again: the client decides, with an idempotency key.
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 0
+    },
+    subscriber: {
+      connectionName: `${name}-subscriber`,
+      // SUBSCRIBEs asked for during an outage wait for the connection; ioredis resubscribes on reconnect.
+      maxRetriesPerRequest: null
+    }
+  }
+
+  for (const namespace of ['publisher', 'subscriber'] as const) {
+    const client = new Redis(url, options[namespace])
+    // ioredis reports every failed reconnect as an 'error' event: log the outage once, and the recovery.
+    let down = false
+    client.on('error', (error: Error) => {
+      if (down) return
+      down = true
+      fastify.log.warn({ err: error, connection: namespace }, 'Redis connection lost; reconnecting')
+    })
+    client.on('ready', () => {
+      if (!down) return
+      down = false
+      fastify.log.info({ connection: namespace }, 'Redis connection restored')
+    })
+    await fastify.register(fastifyRedis, { namespace, client })
+    // QUIT needs a live connection (and the publisher has no offline queue): drop a dead one at once.
+    fastify.addHook('onClose', async () => {
+      if (client.status === 'ready') await client.quit().catch(() => client.disconnect())
+      else client.disconnect()
+    })
+  }
 }, { name: 'redis', dependencies: ['config'] })

@@ -13,7 +13,7 @@ export interface AppOptions {
   config: Config
 }
 
-/** The application: plugins first, then routes, then the error and not-found handlers. */
+/** The application: plugins first, then the error and not-found handlers, then routes. */
 export default async function app (fastify: FastifyInstance, options: AppOptions): Promise<void> {
   // Publishing takes JSON only: any other content type is a 415, not a string body that fails later.
   fastify.removeContentTypeParser('text/plain')
@@ -23,10 +23,7 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
   await fastify.register(brokerPlugin)
   await fastify.register(staticPlugin)
 
-  await fastify.register(eventsRoute)
-  await fastify.register(streamRoute)
-  await fastify.register(healthRoute)
-
+  // Handlers first: route plugins take the error handler in force when they are registered.
   fastify.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof BrokerUnavailableError) {
       request.log.warn({ err: error.cause ?? error }, error.message)
@@ -48,6 +45,10 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
       statusCode: 404, error: 'Not Found', message: `no route for ${request.method} ${request.url.split('?')[0]}`
     })
   })
+
+  await fastify.register(eventsRoute)
+  await fastify.register(streamRoute)
+  await fastify.register(healthRoute)
 }
 
 function httpError (statusCode: number): string {

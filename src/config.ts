@@ -77,7 +77,7 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
   const problems = new Map<string, string>()
   for (const [name, schema] of Object.entries(EnvSchema.properties)) {
     if (env[name] === undefined || Value.Check(schema, env[name])) continue
-    problems.set(name, `${name}=${JSON.stringify(raw[name])}: expected ${(schema as { description: string }).description}`)
+    problems.set(name, `${name}=${JSON.stringify(raw[name])}: expected ${(schema as { description?: string }).description ?? 'a valid value'}`)
   }
   if (problems.size > 0) throw new ConfigError([...problems.values()])
 

@@ -78,7 +78,8 @@ test('Last-Event-ID header and lastEventId query parameter resume with exactly t
   const seen = await publish(url, { topic: 'r', data: 0 })
   const missed = []
   for (let index = 1; index <= 5; index++) missed.push((await publish(url, { topic: 'r', data: index })).body.id)
-  for (const headers of [{ 'last-event-id': seen.body.id }, {}]) {
+  const viaHeader: Record<string, string> = { 'last-event-id': seen.body.id }
+  for (const headers of [viaHeader, {}]) {
     const query = 'last-event-id' in headers ? '' : `&lastEventId=${seen.body.id}`
     const client = await openStream(`${url}/v1/stream?topic=r${query}`, headers)
     const events = await client.waitForEvents(5)
