@@ -42,10 +42,8 @@ export default fp(async (fastify) => {
       fastify.log.info({ connection: namespace }, 'Redis connection restored')
     })
     await fastify.register(fastifyRedis, { namespace, client })
-    // QUIT needs a live connection (and the publisher has no offline queue): drop a dead one at once.
-    fastify.addHook('onClose', async () => {
-      if (client.status === 'ready') await client.quit().catch(() => client.disconnect())
-      else client.disconnect()
-    })
+    // Not QUIT: it waits for a live connection, and one that dies meanwhile leaves it pending forever.
+    // Nothing is lost by closing at once: publishes have answered and subscriptions have ended.
+    fastify.addHook('onClose', async () => client.disconnect())
   }
 }, { name: 'redis', dependencies: ['config'] })

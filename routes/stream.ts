@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { OutgoingHttpHeaders } from 'node:http'
+import type { Socket } from 'node:net'
 import { pipeline } from 'node:stream'
 import { SlowConsumerError, type Subscription } from '../src/broker/subscription.js'
 import { ErrorReply, StreamQuery } from '../src/schemas.js'
@@ -17,11 +18,17 @@ const SHUTDOWN_FLUSH_MS = 1_000
 const stream: FastifyPluginAsyncTypebox = async (fastify) => {
   const { heartbeatMs, retryMs, maxTopicsPerStream } = fastify.config
   const heartbeat = new Heartbeat(heartbeatMs)
-  const open = new Set<Subscription>()
+  const open = new Map<Subscription, Socket>()
+  let closing = false
 
-  // app.close() waits for open responses: end the streams first, so clients reconnect elsewhere.
+  // app.close() waits for open connections: end the streams first, so clients reconnect elsewhere.
+  // A stream's socket is closed once its last bytes are out, or after a moment if the client is too slow.
   fastify.addHook('preClose', async () => {
-    for (const subscription of open) subscription.finish()
+    closing = true
+    for (const [subscription, socket] of open) {
+      subscription.finish()
+      setTimeout(() => socket.destroy(), SHUTDOWN_FLUSH_MS).unref()
+    }
   })
   fastify.addHook('onClose', async () => heartbeat.stop())
 
@@ -48,7 +55,8 @@ const stream: FastifyPluginAsyncTypebox = async (fastify) => {
 
     const subscription = fastify.broker.subscribe(topics, lastEventId === undefined ? {} : { lastEventId })
     const encoder = new SseEncoder(retryMs)
-    open.add(subscription)
+    const socket = request.raw.socket
+    open.set(subscription, socket)
     heartbeat.add(encoder)
 
     // Hijacked replies skip Fastify's header handling: carry over what hooks set (CORS, for one).
@@ -63,12 +71,15 @@ const stream: FastifyPluginAsyncTypebox = async (fastify) => {
       'x-accel-buffering': 'no',
       connection: 'keep-alive'
     })
-    raw.socket?.setNoDelay(true)
+    socket.setNoDelay(true)
     request.log.info({ topics, lastEventId }, 'stream opened')
 
     pipeline(subscription, encoder, raw, (error) => {
       open.delete(subscription)
       heartbeat.delete(encoder)
+      // The reply has finished (its bytes are with the kernel): close the socket too, or a keep-alive client
+      // could send its reconnect on it and hold app.close() open.
+      if (closing) socket.destroy()
       if (error === undefined || error === null) {
         request.log.info('stream ended')
       } else if (error instanceof SlowConsumerError) {
@@ -79,7 +90,6 @@ const stream: FastifyPluginAsyncTypebox = async (fastify) => {
         request.log.warn({ err: error }, 'stream failed')
       }
     })
-    subscription.once('end', () => setTimeout(() => raw.destroy(), SHUTDOWN_FLUSH_MS).unref())
     return reply
   })
 }

@@ -1,4 +1,4 @@
-import { Type, type Static } from 'typebox'
+import { Type } from 'typebox'
 import { TOPIC_CHARACTERS, TOPIC_MAX_LENGTH, TOPIC_PATTERN } from './topics.js'
 
 /** The largest number of topics one event may be published to. */
@@ -35,8 +35,6 @@ export const PublishBody = Type.Object({
   retry: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400_000, description: 'a reconnection delay in milliseconds, 0-86400000' })),
   idempotencyKey: Type.Optional(IdempotencyKey)
 }, { additionalProperties: false })
-
-export type PublishBody = Static<typeof PublishBody>
 
 export const PublishHeaders = Type.Object({
   'idempotency-key': Type.Optional(IdempotencyKey)

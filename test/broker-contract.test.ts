@@ -107,9 +107,9 @@ for (const [kind, factoryOf] of kinds) {
       const { broker, close } = await factoryOf()()
       t.after(close)
       const published: number[] = []
-      let publishing = true
+      const state = { publishing: true }
       const publisher = (async () => {
-        while (publishing) {
+        while (state.publishing) {
           published.push(Number((await broker.publish({ topics: ['race'], data: data(published.length) })).id))
           // The memory broker answers without I/O: let timers and the subscribers run.
           await new Promise((resolve) => setImmediate(resolve))
@@ -123,7 +123,7 @@ for (const [kind, factoryOf] of kinds) {
         clients.push({ start, received: collect(subscription) })
       }
       await new Promise((resolve) => setTimeout(resolve, 100))
-      publishing = false
+      state.publishing = false
       await publisher
       for (const { start, received } of clients) {
         const expected = published.filter((id) => id > start)

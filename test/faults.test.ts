@@ -13,9 +13,9 @@ function publishLoop (urls: string[], topic: string) {
   const accepted: number[] = []
   const statuses = new Map<number, number>()
   let ambiguous = 0
-  let running = true
+  const state = { running: true }
   const done = (async () => {
-    for (let seq = 0; running; seq++) {
+    for (let seq = 0; state.running; seq++) {
       try {
         const reply = await publish(urls[seq % urls.length] as string, { topic, data: { seq } })
         statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1)
@@ -30,10 +30,10 @@ function publishLoop (urls: string[], topic: string) {
       await sleep(5)
     }
   })()
-  return { accepted, statuses, ambiguous: () => ambiguous, stop: async () => { running = false; await done } }
+  return { accepted, statuses, ambiguous: () => ambiguous, stop: async () => { state.running = false; await done } }
 }
 
-test('Redis killed mid-stream and restarted: 503 meanwhile, streams stay up, 0 lost, 0 duplicated', async (t) => {
+test('Redis killed mid-stream and restarted: 503 meanwhile, streams stay up, 0 lost, 0 duplicated', { timeout: 60_000 }, async (t) => {
   const redis = await RedisServer.start({ appendOnly: true })
   t.after(async () => await redis.stop())
   const env = { REDIS_URL: redis.url, HERALD_HEARTBEAT_MS: '100', LOG_LEVEL: process.env.DEBUG_LOG ?? 'silent' }
@@ -82,7 +82,7 @@ test('Redis killed mid-stream and restarted: 503 meanwhile, streams stay up, 0 l
   assert.deepEqual([counts.lost, counts.duplicated, counts.outOfOrder], [0, 0, 0])
 })
 
-test('an instance killed with SIGKILL: its clients resume on another with 0 lost, 0 duplicated', async (t) => {
+test('an instance killed with SIGKILL: its clients resume on another with 0 lost, 0 duplicated', { timeout: 60_000 }, async (t) => {
   const redis = await RedisServer.start()
   t.after(async () => await redis.stop())
   const env = { REDIS_URL: redis.url }
@@ -113,7 +113,7 @@ test('an instance killed with SIGKILL: its clients resume on another with 0 lost
   }
 })
 
-test('events published while the subscriber connection reconnects are replayed from history', async (t) => {
+test('events published while the subscriber connection reconnects are replayed from history', { timeout: 60_000 }, async (t) => {
   const redis = await RedisServer.start()
   t.after(async () => await redis.stop())
   const a = await build(t, { REDIS_URL: redis.url })
@@ -126,7 +126,7 @@ test('events published while the subscriber connection reconnects are replayed f
   await client.waitForEvents(1)
 
   // Drop only the pub/sub connection: live delivery stops until ioredis reconnects, publishing goes on.
-  await admin.client('KILL', 'TYPE', 'pubsub')
+  await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
   const during = []
   for (let index = 0; index < 10; index++) during.push((await publish(a.url, { topic: 'gap', data: index })).body.id)
   const after = await publish(a.url, { topic: 'gap', data: 'after' })
