@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { until } from '../helper.js'
 import { freePort } from './redis-server.js'
 
@@ -25,6 +26,16 @@ export class HeraldProcess {
       }
     }, 20_000, 'herald to answer /health')
     return herald
+  }
+
+  get pid (): number | undefined {
+    return this.child.pid
+  }
+
+  /** Resident memory of the process now, from /proc. */
+  rssBytes (): number {
+    const status = readFileSync(`/proc/${this.child.pid}/status`, 'utf8')
+    return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024
   }
 
   get url (): string {

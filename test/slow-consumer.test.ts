@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict'
+import { get } from 'node:http'
+import { connect } from 'node:net'
+import { test } from 'node:test'
+import { SseParser } from '../src/sse/parser.js'
+import { publish, until } from './helper.js'
+import { HeraldProcess } from './helpers/herald-process.js'
+
+/** A light client that only counts events and keeps the last, so 100 of them cost the test little. */
+function countingClient (url: string): { count: () => number, last: () => string, close: () => void } {
+  let count = 0
+  let last = ''
+  const parser = new SseParser((event) => { count++; last = event.data })
+  const request = get(url, (response) => {
+    response.setEncoding('utf8')
+    response.on('data', (chunk: string) => parser.push(chunk))
+  })
+  request.on('error', () => {})
+  return { count: () => count, last: () => last, close: () => request.destroy() }
+}
+
+async function subscriptions (url: string): Promise<number> {
+  return ((await (await fetch(`${url}/health`)).json()) as { subscriptions: number }).subscriptions
+}
+
+test('a client that stops reading is cut off at the cap; 100 others get everything; the server holds at most the cap for it', { timeout: 90_000 }, async (t) => {
+  const server = await HeraldProcess.start({ HERALD_MAX_QUEUE_BYTES: '65536', LOG_LEVEL: 'info' })
+  t.after(async () => await server.kill('SIGTERM'))
+  const normal = Array.from({ length: 100 }, () => countingClient(`${server.url}/v1/stream?topic=firehose`))
+  t.after(() => { for (const client of normal) client.close() })
+
+  // A raw socket that asks for the stream and then never reads a byte.
+  const slow = connect(server.port, '127.0.0.1')
+  slow.on('error', () => {})
+  t.after(() => slow.destroy())
+  slow.write('GET /v1/stream?topic=firehose HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n')
+  slow.pause()
+  await until(async () => await subscriptions(server.url) === 101, 5_000, 'all subscribed')
+
+  const payload = 'x'.repeat(1024)
+  let published = 0
+  const publishBatch = async (count: number): Promise<void> => {
+    for (let index = 0; index < count; index++) {
+      const reply = await publish(server.url, { topic: 'firehose', data: { n: published, payload } })
+      assert.equal(reply.status, 202)
+      published++
+    }
+  }
+  await publishBatch(200)
+  const rssBefore = server.rssBytes()
+  // The kernel's socket buffers take a few MB before the server sees any backlog.
+  while (await subscriptions(server.url) === 101 && published < 20_000) await publishBatch(100)
+  assert.equal(await subscriptions(server.url), 100, `slow client still subscribed after ${published} events`)
+  const droppedAfter = published
+  // Five more MB that the slow client would have queued without the cap.
+  await publishBatch(5_000)
+
+  await until(() => normal.every((client) => client.count() === published), 60_000, 'every normal client to get every event')
+  for (const client of normal) assert.equal(JSON.parse(client.last()).n, published - 1)
+  // What the server held for the slow client when it let go: the cap, plus at most the event that crossed it.
+  const line = server.output().split('\n').find((entry) => entry.includes('slow client disconnected'))
+  assert.ok(line !== undefined, 'the disconnect is logged')
+  const logged = JSON.parse(line) as { level: number, queuedBytes: number, limit: number }
+  assert.equal(logged.level, 30, 'logged at info: a slow client is not a server error')
+  assert.equal(logged.limit, 65_536)
+  assert.ok(logged.queuedBytes <= 65_536 + 2_048, `held ${logged.queuedBytes} bytes`)
+  const grownMiB = (server.rssBytes() - rssBefore) / 2 ** 20
+  t.diagnostic(`slow client dropped after ${droppedAfter} events of ~1 KiB holding ${logged.queuedBytes} bytes; ${published} published; server RSS grew ${grownMiB.toFixed(1)} MiB meanwhile`)
+})
