@@ -149,6 +149,22 @@ for (const [kind, factoryOf] of kinds) {
       assert.deepEqual(received.ids(), ids.slice(-3))
     })
 
+    test('events older than the history time limit are not replayed, and their loss is signalled', async (t) => {
+      const { broker, close } = await factoryOf()({ historyTtlMs: 300 })
+      t.after(close)
+      const seen = await broker.publish({ topics: ['ttl'], data: data('seen') })
+      await broker.publish({ topics: ['ttl'], data: data('expires') })
+      await new Promise((resolve) => setTimeout(resolve, 400))
+      const fresh = await broker.publish({ topics: ['ttl'], data: data('fresh') })
+      const subscription = broker.subscribe(['ttl'], { lastEventId: seen.id })
+      const received = collect(subscription)
+      await received.waitFor(1)
+      const first = received.messages[0]
+      assert.ok(first !== undefined && 'reset' in first)
+      assert.equal(first.reset.reason, 'history-expired')
+      assert.deepEqual(received.ids(), [Number(fresh.id)])
+    })
+
     test('a malformed or unknown id gets herald.reset and continues live', async (t) => {
       const { broker, close } = await factoryOf()()
       t.after(close)
