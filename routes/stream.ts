@@ -13,18 +13,19 @@ const SHUTDOWN_FLUSH_MS = 1_000
 
 /**
  * GET /v1/stream?topic=a&topic=b: a Server-Sent Events stream of the topics' events.
- * The broker's subscription (a Readable) is piped through the SSE encoder into the raw reply.
+ * The broker's subscription (a Readable) is piped through the SSE encoder into the connection's socket.
+ * After the head, bytes go to the socket itself, not through ServerResponse: no chunked framing and no
+ * cork/uncork per write, which took about 30% of the CPU per delivery in the fan-out profile. The body
+ * then runs until the connection closes (`Connection: close`), as an event stream does anyway.
  */
 const stream: FastifyPluginAsyncTypebox = async (fastify) => {
   const { heartbeatMs, retryMs, maxTopicsPerStream } = fastify.config
   const heartbeat = new Heartbeat(heartbeatMs)
   const open = new Map<Subscription, Socket>()
-  let closing = false
 
   // app.close() waits for open connections: end the streams first, so clients reconnect elsewhere.
   // A stream's socket is closed once its last bytes are out, or after a moment if the client is too slow.
   fastify.addHook('preClose', async () => {
-    closing = true
     for (const [subscription, socket] of open) {
       subscription.finish()
       setTimeout(() => socket.destroy(), SHUTDOWN_FLUSH_MS).unref()
@@ -64,22 +65,21 @@ const stream: FastifyPluginAsyncTypebox = async (fastify) => {
     const raw = reply.raw
     const headers: OutgoingHttpHeaders = {}
     for (const [name, value] of Object.entries(reply.getHeaders())) if (value !== undefined) headers[name] = value
+    raw.useChunkedEncodingByDefault = false
     raw.writeHead(200, {
       ...headers,
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
       'x-accel-buffering': 'no',
-      connection: 'keep-alive'
+      connection: 'close'
     })
+    raw.flushHeaders()
     socket.setNoDelay(true)
     request.log.info({ topics, lastEventId }, 'stream opened')
 
-    pipeline(subscription, encoder, raw, (error) => {
+    pipeline(subscription, encoder, socket, (error) => {
       open.delete(subscription)
       heartbeat.delete(encoder)
-      // The reply has finished (its bytes are with the kernel): close the socket too, or a keep-alive client
-      // could send its reconnect on it and hold app.close() open.
-      if (closing) socket.destroy()
       if (error === undefined || error === null) {
         request.log.info('stream ended')
       } else if (error instanceof SlowConsumerError) {
