@@ -1,4 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyRequest } from 'fastify'
+import { createHash } from 'node:crypto'
 import { ErrorReply, PublishBody, PublishHeaders, PublishReply } from '../src/schemas.js'
 import { validationFormatter } from './validation.js'
 import { uniqueTopics } from '../src/topics.js'
@@ -6,7 +8,20 @@ import type { PublishInput } from '../src/broker/types.js'
 
 /** POST /v1/events: publish one JSON event to one or more topics. */
 const events: FastifyPluginAsyncTypebox = async (fastify) => {
+  const perMinute = fastify.config.rateLimitPerMinute
+  const rateLimit = perMinute === 0
+    ? undefined
+    : {
+        max: perMinute,
+        timeWindow: '1 minute',
+        keyGenerator: (request: FastifyRequest) => {
+          const token = fastify.bearerToken(request)
+          return token === undefined || token === '' ? `ip:${request.ip}` : `token:${createHash('sha256').update(token).digest('base64url')}`
+        }
+      }
+
   fastify.post('/v1/events', {
+    ...(rateLimit === undefined ? {} : { config: { rateLimit } }),
     schema: {
       summary: 'Publish an event',
       headers: PublishHeaders,
@@ -16,8 +31,10 @@ const events: FastifyPluginAsyncTypebox = async (fastify) => {
     schemaErrorFormatter: validationFormatter({ body: PublishBody, headers: PublishHeaders })
   }, async (request, reply) => {
     const body = request.body
+    const topics = uniqueTopics(typeof body.topic === 'string' ? [body.topic] : body.topic)
+    fastify.authorizer.authorizePublish(fastify.bearerToken(request), topics)
     const input: PublishInput = {
-      topics: uniqueTopics(typeof body.topic === 'string' ? [body.topic] : body.topic),
+      topics,
       // Encoded once here; every subscriber on every instance gets these same bytes.
       data: JSON.stringify(body.data)
     }

@@ -19,7 +19,7 @@ const SHUTDOWN_FLUSH_MS = 1_000
  * then runs until the connection closes (`Connection: close`), as an event stream does anyway.
  */
 const stream: FastifyPluginAsyncTypebox = async (fastify) => {
-  const { heartbeatMs, retryMs, maxTopicsPerStream } = fastify.config
+  const { heartbeatMs, retryMs, maxTopicsPerStream, maxConnections } = fastify.config
   const heartbeat = new Heartbeat(heartbeatMs)
   const open = new Map<Subscription, Socket>()
 
@@ -51,6 +51,16 @@ const stream: FastifyPluginAsyncTypebox = async (fastify) => {
         message: `a stream may subscribe to at most ${maxTopicsPerStream} topics; this one asked for ${topics.length}`
       })
     }
+    if (open.size >= maxConnections) {
+      return reply.code(503).header('retry-after', '5').send({
+        statusCode: 503,
+        error: 'Service Unavailable',
+        code: 'HERALD_TOO_MANY_CONNECTIONS',
+        message: `this instance serves at most ${maxConnections} streams; retry shortly or elsewhere`
+      })
+    }
+    // Before any stream byte: a refused topic gets a plain 401/403 with a reason.
+    const grant = fastify.authorizer.authorizeSubscribe(fastify.subscriberToken(request), topics)
     const header = request.headers['last-event-id']
     const lastEventId = typeof header === 'string' && header !== '' ? header : query.lastEventId
 
@@ -77,7 +87,16 @@ const stream: FastifyPluginAsyncTypebox = async (fastify) => {
     socket.setNoDelay(true)
     request.log.info({ topics, lastEventId }, 'stream opened')
 
+    // A stream lives no longer than the token that opened it: the client reconnects with a fresh one.
+    const expiry = grant.expiresAt === undefined
+      ? undefined
+      : setTimeout(() => {
+        request.log.info('token expired; stream ended')
+        subscription.finish()
+      }, Math.max(0, grant.expiresAt - Date.now())).unref()
+
     pipeline(subscription, encoder, socket, (error) => {
+      clearTimeout(expiry)
       open.delete(subscription)
       heartbeat.delete(encoder)
       if (error === undefined || error === null) {

@@ -2,7 +2,11 @@ import type { FastifyError, FastifyInstance } from 'fastify'
 import { BrokerUnavailableError } from './broker/types.js'
 import type { Config } from './config.js'
 import configPlugin from '../plugins/config.js'
+import authPlugin from '../plugins/auth.js'
+import corsPlugin from '../plugins/cors.js'
+import rateLimitPlugin from '../plugins/rate-limit.js'
 import redisPlugin from '../plugins/redis.js'
+import securityHeadersPlugin from '../plugins/security-headers.js'
 import brokerPlugin from '../plugins/broker.js'
 import staticPlugin from '../plugins/static.js'
 import eventsRoute from '../routes/events.js'
@@ -19,6 +23,10 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
   fastify.removeContentTypeParser('text/plain')
 
   await fastify.register(configPlugin, { config: options.config })
+  await fastify.register(securityHeadersPlugin)
+  await fastify.register(corsPlugin)
+  await fastify.register(rateLimitPlugin)
+  await fastify.register(authPlugin)
   await fastify.register(redisPlugin)
   await fastify.register(brokerPlugin)
   await fastify.register(staticPlugin)
@@ -37,6 +45,7 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
       return reply.code(statusCode).send({ statusCode, error: 'Internal Server Error', message: 'internal error' })
     }
     request.log.info({ err: error }, 'request rejected')
+    if (statusCode === 401) reply.header('www-authenticate', 'Bearer')
     return reply.code(statusCode).send({ statusCode, error: httpError(statusCode), code: error.code, message: error.message })
   })
 

@@ -1,11 +1,17 @@
+import { createPublicKey } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { Type, type Static } from 'typebox'
 import { Value } from 'typebox/value'
+import { patternProblem } from './topic-patterns.js'
 
 /**
  * The environment Herald reads, as one TypeBox schema. Every variable has a default or is optional,
  * so a fresh machine starts with no configuration at all (embedded memory broker on loopback).
  * Each `description` is what the variable expects: it is the text of the error for a bad value.
  */
+const Flag = (description: string, fallback: 'true' | 'false') =>
+  Type.Union(['1', '0', 'true', 'false'].map((value) => Type.Literal(value)), { description, default: fallback })
+
 const Integer = (description: string, minimum: number, fallback: number, maximum?: number) =>
   Type.Integer({ description, minimum, default: fallback, ...(maximum === undefined ? {} : { maximum }) })
 
@@ -25,7 +31,18 @@ export const EnvSchema = Type.Object({
   HERALD_MAX_QUEUE_BYTES: Integer('bytes queued for one slow connection before it is ended, at least 1024', 1024, 1_048_576),
   HERALD_HISTORY_SIZE: Integer('events kept per topic for resume, 0 or more', 0, 1_000),
   HERALD_HISTORY_TTL_MS: Integer('milliseconds an event stays replayable, 0 = no time limit', 0, 0),
-  HERALD_IDEMPOTENCY_TTL_MS: Integer('milliseconds an idempotency key is remembered, at least 1', 1, 86_400_000)
+  HERALD_IDEMPOTENCY_TTL_MS: Integer('milliseconds an idempotency key is remembered, at least 1', 1, 86_400_000),
+  HERALD_JWT_SECRET: Type.Optional(Type.String({ description: 'an HS256 secret of at least 32 characters', minLength: 32 })),
+  HERALD_JWT_PUBLIC_KEY: Type.Optional(Type.String({ description: 'an RSA or EC public key: PEM text or the path of a PEM file', minLength: 1 })),
+  HERALD_JWT_ISSUER: Type.Optional(Type.String({ description: 'the issuer (iss) tokens must carry', minLength: 1 })),
+  HERALD_JWT_AUDIENCE: Type.Optional(Type.String({ description: 'the audience (aud) tokens must carry', minLength: 1 })),
+  HERALD_ALLOW_INSECURE: Flag('1 or true to allow open development mode on a non-loopback address', 'false'),
+  HERALD_PRIVATE_TOPICS: Type.String({ description: 'comma-separated topic patterns that need a subscriber token, e.g. private/**,users/*', default: '' }),
+  HERALD_PUBLIC_SUBSCRIBE: Flag('true (topics are public unless private) or false (every topic needs a token)', 'true'),
+  HERALD_COOKIE_NAME: Type.String({ description: 'a cookie name (letters, digits, - and _)', pattern: '^[A-Za-z0-9_-]{1,64}$', default: 'herald_token' }),
+  HERALD_CORS_ORIGINS: Type.String({ description: 'comma-separated origins such as https://app.example.com, or *', pattern: '^(\\*|(https?://[^,\\s/]+)(,\\s*https?://[^,\\s/]+)*)?$', default: '' }),
+  HERALD_MAX_CONNECTIONS: Integer('open streams one instance accepts, at least 1', 1, 10_000),
+  HERALD_RATE_LIMIT_PER_MINUTE: Integer('publishes per minute per token (or per address without one), 0 = no limit', 0, 0)
 })
 
 export type Env = Static<typeof EnvSchema>
@@ -44,6 +61,24 @@ export interface Config {
   historySize: number
   historyTtlMs: number
   idempotencyTtlMs: number
+  /** Token verification; undefined runs open development mode. */
+  jwt: JwtConfig | undefined
+  allowInsecure: boolean
+  privateTopics: string[]
+  publicSubscribe: boolean
+  cookieName: string
+  /** Origins allowed by CORS: a list, '*' for any (without credentials), or none. */
+  corsOrigins: string[] | '*'
+  maxConnections: number
+  rateLimitPerMinute: number
+}
+
+export interface JwtConfig {
+  /** The HS256 secret, or the PEM text of an RSA/EC public key. */
+  key: string
+  algorithms: Array<'HS256' | 'RS256' | 'ES256'>
+  issuer?: string
+  audience?: string
 }
 
 export class ConfigError extends Error {
@@ -77,11 +112,32 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
   const problems = new Map<string, string>()
   for (const [name, schema] of Object.entries(EnvSchema.properties)) {
     if (env[name] === undefined || Value.Check(schema, env[name])) continue
-    problems.set(name, `${name}=${JSON.stringify(raw[name])}: expected ${(schema as { description?: string }).description ?? 'a valid value'}`)
+    // A secret never reaches a log, even a wrong one.
+    const shown = name.includes('SECRET') ? `(hidden, ${String(raw[name]).length} characters)` : JSON.stringify(raw[name])
+    problems.set(name, `${name}=${shown}: expected ${(schema as { description?: string }).description ?? 'a valid value'}`)
   }
   if (problems.size > 0) throw new ConfigError([...problems.values()])
 
   const valid = env as Env
+  const list = (value: string) => value.split(',').map((item) => item.trim()).filter((item) => item !== '')
+  const privateTopics = list(valid.HERALD_PRIVATE_TOPICS)
+  const publicSubscribe = valid.HERALD_PUBLIC_SUBSCRIBE === 'true' || valid.HERALD_PUBLIC_SUBSCRIBE === '1'
+  const extra: string[] = []
+  for (const pattern of privateTopics) {
+    const problem = patternProblem(pattern)
+    if (problem !== undefined) extra.push(`HERALD_PRIVATE_TOPICS=${JSON.stringify(valid.HERALD_PRIVATE_TOPICS)}: pattern ${JSON.stringify(pattern)}: ${problem}`)
+  }
+  let jwt: JwtConfig | undefined
+  try {
+    jwt = jwtConfig(valid)
+  } catch (error) {
+    extra.push((error as Error).message)
+  }
+  if (jwt === undefined && (privateTopics.length > 0 || !publicSubscribe) && extra.length === 0) {
+    extra.push('HERALD_PRIVATE_TOPICS / HERALD_PUBLIC_SUBSCRIBE: private topics need HERALD_JWT_SECRET or HERALD_JWT_PUBLIC_KEY to check tokens')
+  }
+  if (extra.length > 0) throw new ConfigError(extra)
+
   return {
     host: valid.HOST,
     port: valid.PORT,
@@ -95,6 +151,53 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
     maxQueueBytes: valid.HERALD_MAX_QUEUE_BYTES,
     historySize: valid.HERALD_HISTORY_SIZE,
     historyTtlMs: valid.HERALD_HISTORY_TTL_MS,
-    idempotencyTtlMs: valid.HERALD_IDEMPOTENCY_TTL_MS
+    idempotencyTtlMs: valid.HERALD_IDEMPOTENCY_TTL_MS,
+    jwt,
+    allowInsecure: valid.HERALD_ALLOW_INSECURE === 'true' || valid.HERALD_ALLOW_INSECURE === '1',
+    privateTopics,
+    publicSubscribe,
+    cookieName: valid.HERALD_COOKIE_NAME,
+    corsOrigins: valid.HERALD_CORS_ORIGINS.trim() === '*' ? '*' : list(valid.HERALD_CORS_ORIGINS),
+    maxConnections: valid.HERALD_MAX_CONNECTIONS,
+    rateLimitPerMinute: valid.HERALD_RATE_LIMIT_PER_MINUTE
   }
+}
+
+/** Picks the verification key and pins the algorithms to its type, so no token can choose another. */
+function jwtConfig (env: Env): JwtConfig | undefined {
+  const secret = env.HERALD_JWT_SECRET
+  const publicKey = env.HERALD_JWT_PUBLIC_KEY
+  if (secret !== undefined && publicKey !== undefined) {
+    throw new Error('HERALD_JWT_SECRET and HERALD_JWT_PUBLIC_KEY: set one of them, not both')
+  }
+  let config: JwtConfig | undefined
+  if (secret !== undefined) config = { key: secret, algorithms: ['HS256'] }
+  if (publicKey !== undefined) {
+    const pem = publicKey.includes('-----BEGIN') ? publicKey : readKeyFile(publicKey)
+    let type: string | undefined
+    try {
+      type = createPublicKey(pem).asymmetricKeyType
+    } catch {
+      throw new Error('HERALD_JWT_PUBLIC_KEY: expected an RSA or EC public key in PEM form')
+    }
+    if (type !== 'rsa' && type !== 'ec') throw new Error(`HERALD_JWT_PUBLIC_KEY: expected an RSA or EC public key, got ${type ?? 'an unknown key'}`)
+    config = { key: pem, algorithms: [type === 'rsa' ? 'RS256' : 'ES256'] }
+  }
+  if (config === undefined) return undefined
+  if (env.HERALD_JWT_ISSUER !== undefined) config.issuer = env.HERALD_JWT_ISSUER
+  if (env.HERALD_JWT_AUDIENCE !== undefined) config.audience = env.HERALD_JWT_AUDIENCE
+  return config
+}
+
+function readKeyFile (path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch {
+    throw new Error(`HERALD_JWT_PUBLIC_KEY=${JSON.stringify(path)}: expected PEM text or a readable PEM file`)
+  }
+}
+
+/** True for addresses only this machine can reach. */
+export function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
 }

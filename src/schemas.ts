@@ -50,7 +50,8 @@ export const StreamQuery = Type.Object({
   topic: Type.Union([TopicName, Type.Array(TopicName, { minItems: 1 })], {
     description: 'one or more topic names (repeat the parameter: ?topic=a&topic=b)'
   }),
-  lastEventId: Type.Optional(Type.String({ maxLength: 64, description: 'the id of the last event seen, 1-64 characters' }))
+  lastEventId: Type.Optional(Type.String({ maxLength: 64, description: 'the id of the last event seen, 1-64 characters' })),
+  access_token: Type.Optional(Type.String({ maxLength: 8192, description: 'a subscriber token (JWT)' }))
 })
 
 export const ErrorReply = Type.Object({

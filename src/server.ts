@@ -5,7 +5,7 @@ import fp from 'fastify-plugin'
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
 import app from './app.js'
-import { ConfigError, loadConfig, type Config } from './config.js'
+import { ConfigError, isLoopback, loadConfig, type Config } from './config.js'
 
 /** Builds the Fastify instance and registers the app; the caller listens. Tests use this too. */
 export async function createServer (config: Config, logger: FastifyServerOptions['logger'] = loggerOptions(config)): Promise<FastifyInstance> {
@@ -47,6 +47,11 @@ async function main (): Promise<void> {
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error
     process.stderr.write(`herald: ${error.message}\n`)
+    process.exit(2)
+  }
+  if (config.jwt === undefined && !config.allowInsecure && !isLoopback(config.host)) {
+    process.stderr.write(`herald: refusing to listen on ${config.host} in open development mode: anyone could publish. ` +
+      'Set HERALD_JWT_SECRET or HERALD_JWT_PUBLIC_KEY, or HERALD_ALLOW_INSECURE=1 if something else guards this port.\n')
     process.exit(2)
   }
   const server = await createServer(config)

@@ -1,0 +1,41 @@
+import fastifyCookie from '@fastify/cookie'
+import type { FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { Authorizer } from '../src/auth/authorizer.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    authorizer: Authorizer
+    /** The bearer token of a request's Authorization header, if any. */
+    bearerToken: (request: FastifyRequest) => string | undefined
+    /** A subscriber's token, from (in order) Authorization: Bearer, the token cookie, or `access_token`. */
+    subscriberToken: (request: FastifyRequest) => string | undefined
+  }
+}
+
+/** Decorates the authorizer and the token sources; warns loudly in open development mode. */
+export default fp(async (fastify) => {
+  const config = fastify.config
+  await fastify.register(fastifyCookie)
+  const authorizer = new Authorizer({ jwt: config.jwt, privateTopics: config.privateTopics, publicSubscribe: config.publicSubscribe })
+  if (authorizer.open) {
+    fastify.log.warn('OPEN DEVELOPMENT MODE: no HERALD_JWT_SECRET or HERALD_JWT_PUBLIC_KEY, so anyone who reaches this port may publish. Set a key before exposing Herald.')
+  }
+
+  const bearerToken = (request: FastifyRequest): string | undefined => {
+    const header = request.headers.authorization
+    if (header === undefined) return undefined
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
+    return match?.[1] ?? ''
+  }
+  // EventSource cannot set headers: a page sends a cookie (withCredentials) or the query parameter instead.
+  const subscriberToken = (request: FastifyRequest): string | undefined => {
+    const cookie = request.cookies[config.cookieName]
+    const query = (request.query as Record<string, unknown>).access_token
+    return bearerToken(request) ?? (cookie !== undefined && cookie !== '' ? cookie : undefined) ?? (typeof query === 'string' ? query : undefined)
+  }
+
+  fastify.decorate('authorizer', authorizer)
+  fastify.decorate('bearerToken', bearerToken)
+  fastify.decorate('subscriberToken', subscriberToken)
+}, { name: 'auth', dependencies: ['config'] })
