@@ -197,6 +197,13 @@ function readKeyFile (path: string): string {
   }
 }
 
+/** Why open development mode may not listen where the config says; undefined when it may. */
+export function insecureBindRefusal (config: Config): string | undefined {
+  if (config.jwt !== undefined || config.allowInsecure || isLoopback(config.host)) return undefined
+  return `refusing to listen on ${config.host} in open development mode: anyone could publish. ` +
+    'Set HERALD_JWT_SECRET or HERALD_JWT_PUBLIC_KEY, or HERALD_ALLOW_INSECURE=1 if something else guards this port.'
+}
+
 /** True for addresses only this machine can reach. */
 export function isLoopback (host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)

@@ -5,7 +5,7 @@ import fp from 'fastify-plugin'
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
 import app from './app.js'
-import { ConfigError, isLoopback, loadConfig, type Config } from './config.js'
+import { ConfigError, insecureBindRefusal, loadConfig, type Config } from './config.js'
 
 /** Builds the Fastify instance and registers the app; the caller listens. Tests use this too. */
 export async function createServer (config: Config, logger: FastifyServerOptions['logger'] = loggerOptions(config)): Promise<FastifyInstance> {
@@ -49,9 +49,9 @@ async function main (): Promise<void> {
     process.stderr.write(`herald: ${error.message}\n`)
     process.exit(2)
   }
-  if (config.jwt === undefined && !config.allowInsecure && !isLoopback(config.host)) {
-    process.stderr.write(`herald: refusing to listen on ${config.host} in open development mode: anyone could publish. ` +
-      'Set HERALD_JWT_SECRET or HERALD_JWT_PUBLIC_KEY, or HERALD_ALLOW_INSECURE=1 if something else guards this port.\n')
+  const refusal = insecureBindRefusal(config)
+  if (refusal !== undefined) {
+    process.stderr.write(`herald: ${refusal}\n`)
     process.exit(2)
   }
   const server = await createServer(config)

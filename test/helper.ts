@@ -25,8 +25,8 @@ export async function build (t: Pick<TestContext, 'after'> | undefined, env: Rec
 }
 
 /** Publishes through the HTTP API; returns status and parsed body. */
-export async function publish (url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number, body: any }> {
-  const response = await fetch(`${url}/v1/events`, {
+export async function publish (url: string, body: unknown, headers: Record<string, string> = {}, search = ''): Promise<{ status: number, body: any }> {
+  const response = await fetch(`${url}/v1/events${search}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
