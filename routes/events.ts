@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { createHash } from 'node:crypto'
+import { MAX_DATA_DEPTH, nestsDeeperThan } from '../src/json-depth.js'
 import { ErrorReply, PublishBody, PublishHeaders, PublishReply } from '../src/schemas.js'
 import { validationFormatter } from './validation.js'
 import { uniqueTopics } from '../src/topics.js'
@@ -31,6 +32,14 @@ const events: FastifyPluginAsyncTypebox = async (fastify) => {
     schemaErrorFormatter: validationFormatter({ body: PublishBody, headers: PublishHeaders })
   }, async (request, reply) => {
     const body = request.body
+    if (nestsDeeperThan(body.data, MAX_DATA_DEPTH)) {
+      return reply.code(400).send({
+        statusCode: 400,
+        error: 'Bad Request',
+        code: 'HERALD_DATA_TOO_DEEP',
+        message: `body/data nests deeper than ${MAX_DATA_DEPTH} levels`
+      })
+    }
     const topics = uniqueTopics(typeof body.topic === 'string' ? [body.topic] : body.topic)
     fastify.authorizer.authorizePublish(fastify.bearerToken(request), topics)
     const input: PublishInput = {
