@@ -15,6 +15,17 @@ async function firstOutcome (page: Page, url: string, withCredentials: boolean):
   }), [url, withCredentials] as const)
 }
 
+/** Publishes until the page reports an outcome: its EventSource connects at a moment the test cannot see. */
+async function publishUntilSettled (outcome: Promise<string>, send: () => Promise<unknown>, attempts: number): Promise<string> {
+  const state = { settled: false }
+  outcome.then(() => { state.settled = true }, () => { state.settled = true })
+  for (let attempt = 0; attempt < attempts && !state.settled; attempt++) {
+    await send()
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  return await outcome
+}
+
 test('in Chromium, a page on another origin subscribes with withCredentials and its cookie opens a private stream', { timeout: 60_000 }, async (t) => {
   // A page server on its own port. http://127.0.0.1:<port> is another origin than Herald's but the same
   // site, as app.example.com is to push.example.com: the one way browsers still send cookies cross-origin
@@ -39,14 +50,8 @@ test('in Chromium, a page on another origin subscribes with withCredentials and 
   await allowed.goto(allowedOrigin)
   const privateUrl = `${herald.url}/v1/stream?topic=private/news`
   const received = firstOutcome(allowed, privateUrl, true)
-  // Publish until the subscription is live (the page's EventSource opens asynchronously).
-  let outcome: string | undefined
-  received.then((value) => { outcome = value }, () => {})
-  for (let attempt = 0; attempt < 100 && outcome === undefined; attempt++) {
-    await publish(herald.url, { topic: 'private/news', data: { hello: 'cross-origin' } }, publisher)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  assert.equal(await received, 'message:{"hello":"cross-origin"}')
+  const sendPrivate = async () => await publish(herald.url, { topic: 'private/news', data: { hello: 'cross-origin' } }, publisher)
+  assert.equal(await publishUntilSettled(received, sendPrivate, 100), 'message:{"hello":"cross-origin"}')
 
   // Without credentials the cookie stays home: the private stream is refused.
   assert.equal(await firstOutcome(allowed, privateUrl, false), 'error')
@@ -56,11 +61,6 @@ test('in Chromium, a page on another origin subscribes with withCredentials and 
   await refused.goto(`http://localhost:${pagePort}`)
   const publicUrl = `${herald.url}/v1/stream?topic=public`
   const blocked = firstOutcome(refused, publicUrl, false)
-  let blockedOutcome: string | undefined
-  blocked.then((value) => { blockedOutcome = value }, () => {})
-  for (let attempt = 0; attempt < 10 && blockedOutcome === undefined; attempt++) {
-    await publish(herald.url, { topic: 'public', data: 'visible?' }, publisher)
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  assert.equal(await blocked, 'error')
+  const sendPublic = async () => await publish(herald.url, { topic: 'public', data: 'visible?' }, publisher)
+  assert.equal(await publishUntilSettled(blocked, sendPublic, 10), 'error')
 })
