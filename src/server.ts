@@ -8,9 +8,9 @@ import app from './app.js'
 import { ConfigError, insecureBindRefusal, loadConfig, type Config } from './config.js'
 
 /** Builds the Fastify instance and registers the app; the caller listens. Tests use this too. */
-export async function createServer (config: Config, logger: FastifyServerOptions['logger'] = loggerOptions(config)): Promise<FastifyInstance> {
+export async function createServer (config: Config, pretty = Boolean(process.stdout.isTTY)): Promise<FastifyInstance> {
   const server = Fastify({
-    logger,
+    logger: loggerOptions(config, pretty),
     bodyLimit: config.maxBodyBytes,
     // SSE responses are long-lived: no timeout may cut them, and close() ends them in preClose.
     connectionTimeout: 0,
@@ -24,11 +24,21 @@ export async function createServer (config: Config, logger: FastifyServerOptions
   return server
 }
 
-function loggerOptions (config: Config): FastifyServerOptions['logger'] {
-  const options: Record<string, unknown> = { level: config.logLevel }
+function loggerOptions (config: Config, pretty: boolean): FastifyServerOptions['logger'] {
+  const options: Record<string, unknown> = {
+    level: config.logLevel,
+    serializers: {
+      // Subscriber tokens may ride in the query string (EventSource cannot set headers): keep them out of logs.
+      req: (request: { method: string, url: string, ip?: string }) => ({ method: request.method, url: redactTokens(request.url), remoteAddress: request.ip })
+    }
+  }
   // Pretty output only for a person at a terminal, and only where the dev dependency is installed.
-  if (process.stdout.isTTY && canResolve('pino-pretty')) options.transport = { target: 'pino-pretty' }
+  if (pretty && canResolve('pino-pretty')) options.transport = { target: 'pino-pretty' }
   return options
+}
+
+export function redactTokens (url: string): string {
+  return url.replace(/([?&]access_token=)[^&]*/g, '$1[redacted]')
 }
 
 function canResolve (name: string): boolean {

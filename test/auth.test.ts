@@ -4,6 +4,7 @@ import { createHmac } from 'node:crypto'
 import { test } from 'node:test'
 import { insecureBindRefusal, isLoopback, loadConfig } from '../src/config.js'
 import { mintToken, parseTtl } from '../src/cli/token.js'
+import { redactTokens } from '../src/server.js'
 import { build, publish, until } from './helper.js'
 import { openStream, payloads } from './helpers/sse-client.js'
 import { keyPair, SECRET, token, unsignedToken } from './helpers/tokens.js'
@@ -150,4 +151,10 @@ test('npm run token mints a token the server accepts, with the claims asked for'
   const cli = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/token.ts', '--publish', 'chat/*'], { env: { ...process.env, HERALD_JWT_SECRET: SECRET }, encoding: 'utf8', timeout: 30_000 })
   assert.equal(cli.status, 0, cli.stderr)
   assert.match(cli.stdout.trim(), /^[\w-]+\.[\w-]+\.[\w-]+$/)
+})
+
+test('subscriber tokens in the query string never reach the request log', () => {
+  assert.equal(redactTokens('/v1/stream?topic=a&access_token=abc.def.ghi&lastEventId=3'), '/v1/stream?topic=a&access_token=[redacted]&lastEventId=3')
+  assert.equal(redactTokens('/v1/stream?access_token=x'), '/v1/stream?access_token=[redacted]')
+  assert.equal(redactTokens('/v1/stream?topic=a'), '/v1/stream?topic=a')
 })

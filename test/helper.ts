@@ -16,7 +16,7 @@ export interface Herald {
  */
 export async function build (t: Pick<TestContext, 'after'> | undefined, env: Record<string, string> = {}): Promise<Herald> {
   const config = loadConfig({ LOG_LEVEL: 'silent', PORT: '0', ...env })
-  const app = await createServer(config, { level: config.logLevel })
+  const app = await createServer(config, false)
   t?.after(() => app.close())
   await app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.server.address()
