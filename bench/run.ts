@@ -270,7 +270,13 @@ async function main (): Promise<void> {
     for (const [scenario, measure] of plan) {
       const samples: Metrics[] = []
       for (let run = 0; run < runs; run++) {
-        const running = await system.start()
+        let running: Running
+        try {
+          running = await system.start()
+        } catch (error) {
+          notes.push(`${system.name} ${scenario}: could not start: ${(error as Error).message.split('\n')[0] ?? ''}`)
+          break
+        }
         try {
           process.stderr.write(`${system.name} ${scenario} run ${run + 1}/${runs}\n`)
           samples.push(await measure(running))
