@@ -10,6 +10,7 @@ import { validationFormatter } from './validation.js'
 
 /** How long a stream may take to flush its last bytes at shutdown before its socket is closed. */
 const SHUTDOWN_FLUSH_MS = 1_000
+const MAX_TIMER_MS = 2_147_483_647
 
 /**
  * GET /v1/stream?topic=a&topic=b: a Server-Sent Events stream of the topics' events.
@@ -88,12 +89,17 @@ const stream: FastifyPluginAsyncTypebox = async (fastify) => {
     request.log.info({ topics, lastEventId }, 'stream opened')
 
     // A stream lives no longer than the token that opened it: the client reconnects with a fresh one.
-    const expiry = grant.expiresAt === undefined
-      ? undefined
-      : setTimeout(() => {
+    let expiry: NodeJS.Timeout | undefined
+    const endAtExpiry = (expiresAt: number): void => {
+      const left = expiresAt - Date.now()
+      // Timers hold at most 2^31-1 ms (about 24.8 days); a longer wait is taken in steps.
+      expiry = setTimeout(() => {
+        if (Date.now() < expiresAt) return endAtExpiry(expiresAt)
         request.log.info('token expired; stream ended')
         subscription.finish()
-      }, Math.max(0, grant.expiresAt - Date.now())).unref()
+      }, Math.min(Math.max(0, left), MAX_TIMER_MS)).unref()
+    }
+    if (grant.expiresAt !== undefined) endAtExpiry(grant.expiresAt)
 
     pipeline(subscription, encoder, socket, (error) => {
       clearTimeout(expiry)

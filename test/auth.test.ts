@@ -94,6 +94,17 @@ test('a token that expires while streaming ends the stream within a second of ex
   assert.equal(again.status, 401, 'the expired token cannot reopen it')
 })
 
+test('a token valid for months keeps its stream open (timers cap at 24.8 days)', async (t) => {
+  const { url } = await build(t, secured)
+  const longLived = token({ subscribe: ['private/**'], publish: ['private/**'], expiresIn: 60 * 86_400 })
+  const client = await openStream(`${url}/v1/stream?topic=private/long&access_token=${longLived}`)
+  t.after(client.close)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  assert.equal(client.ended(), false)
+  await publish(url, { topic: 'private/long', data: 'still here' }, { authorization: `Bearer ${longLived}` })
+  assert.deepEqual(payloads(await client.waitForEvents(1)), ['still here'])
+})
+
 test('RS256 and ES256 public keys: right tokens pass; HS256 signed with the public key (algorithm confusion) fails', async (t) => {
   for (const type of ['rsa', 'ec'] as const) {
     const { publicKey, privateKey } = keyPair(type)
