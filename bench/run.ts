@@ -306,7 +306,9 @@ async function main (): Promise<void> {
   }
   const markdown = report(results, machine, notes)
   mkdirSync(`${root}bench/results`, { recursive: true })
-  const name = quick ? 'quick' : 'latest'
+  // Only a full default run replaces latest.*: a quick or partial run must not overwrite the published table.
+  const partial = values.scenario !== 'a,b,c,d' || values.systems !== 'herald-memory,herald-redis,seed,nchan' || values.runs !== undefined
+  const name = quick ? 'quick' : partial ? 'partial' : 'latest'
   writeFileSync(`${root}bench/results/${name}.json`, JSON.stringify({ machine, results, notes }, null, 2) + '\n')
   writeFileSync(`${root}bench/results/${name}.md`, markdown)
   console.log(JSON.stringify({ machine, results, notes }))
