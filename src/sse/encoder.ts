@@ -46,10 +46,6 @@ export class Heartbeat {
     this.streams.delete(stream)
   }
 
-  get size (): number {
-    return this.streams.size
-  }
-
   stop (): void {
     clearInterval(this.timer)
     this.streams.clear()
