@@ -1,6 +1,6 @@
 /**
- * Topic names and the patterns that match them. A name is 1–256 characters from a URL-safe set, so it can
- * stand unescaped in a query string, a Redis key and a log line. `/` separates segments for patterns.
+ * Topic names: 1–256 characters from a URL-safe set, so a name can stand unescaped in a query string, a Redis
+ * key and a log line. `/` separates segments for the patterns of src/topic-patterns.ts.
  */
 
 export const TOPIC_MAX_LENGTH = 256
