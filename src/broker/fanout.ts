@@ -55,7 +55,10 @@ export class Fanout {
       if (set === undefined) {
         set = new Set()
         this.listeners.set(topic, set)
-        this.activations.set(topic, this.feed.activate(topic))
+        const activation = this.feed.activate(topic)
+        // Catch-ups await it and handle a failure; this keeps a failure after everyone left from crashing.
+        activation.catch(() => {})
+        this.activations.set(topic, activation)
       }
       set.add(subscription)
     }
