@@ -24,9 +24,9 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
 
   await fastify.register(configPlugin, { config: options.config })
   await fastify.register(securityHeadersPlugin)
+  await fastify.register(authPlugin)
   await fastify.register(corsPlugin)
   await fastify.register(rateLimitPlugin)
-  await fastify.register(authPlugin)
   await fastify.register(redisPlugin)
   await fastify.register(brokerPlugin)
   await fastify.register(staticPlugin)

@@ -11,12 +11,15 @@ export const TopicName = Type.String({
   description: `a topic name: 1-${TOPIC_MAX_LENGTH} characters from ${TOPIC_CHARACTERS}`
 })
 
-/** Event types are printable: no control characters, so nothing can break out of the `event:` line. */
+/**
+ * Event types are printable: no control characters, so nothing can break out of the `event:` line. Types
+ * starting with `herald.` are Herald's own in-band events (`herald.reset`): a publisher may not forge them.
+ */
 export const EventType = Type.String({
   minLength: 1,
   maxLength: 128,
-  pattern: '^[^\\u0000-\\u001f\\u007f]+$',
-  description: 'an event type: 1-128 characters with no control characters (no CR, LF or NUL)'
+  pattern: '^(?!herald\\.)[^\\u0000-\\u001f\\u007f]+$',
+  description: 'an event type: 1-128 characters with no control characters (no CR, LF or NUL), not starting with herald.'
 })
 
 export const IdempotencyKey = Type.String({

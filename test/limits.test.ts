@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { build, publish, until } from './helper.js'
 import { openStream } from './helpers/sse-client.js'
+import { SECRET, token } from './helpers/tokens.js'
 
 test('body size: exactly the limit is accepted, one byte more is 413', async (t) => {
   const { url } = await build(t, { HERALD_MAX_BODY_BYTES: '2048' })
@@ -43,18 +44,74 @@ test('concurrent streams per instance: N allowed, N+1 is 503 with Retry-After, a
   assert.equal(again.status, 200)
 })
 
-test('publish rate: N per minute allowed, N+1 is 429 with Retry-After; other publishers keep their own budget', async (t) => {
+test('publish rate without a key: N per minute per address, N+1 is 429 with Retry-After; tokens open no new budget', async (t) => {
   const { url } = await build(t, { HERALD_RATE_LIMIT_PER_MINUTE: '5' })
   for (let index = 0; index < 5; index++) assert.equal((await publish(url, { topic: 'a', data: index })).status, 202)
   const limited = await fetch(`${url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"topic":"a","data":6}' })
   assert.equal(limited.status, 429)
   assert.ok(Number(limited.headers.get('retry-after')) > 0)
-  const body = await limited.json() as { code: string, message: string }
-  assert.equal(body.code, 'HERALD_RATE_LIMITED')
+  const body = await limited.json() as { statusCode: number, error: string, code: string, message: string }
+  assert.deepEqual({ statusCode: body.statusCode, error: body.error, code: body.code }, { statusCode: 429, error: 'Too Many Requests', code: 'HERALD_RATE_LIMITED' })
   assert.match(body.message, /at most 5 publishes per minute/)
-  // A bearer token is its own bucket (in open mode the token is not checked, but it still keys the limit).
-  assert.equal((await publish(url, { topic: 'a', data: 7 }, { authorization: 'Bearer some.other.publisher' })).status, 202)
+  // Open mode checks no token, so a made-up one cannot buy a fresh budget.
+  assert.equal((await publish(url, { topic: 'a', data: 7 }, { authorization: 'Bearer some.other.publisher' })).status, 429)
   const stream = await openStream(`${url}/v1/stream?topic=a`)
   stream.close()
   assert.equal(stream.status, 200, 'streams are not rate limited')
+})
+
+test('publish rate with a key: each verified subject has its own budget; forged or bad tokens count against the address', async (t) => {
+  const { url } = await build(t, { HERALD_JWT_SECRET: SECRET, HERALD_RATE_LIMIT_PER_MINUTE: '3' })
+  const as = (value: string) => ({ authorization: `Bearer ${value}` })
+  const alice = [token({ publish: ['**'], subject: 'alice' }), token({ publish: ['**'], subject: 'alice', expiresIn: 7200 })]
+  const bob = token({ publish: ['**'], subject: 'bob' })
+  // Two tokens of one subject share its budget: 3 allowed, the 4th refused.
+  const aliceStatuses = []
+  for (let index = 0; index < 4; index++) aliceStatuses.push((await publish(url, { topic: 'a', data: index }, as(alice[index % 2] as string))).status)
+  assert.deepEqual(aliceStatuses, [202, 202, 202, 429])
+  assert.equal((await publish(url, { topic: 'a', data: 'bob' }, as(bob))).status, 202, 'another subject keeps its budget')
+
+  // Tokens that do not verify (a new one each time) all count against the address: 3 refusals, then 429.
+  const forged = []
+  for (let index = 0; index < 4; index++) {
+    forged.push((await publish(url, { topic: 'a', data: index }, as(token({ publish: ['**'], subject: `forged${index}`, key: 'not-the-secret-but-long-enough-0123456789' })))).status)
+  }
+  assert.deepEqual(forged, [401, 401, 401, 429])
+  // A valid token without a subject is keyed by its address too, which is now spent.
+  assert.equal((await publish(url, { topic: 'a', data: 'anonymous' }, as(token({ publish: ['**'], subject: null })))).status, 429)
+})
+
+test('topic names: 256 characters allowed, 257 is 400; charset enforced', async (t) => {
+  const { url } = await build(t)
+  assert.equal((await publish(url, { topic: 'a'.repeat(256), data: 1 })).status, 202)
+  const long = await publish(url, { topic: 'a'.repeat(257), data: 1 })
+  assert.equal(long.status, 400)
+  assert.match(long.body.message, /topic/)
+  assert.equal((await publish(url, { topic: 'AZaz09-_.~:@/', data: 1 })).status, 202)
+  for (const bad of ['a b', 'a?b', 'a&b', 'a#b', 'a%20', 'a+b', 'é']) assert.equal((await publish(url, { topic: bad, data: 1 })).status, 400, bad)
+  const streamOk = await openStream(`${url}/v1/stream?topic=${'a'.repeat(256)}`)
+  streamOk.close()
+  assert.equal(streamOk.status, 200)
+  const streamLong = await openStream(`${url}/v1/stream?topic=${'a'.repeat(257)}`)
+  assert.equal(streamLong.status, 400)
+})
+
+test('topics per event: 64 allowed, 65 is 400', async (t) => {
+  const { url } = await build(t)
+  const topics = (count: number) => Array.from({ length: count }, (_, index) => `t${index}`)
+  assert.equal((await publish(url, { topic: topics(64), data: 1 })).status, 202)
+  assert.equal((await publish(url, { topic: topics(65), data: 1 })).status, 400)
+})
+
+test('event types: 128 characters allowed, 129 is 400; no control characters; herald.* is reserved', async (t) => {
+  const { url } = await build(t)
+  assert.equal((await publish(url, { topic: 'a', data: 1, type: 't'.repeat(128) })).status, 202)
+  assert.equal((await publish(url, { topic: 'a', data: 1, type: 't'.repeat(129) })).status, 400)
+  assert.equal((await publish(url, { topic: 'a', data: 1, type: 'chat.message:v2 (é)' })).status, 202)
+  for (const bad of ['a\nb', 'a\rb', 'a\u0000b', 'a\tb', 'herald.reset', 'herald.anything']) {
+    const refused = await publish(url, { topic: 'a', data: 1, type: bad })
+    assert.equal(refused.status, 400, JSON.stringify(bad))
+    assert.match(refused.body.message, /type/)
+  }
+  assert.equal((await publish(url, { topic: 'a', data: 1, type: 'heraldic' })).status, 202)
 })

@@ -82,6 +82,20 @@ export class Authorizer {
     return grant
   }
 
+  /**
+   * The subject of a token that verifies, else undefined. Rate limits key on it: a forged or made-up token must
+   * not open a fresh budget, so only a verified subject gets its own; anything else counts against its address.
+   */
+  verifiedSubject (token: string | undefined): string | undefined {
+    if (this.verify === undefined || token === undefined || token === '') return undefined
+    try {
+      const subject = this.verify(token).sub
+      return typeof subject === 'string' && subject !== '' ? subject : undefined
+    } catch {
+      return undefined
+    }
+  }
+
   private verified (token: string): { grant: Grant, claims: HeraldClaims } {
     let payload: Record<string, unknown>
     try {

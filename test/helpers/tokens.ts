@@ -13,17 +13,19 @@ export interface TokenOptions {
   algorithm?: 'HS256' | 'RS256' | 'ES256'
   iss?: string
   aud?: string
+  /** The `sub` claim; 'tester' unless given, none when null. */
+  subject?: string | null
 }
 
 export function token (options: TokenOptions = {}): string {
   const now = Math.floor(Date.now() / 1000)
   const sign = createSigner({ key: options.key ?? SECRET, algorithm: options.algorithm ?? 'HS256', noTimestamp: true })
   const payload: Record<string, unknown> = {
-    sub: 'tester',
     iat: now,
     exp: now + (options.expiresIn ?? 3600),
     herald: { publish: options.publish ?? [], subscribe: options.subscribe ?? [] }
   }
+  if (options.subject !== null) payload.sub = options.subject ?? 'tester'
   if (options.notBefore !== undefined) payload.nbf = now + options.notBefore
   if (options.iss !== undefined) payload.iss = options.iss
   if (options.aud !== undefined) payload.aud = options.aud
