@@ -3,7 +3,6 @@ import { spawnSync } from 'node:child_process'
 import { createHmac } from 'node:crypto'
 import { test } from 'node:test'
 import { insecureBindRefusal, isLoopback, loadConfig } from '../src/config.js'
-import { mintToken, parseTtl } from '../src/cli/token.js'
 import { redactTokens } from '../src/server.js'
 import { build, publish, until } from './helper.js'
 import { openStream, payloads } from './helpers/sse-client.js'
@@ -118,6 +117,13 @@ test('RS256 and ES256 public keys: right tokens pass; HS256 signed with the publ
     assert.equal((await publish(url, { topic: 'a', data: 1 }, { authorization: `Bearer ${wrongAudience}` })).status, 401)
     const notYet = token({ publish: ['a'], key: privateKey, algorithm, iss: 'https://issuer.test', aud: 'herald', notBefore: 600 })
     assert.equal((await publish(url, { topic: 'a', data: 1 }, { authorization: `Bearer ${notYet}` })).status, 401)
+    // A configured issuer or audience is required, not only checked when present.
+    for (const claims of [{ aud: 'herald' }, { iss: 'https://issuer.test' }, {}]) {
+      const partial = token({ publish: ['a'], key: privateKey, algorithm, ...claims })
+      const refusedPartial = await publish(url, { topic: 'a', data: 1 }, { authorization: `Bearer ${partial}` })
+      assert.equal(refusedPartial.status, 401, JSON.stringify(claims))
+      assert.match(refusedPartial.body.message, /issuer or audience/)
+    }
 
     const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
     const body = `${encode({ alg: 'HS256', typ: 'JWT' })}.${encode({ exp: Math.floor(Date.now() / 1000) + 60, iss: 'https://issuer.test', aud: 'herald', herald: { publish: ['**'] } })}`
@@ -126,6 +132,93 @@ test('RS256 and ES256 public keys: right tokens pass; HS256 signed with the publ
     assert.equal(confused.status, 401)
     assert.match(confused.body.message, /algorithm is not accepted/)
   }
+})
+
+test('the algorithm is pinned: HS384/HS512 with the right secret, and RS256 against an HS256 server, are refused', async (t) => {
+  const { url } = await build(t, secured)
+  const sign = (header: Record<string, unknown>, hash: string) => {
+    const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
+    const body = `${encode(header)}.${encode({ sub: 'x', exp: Math.floor(Date.now() / 1000) + 60, herald: { publish: ['**'] } })}`
+    return `${body}.${createHmac(hash, SECRET).update(body).digest('base64url')}`
+  }
+  for (const [alg, hash] of [['HS384', 'sha384'], ['HS512', 'sha512']] as const) {
+    const refusedAlg = await publish(url, { topic: 'a', data: 1 }, { authorization: `Bearer ${sign({ alg, typ: 'JWT' }, hash)}` })
+    assert.equal(refusedAlg.status, 401, alg)
+    assert.match(refusedAlg.body.message, /algorithm is not accepted; expected HS256/)
+  }
+  assert.equal((await publish(url, { topic: 'a', data: 1 }, { authorization: `Bearer ${sign({ alg: 'HS256', typ: 'JWT' }, 'sha256')}` })).status, 202, 'the same token as HS256 passes')
+  const rsa = keyPair('rsa')
+  const rs256 = token({ publish: ['**'], key: rsa.privateKey, algorithm: 'RS256' })
+  assert.equal((await publish(url, { topic: 'a', data: 1 }, { authorization: `Bearer ${rs256}` })).status, 401)
+})
+
+test('malformed herald claims are 401, not a crash or an open door', async (t) => {
+  const { url } = await build(t, secured)
+  const sign = (herald: unknown) => {
+    const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
+    const body = `${encode({ alg: 'HS256', typ: 'JWT' })}.${encode({ exp: Math.floor(Date.now() / 1000) + 60, herald })}`
+    return `${body}.${createHmac('sha256', SECRET).update(body).digest('base64url')}`
+  }
+  for (const herald of [null, '**', ['**'], { publish: '**' }, { publish: [1] }, { publish: ['a/**/b'] }, { publish: ['ch*t'] }, { publish: [''] }]) {
+    const refused = await publish(url, { topic: 'a', data: 1 }, { authorization: `Bearer ${sign(herald)}` })
+    assert.equal(refused.status, 401, JSON.stringify(herald))
+    assert.equal(refused.body.code, 'HERALD_TOKEN_INVALID')
+  }
+  for (const herald of [undefined, {}, { subscribe: ['**'] }, { publish: [] }]) {
+    const empty = await publish(url, { topic: 'a', data: 1 }, { authorization: `Bearer ${sign(herald)}` })
+    assert.equal(empty.status, 403, `${JSON.stringify(herald)} grants nothing`)
+  }
+})
+
+test('one forbidden topic refuses the whole publish or stream, naming it; nothing is published', async (t) => {
+  const { url } = await build(t, secured)
+  const watcher = await openStream(`${url}/v1/stream?topic=chat/a&topic=chat/b`)
+  t.after(watcher.close)
+  const publisher = { authorization: `Bearer ${token({ publish: ['chat/a'] })}` }
+  const refused = await publish(url, { topic: ['chat/a', 'chat/b'], data: 'both' }, publisher)
+  assert.equal(refused.status, 403)
+  assert.deepEqual({ code: refused.body.code, error: refused.body.error }, { code: 'HERALD_FORBIDDEN', error: 'Forbidden' })
+  assert.match(refused.body.message, /may not publish to topic "chat\/b"/)
+  assert.equal((await publish(url, { topic: 'chat/a', data: 'one' }, publisher)).status, 202)
+  assert.deepEqual(payloads(await watcher.waitForEvents(1)), ['one'])
+
+  const subscriber = token({ subscribe: ['private/mine'] })
+  const stream = await openStream(`${url}/v1/stream?topic=chat/a&topic=private/mine&topic=private/theirs&access_token=${subscriber}`)
+  assert.equal(stream.status, 403)
+  assert.match(stream.text(), /may not subscribe to topic \\"private\/theirs\\"/)
+  assert.doesNotMatch(stream.text(), /^(data|id|retry|event):/m)
+})
+
+test('token sources: Authorization first, then the cookie, then access_token; the first one present decides', async (t) => {
+  const { url } = await build(t, secured)
+  const good = token({ subscribe: ['private/**'] })
+  const bad = token({ subscribe: ['private/elsewhere'] })
+  const status = async (headers: Record<string, string>, query = '') => {
+    const stream = await openStream(`${url}/v1/stream?topic=private/a${query}`, headers)
+    stream.close()
+    return stream.status
+  }
+  assert.equal(await status({ authorization: `Bearer ${bad}`, cookie: `herald_token=${good}` }, `&access_token=${good}`), 403, 'the header wins')
+  assert.equal(await status({ authorization: `Bearer ${good}`, cookie: `herald_token=${bad}` }, `&access_token=${bad}`), 200, 'the header wins')
+  assert.equal(await status({ cookie: `herald_token=${bad}` }, `&access_token=${good}`), 403, 'the cookie comes before the query')
+  assert.equal(await status({ cookie: `herald_token=${good}` }, `&access_token=${bad}`), 200, 'the cookie comes before the query')
+  assert.equal(await status({ cookie: `other=1; herald_token=${good}; more=2` }), 200, 'the cookie among others')
+  assert.equal(await status({ authorization: 'Basic dXNlcjpwYXNz' }, `&access_token=${good}`), 401, 'a non-bearer Authorization header is a bad token, not absent')
+  assert.equal(await status({}, `&access_token=${good}&access_token=${good}`), 400, 'one access_token only')
+})
+
+test('HERALD_PUBLIC_SUBSCRIBE=false makes every topic private; HERALD_COOKIE_NAME renames the cookie', async (t) => {
+  const { url } = await build(t, { HERALD_JWT_SECRET: SECRET, HERALD_PUBLIC_SUBSCRIBE: 'false', HERALD_COOKIE_NAME: 'push_auth' })
+  const subscriber = token({ subscribe: ['news/*'] })
+  const status = async (path: string, headers: Record<string, string> = {}) => {
+    const stream = await openStream(`${url}${path}`, headers)
+    stream.close()
+    return stream.status
+  }
+  assert.equal(await status('/v1/stream?topic=news/today'), 401)
+  assert.equal(await status('/v1/stream?topic=news/today', { cookie: `push_auth=${subscriber}` }), 200)
+  assert.equal(await status('/v1/stream?topic=news/today', { cookie: `herald_token=${subscriber}` }), 401, 'the default cookie name is not read')
+  assert.equal(await status('/v1/stream?topic=sport/today', { cookie: `push_auth=${subscriber}` }), 403)
 })
 
 test('open development mode stays on loopback unless HERALD_ALLOW_INSECURE is set', () => {
@@ -146,22 +239,6 @@ test('secrets never appear in configuration errors, and key settings are checked
   assert.throws(() => loadConfig({ HERALD_PRIVATE_TOPICS: 'private/**' }), /need HERALD_JWT_SECRET or HERALD_JWT_PUBLIC_KEY/)
   assert.throws(() => loadConfig({ HERALD_JWT_SECRET: SECRET, HERALD_JWT_PUBLIC_KEY: keyPair('ec').publicKey }), /set one of them/)
   assert.throws(() => loadConfig({ HERALD_JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----' }), /RSA or EC public key/)
-})
-
-test('npm run token mints a token the server accepts, with the claims asked for', async (t) => {
-  const { url } = await build(t, secured)
-  const minted = mintToken({ HERALD_JWT_SECRET: SECRET }, ['--publish', 'chat/*', '--subscribe', 'private/**', '--ttl', '5m'])
-  const claims = JSON.parse(Buffer.from(minted.split('.')[1] as string, 'base64url').toString()) as { exp: number, iat: number, herald: unknown }
-  assert.deepEqual(claims.herald, { publish: ['chat/*'], subscribe: ['private/**'] })
-  assert.equal(claims.exp - claims.iat, 300)
-  assert.equal((await publish(url, { topic: 'chat/a', data: 1 }, { authorization: `Bearer ${minted}` })).status, 202)
-  assert.equal((await publish(url, { topic: 'other', data: 1 }, { authorization: `Bearer ${minted}` })).status, 403)
-  assert.equal(parseTtl('1h'), 3600)
-  assert.throws(() => parseTtl('soon'), /expected a number/)
-  assert.throws(() => mintToken({}, []), /set HERALD_JWT_SECRET/)
-  const cli = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/token.ts', '--publish', 'chat/*'], { env: { ...process.env, HERALD_JWT_SECRET: SECRET }, encoding: 'utf8', timeout: 30_000 })
-  assert.equal(cli.status, 0, cli.stderr)
-  assert.match(cli.stdout.trim(), /^[\w-]+\.[\w-]+\.[\w-]+$/)
 })
 
 test('subscriber tokens in the query string never reach the request log', () => {

@@ -49,6 +49,8 @@ export class Authorizer {
         algorithms: jwt.algorithms,
         ...(jwt.issuer === undefined ? {} : { allowedIss: jwt.issuer }),
         ...(jwt.audience === undefined ? {} : { allowedAud: jwt.audience }),
+        // fast-jwt checks iss and aud only when a token has them: a configured one must be there.
+        requiredClaims: [...(jwt.issuer === undefined ? [] : ['iss']), ...(jwt.audience === undefined ? [] : ['aud'])],
         cache: 1000
       }) as (token: string) => Record<string, unknown>
     const matchesPrivate = compilePatterns(options.privateTopics)
@@ -134,6 +136,7 @@ function describeTokenError (error: unknown, jwt: JwtConfig): string {
     case TokenError.codes.invalidSignature: return 'the token signature is invalid'
     case TokenError.codes.invalidAlgorithm: return `the token algorithm is not accepted; expected ${jwt.algorithms.join(', ')}`
     case TokenError.codes.invalidClaimValue: return 'the token issuer or audience is not accepted'
+    case TokenError.codes.missingRequiredClaim: return 'the token has no issuer or audience, and this server requires them'
     case TokenError.codes.missingSignature: return 'the token is unsigned'
     default: return 'the token is malformed'
   }

@@ -12,8 +12,9 @@ const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 }
 
 export function parseTtl (text: string): number {
   const match = /^(\d+)([smhd]?)$/.exec(text)
-  if (match === null) throw new Error(`--ttl ${JSON.stringify(text)}: expected a number with an optional unit s, m, h or d (e.g. 1h)`)
-  return Number(match[1]) * (UNIT_SECONDS[match[2] || 's'] ?? 1)
+  const seconds = match === null ? 0 : Number(match[1]) * (UNIT_SECONDS[match[2] || 's'] ?? 1)
+  if (seconds <= 0) throw new Error(`--ttl ${JSON.stringify(text)}: expected a positive number with an optional unit s, m, h or d (e.g. 1h)`)
+  return seconds
 }
 
 export function mintToken (env: NodeJS.ProcessEnv, argv: string[]): string {
