@@ -2,6 +2,7 @@ import fastifyCookie from '@fastify/cookie'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { Authorizer } from '../src/auth/authorizer.js'
+import { isLoopback } from '../src/config.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -20,6 +21,19 @@ export default fp(async (fastify) => {
   const authorizer = new Authorizer({ jwt: config.jwt, privateTopics: config.privateTopics, publicSubscribe: config.publicSubscribe })
   if (authorizer.open) {
     fastify.log.warn('OPEN DEVELOPMENT MODE: no HERALD_JWT_SECRET or HERALD_JWT_PUBLIC_KEY, so anyone who reaches this port may publish. Set a key before exposing Herald.')
+  }
+  if (authorizer.open && !config.allowInsecure) {
+    // Open mode trusts whoever reaches a loopback port. A web page whose DNS name is rebound to 127.0.0.1
+    // reaches it too, as its own origin: such requests name the page's host, so only loopback names pass.
+    fastify.addHook('onRequest', async (request, reply) => {
+      if (isLoopback(request.hostname)) return
+      return await reply.code(403).send({
+        statusCode: 403,
+        error: 'Forbidden',
+        code: 'HERALD_HOST_REFUSED',
+        message: `open development mode answers only requests to a loopback host (localhost, 127.0.0.1, [::1]), not ${JSON.stringify(request.hostname)}`
+      })
+    })
   }
 
   const bearerToken = (request: FastifyRequest): string | undefined => {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { createHmac } from 'node:crypto'
+import { request } from 'node:http'
 import { test } from 'node:test'
 import { insecureBindRefusal, isLoopback, loadConfig } from '../src/config.js'
 import { redactTokens } from '../src/server.js'
@@ -232,6 +233,36 @@ test('open development mode stays on loopback unless HERALD_ALLOW_INSECURE is se
   const run = spawnSync(process.execPath, ['--import', 'tsx', 'src/server.ts'], { env: { ...process.env, HOST: '0.0.0.0', PORT: '0', HERALD_JWT_SECRET: '' }, encoding: 'utf8', timeout: 30_000 })
   assert.equal(run.status, 2)
   assert.match(run.stderr, /open development mode/)
+})
+
+test('open development mode refuses requests that name a non-loopback host (DNS rebinding); a key or HERALD_ALLOW_INSECURE lifts it', async (t) => {
+  const status = async (url: string, host: string, path = '/v1/stream?topic=a'): Promise<{ status: number, body: string }> => await new Promise((resolve, reject) => {
+    const req = request(`${url}${path}`, { headers: { host } }, (response) => {
+      let body = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => {
+        body += chunk
+        if (response.statusCode === 200) req.destroy()
+      })
+      response.on('close', () => resolve({ status: response.statusCode ?? 0, body }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+  const open = await build(t)
+  const port = new URL(open.url).port
+  for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, '127.0.0.1']) assert.equal((await status(open.url, host)).status, 200, host)
+  for (const host of [`attacker.example:${port}`, 'attacker.example', `10.0.0.1:${port}`, `localhost.attacker.example:${port}`]) {
+    const refused = await status(open.url, host)
+    assert.equal(refused.status, 403, host)
+    assert.equal(JSON.parse(refused.body).code, 'HERALD_HOST_REFUSED')
+  }
+  const publishRefused = await status(open.url, 'attacker.example', '/')
+  assert.equal(publishRefused.status, 403, 'pages too')
+  const insecure = await build(t, { HERALD_ALLOW_INSECURE: '1' })
+  assert.equal((await status(insecure.url, 'herald.internal')).status, 200)
+  const keyed = await build(t, { HERALD_JWT_SECRET: SECRET })
+  assert.equal((await status(keyed.url, 'push.example.com')).status, 200)
 })
 
 test('secrets never appear in configuration errors, and key settings are checked together', () => {
