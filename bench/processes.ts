@@ -1,27 +1,52 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { freePort } from '../test/helpers/redis-server.js'
 
-export { freePort }
+/** Every process the bench started and has not yet seen exit: the only ones it may stop. */
+const started = new Set<Managed>()
 
-/** A process the bench started, pinned to a core; stopped by PID only. */
+/** The descriptor limit children get: as high as the hard limit allows, at most 65536. */
+export const NOFILE = Math.min(65_536, Number(spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim()) || 1024)
+
+export async function freePort (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0))
+    })
+  })
+}
+
+/** A process the bench started, pinned to a core; stopped by its PID only. */
 export class Managed {
-  constructor (readonly name: string, readonly child: ChildProcess, readonly port: number) {}
+  constructor (readonly name: string, readonly child: ChildProcess, readonly port: number, readonly dir?: string) {
+    started.add(this)
+    child.once('exit', () => {
+      started.delete(this)
+      if (this.dir !== undefined) rmSync(this.dir, { recursive: true, force: true })
+    })
+  }
 
   get pid (): number {
     return this.child.pid as number
   }
 
-  /** user+sys CPU seconds from /proc/<pid>/stat. */
-  cpuSeconds (): number {
-    const fields = readFileSync(`/proc/${this.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-    return (Number(fields[11]) + Number(fields[12])) / 100
+  get running (): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null
   }
 
-  /** [current RSS, peak RSS] in bytes from /proc/<pid>/status. */
+  /** user+sys CPU seconds from /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s). */
+  cpuSeconds (): number {
+    const fields = readFileSync(`/proc/${this.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+  }
+
+  /** Current (VmRSS) and peak (VmHWM) resident memory in bytes from /proc/<pid>/status. */
   memory (): { rss: number, peak: number } {
     const status = readFileSync(`/proc/${this.pid}/status`, 'utf8')
     const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024
@@ -29,60 +54,106 @@ export class Managed {
   }
 
   async stop (): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return
+    if (!this.running) return
     const exited = new Promise((resolve) => this.child.once('exit', resolve))
-    this.child.kill('SIGTERM')
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5_000)
+    signal(this.pid, 'SIGTERM')
+    const timer = setTimeout(() => { if (this.running) signal(this.pid, 'SIGKILL') }, 5_000)
     await exited
     clearTimeout(timer)
   }
 }
 
-/** Starts `command` pinned to `core` with a raised descriptor limit, and waits until `ready` answers. */
-export async function startPinned (name: string, core: number, command: string[], env: Record<string, string>, port: number, ready: () => Promise<boolean>): Promise<Managed> {
-  const child = spawn('taskset', ['-c', String(core), ...command], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
+
+/** Stops every process the bench started (SIGTERM, SIGKILL after 5 s). */
+export async function stopAll (): Promise<void> {
+  await Promise.all([...started].map(async (managed) => await managed.stop()))
+}
+
+/** Last resort on exit: SIGKILL, by PID, whatever the bench started and is still running. */
+export function killAllNow (): void {
+  for (const managed of started) {
+    if (managed.running) signal(managed.pid, 'SIGKILL')
+    if (managed.dir !== undefined) rmSync(managed.dir, { recursive: true, force: true })
+  }
+}
+
+function signal (pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name)
+  } catch {}
+}
+
+/** Raises this process's descriptor limit (10k client sockets) and pins all its threads to `core`. */
+export function prepareLoadGenerator (core: number): void {
+  spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${NOFILE}:${NOFILE}`], { stdio: 'ignore' })
+  spawnSync('taskset', ['-a', '-p', '-c', String(core), String(process.pid)], { stdio: 'ignore' })
+}
+
+/**
+ * Starts `command` pinned to `core` with the raised descriptor limit (`prlimit` and `taskset` both exec, so
+ * the child's PID is the command's), and waits until `ready` answers, 30 s at most.
+ */
+export async function startPinned (name: string, core: number, command: string[], env: Record<string, string>, port: number, ready: () => Promise<boolean>, dir?: string): Promise<Managed> {
+  const child = spawn('prlimit', [`--nofile=${NOFILE}:${NOFILE}`, 'taskset', '-c', String(core), ...command], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'pipe']
+  })
   let errors = ''
-  child.stderr?.on('data', (chunk: Buffer) => { errors += chunk.toString() })
-  const managed = new Managed(name, child, port)
+  child.stderr?.on('data', (chunk: Buffer) => { if (errors.length < 8_000) errors += chunk.toString() })
+  child.once('error', (error) => { errors += error.message })
+  const managed = new Managed(name, child, port, dir)
   const deadline = Date.now() + 30_000
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}: ${errors.slice(0, 2000)}`)
+    if (!managed.running) throw new Error(`${name} exited (${String(child.exitCode ?? child.signalCode)}): ${errors.slice(0, 2_000)}`)
     if (await ready().catch(() => false)) return managed
     await sleep(100)
   }
   await managed.stop()
-  throw new Error(`${name} did not become ready: ${errors.slice(0, 2000)}`)
+  throw new Error(`${name} did not become ready in 30 s: ${errors.slice(0, 2_000)}`)
 }
 
 export async function httpReady (port: number, path: string): Promise<boolean> {
   const response = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(1_000) })
+  await response.body?.cancel()
   return response.ok
 }
 
 export async function startRedis (core: number): Promise<Managed> {
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'herald-bench-redis-'))
-  return await startPinned('redis', core, ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--maxclients', '20000'], {}, port, async () => {
-    return spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout.trim() === 'PONG'
-  })
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--maxclients', String(NOFILE - 64)]
+  return await startPinned('redis', core, ['redis-server', ...args], {}, port, async () => {
+    return spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8', timeout: 2_000 }).stdout.trim() === 'PONG'
+  }, dir)
 }
 
-export const NCHAN_MODULE = '/usr/lib/nginx/modules/ngx_nchan_module.so'
-
-export function nchanAvailable (): boolean {
-  return existsSync(NCHAN_MODULE) && spawnSync('nginx', ['-v']).status === 0
+/** The nchan module: Debian's path, or the one named in its modules-available snippet. */
+export function nchanModule (): string | undefined {
+  const candidates = ['/usr/lib/nginx/modules/ngx_nchan_module.so', '/usr/share/nginx/modules/ngx_nchan_module.so']
+  const snippet = '/usr/share/nginx/modules-available/mod-nchan.conf'
+  if (existsSync(snippet)) {
+    const named = /load_module\s+([^;\s]+)/.exec(readFileSync(snippet, 'utf8'))?.[1]
+    if (named !== undefined) candidates.unshift(named.startsWith('/') ? named : join('/usr/share/nginx', named))
+  }
+  const nginx = spawnSync('nginx', ['-v'])
+  if (nginx.error !== undefined || nginx.status !== 0) return undefined
+  return candidates.find((path) => existsSync(path))
 }
 
-export async function startNchan (core: number, templatePath: string): Promise<Managed> {
+export async function startNchan (core: number, templatePath: string, module: string): Promise<Managed> {
   const port = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'herald-bench-nchan-'))
   for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, sub))
-  const conf = readFileSync(templatePath, 'utf8').replaceAll('{{MODULE}}', NCHAN_MODULE).replaceAll('{{DIR}}', dir).replaceAll('{{PORT}}', String(port))
+  const values: Record<string, string> = { MODULE: module, DIR: dir, PORT: String(port), NOFILE: String(NOFILE), CONNECTIONS: String(NOFILE - 64) }
+  const conf = readFileSync(templatePath, 'utf8').replace(/\{\{(\w+)\}\}/g, (_, key: string) => values[key] ?? '')
   writeFileSync(join(dir, 'nginx.conf'), conf)
-  return await startPinned('nchan', core, ['nginx', '-p', dir, '-c', join(dir, 'nginx.conf')], {}, port, async () => await httpReady(port, '/health'))
+  // -e: the startup error log goes to the temp dir too, never /var/log.
+  return await startPinned('nchan', core, ['nginx', '-e', join(dir, 'error.log'), '-p', dir, '-c', join(dir, 'nginx.conf')], {}, port, async () => await httpReady(port, '/health'), dir)
 }
 
 export function versionOf (command: string, args: string[]): string {
-  const run = spawnSync(command, args, { encoding: 'utf8' })
+  const run = spawnSync(command, args, { encoding: 'utf8', timeout: 5_000 })
+  if (run.error !== undefined) return 'not installed'
   return `${run.stdout ?? ''}${run.stderr ?? ''}`.trim().split('\n')[0] ?? 'unknown'
 }

@@ -1,6 +1,7 @@
 /**
  * The seed recipe, for comparison: the classic "Flask + Redis pub/sub + SSE" answer written with Herald's own
- * libraries (Fastify, ioredis). POST /publish does PUBLISH; GET /stream opens ONE NEW Redis subscriber
+ * libraries (Fastify, ioredis). POST /post takes Herald's publish shape `{topic, data}` and PUBLISHes
+ * JSON.stringify(data) to the topic's channel; GET /stream opens ONE NEW Redis subscriber
  * connection PER CLIENT, which is the scaling bug Herald exists to fix. No ids, no history, no resume.
  */
 import Fastify from 'fastify'
@@ -11,7 +12,7 @@ const port = Number(process.env.PORT ?? 8090)
 const publisher = new Redis(redisUrl)
 const app = Fastify({ logger: false })
 
-app.post<{ Body: { topic: string, data: unknown } }>('/publish', async (request, reply) => {
+app.post<{ Body: { topic: string, data: unknown } }>('/post', async (request, reply) => {
   await publisher.publish(request.body.topic, JSON.stringify(request.body.data))
   return reply.code(202).send({ ok: true })
 })

@@ -1,0 +1,115 @@
+import { readFileSync } from 'node:fs'
+import { release } from 'node:os'
+import { versionOf } from './processes.js'
+import type { Metrics } from './scenarios.js'
+import type { SystemName } from './systems.js'
+
+export interface Result {
+  system: SystemName
+  scenario: string
+  /** Scenario key: a20, a100, b, c, d. */
+  key: string
+  runs: number
+  metrics: Metrics
+  /** Every run's metrics, for spread. */
+  samples: Metrics[]
+}
+
+export interface Machine {
+  date: string
+  cpu: string
+  cores: number
+  kernel: string
+  node: string
+  redis: string
+  nginx: string
+  quick: boolean
+  runs: number
+  durationSeconds?: number
+}
+
+export function machineInfo (quick: boolean, runs: number): Machine {
+  const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8')
+  return {
+    date: new Date().toISOString(),
+    cpu: /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.trim() ?? 'unknown',
+    cores: cpuinfo.match(/^processor\s*:/gm)?.length ?? 0,
+    kernel: release(),
+    node: process.version,
+    redis: versionOf('redis-server', ['--version']),
+    nginx: versionOf('nginx', ['-v']),
+    quick,
+    runs
+  }
+}
+
+const fixed = (value: number | undefined, digits = 1): string => value === undefined || Number.isNaN(value) ? '–' : value.toFixed(digits)
+
+function ratio (a: number | undefined, b: number | undefined): string {
+  if (a === undefined || b === undefined || Number.isNaN(a) || Number.isNaN(b) || b === 0) return '–'
+  return `${(a / b).toFixed(2)}×`
+}
+
+export function markdown (results: Result[], machine: Machine, notes: string[]): string {
+  const lines = [
+    '# Herald benchmark',
+    '',
+    `${machine.date} · ${machine.cpu} · ${machine.cores} cores · Linux ${machine.kernel} · Node ${machine.node} · ${machine.redis} · ${machine.nginx} · median of ${machine.runs} run(s)${machine.quick ? ' · quick' : ''}${machine.durationSeconds === undefined ? '' : ` · ${Math.round(machine.durationSeconds)} s`}`,
+    '',
+    'Server pinned to core 0; load generator and Redis to core 1. Server CPU is user+sys of the server process from /proc;',
+    'Redis CPU is listed apart. "load CPU" is the generator\'s share of its core (near 100% means the numbers are the generator\'s limit).',
+    ''
+  ]
+  const fan = results.filter((result) => result.metrics.deliveriesPerSecond !== undefined)
+  if (fan.length > 0) {
+    lines.push(
+      '| scenario | system | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | lost | dup | out of order | server CPU s / 100k | Redis CPU s / 100k | peak RSS MiB | load CPU |',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
+    )
+    for (const { system, scenario, metrics: m } of fan) {
+      lines.push(`| ${scenario} | ${system} | ${fixed(m.deliveriesPerSecond, 0)} | ${fixed(m.p50, 2)} | ${fixed(m.p90, 2)} | ${fixed(m.p99, 2)} | ${fixed(m.max, 1)} | ${fixed(m.lost, 0)} | ${fixed(m.duplicated, 0)} | ${fixed(m.outOfOrder, 0)} | ${fixed(m.cpuPer100k, 2)} | ${fixed(m.redisCpuPer100k, 2)} | ${fixed(m.peakRssMiB, 0)} | ${fixed((m.loadCpuShare ?? Number.NaN) * 100, 0)}% |`)
+    }
+  }
+  const idleRows = results.filter((result) => result.metrics.kibPerConnection !== undefined)
+  if (idleRows.length > 0) {
+    lines.push('', '| scenario | system | open connections | server KiB / connection | Redis KiB / connection | server RSS before → after MiB |', '| --- | --- | ---: | ---: | ---: | ---: |')
+    for (const { system, scenario, metrics: m } of idleRows) {
+      lines.push(`| ${scenario} | ${system} | ${fixed(m.connections, 0)} | ${fixed(m.kibPerConnection, 2)} | ${fixed(m.redisKibPerConnection, 2)} | ${fixed(m.rssBeforeMiB, 0)} → ${fixed(m.rssMiB, 0)} |`)
+    }
+  }
+  const publishRows = results.filter((result) => result.metrics.acceptedPerSecond !== undefined)
+  if (publishRows.length > 0) {
+    lines.push('', '| scenario | system | accepted publishes/s | failed | server CPU s / 100k | Redis CPU s / 100k | server CPU | load CPU |', '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |')
+    for (const { system, scenario, metrics: m } of publishRows) {
+      lines.push(`| ${scenario} | ${system} | ${fixed(m.acceptedPerSecond, 0)} | ${fixed(m.failed, 0)} | ${fixed(m.cpuPer100k, 2)} | ${fixed(m.redisCpuPer100k, 2)} | ${fixed((m.serverCpuShare ?? Number.NaN) * 100, 0)}% | ${fixed((m.loadCpuShare ?? Number.NaN) * 100, 0)}% |`)
+    }
+  }
+  lines.push(...ratios(results))
+  if (notes.length > 0) lines.push('', ...notes.map((note) => `- ${note}`))
+  return lines.join('\n') + '\n'
+}
+
+/** The headline comparisons: Herald ÷ baseline for the numbers the design's targets are about. */
+function ratios (results: Result[]): string[] {
+  const get = (system: SystemName, key: string, metric: string): number | undefined =>
+    results.find((result) => result.system === system && result.key === key)?.metrics[metric]
+  const rows: Array<[string, string, string]> = [
+    ['server CPU s / 100k deliveries, a @ 20/s (lower is better)', 'a20', 'cpuPer100k'],
+    ['p99 latency ms, a @ 100/s (lower is better)', 'a100', 'p99'],
+    ['server KiB per idle connection (lower is better)', 'c', 'kibPerConnection'],
+    ['accepted publishes/s, publish only (higher is better)', 'd', 'acceptedPerSecond']
+  ]
+  const present = rows.filter(([, key, metric]) => results.some((result) => result.key === key && result.metrics[metric] !== undefined))
+  if (present.length === 0) return []
+  const lines = [
+    '',
+    '| headline | herald-memory | herald-redis | seed | nchan | memory ÷ nchan | memory ÷ seed | redis ÷ nchan | redis ÷ seed |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
+  ]
+  for (const [label, key, metric] of present) {
+    const [memory, redis, seed, nchan] = (['herald-memory', 'herald-redis', 'seed', 'nchan'] as const).map((system) => get(system, key, metric))
+    const digits = metric === 'acceptedPerSecond' ? 0 : 2
+    lines.push(`| ${label} | ${fixed(memory, digits)} | ${fixed(redis, digits)} | ${fixed(seed, digits)} | ${fixed(nchan, digits)} | ${ratio(memory, nchan)} | ${ratio(memory, seed)} | ${ratio(redis, nchan)} | ${ratio(redis, seed)} |`)
+  }
+  return lines
+}

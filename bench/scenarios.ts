@@ -1,0 +1,223 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { HttpPublisher } from './http-publisher.js'
+import { now, type Sink, SseLoadClient, tallySequence } from './sse-client.js'
+import type { Running, System } from './systems.js'
+
+export type Metrics = Record<string, number>
+
+export async function waitFor (check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`)
+    await sleep(20)
+  }
+}
+
+function percentile (sorted: Float64Array, fraction: number): number {
+  if (sorted.length === 0) return Number.NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))] as number
+}
+
+/** This process's CPU (user+sys) as a share of one core since `start`. */
+function loadMeter (): () => number {
+  const cpu = process.cpuUsage()
+  const started = now()
+  return () => {
+    const used = process.cpuUsage(cpu)
+    return (used.user + used.system) / 1000 / (now() - started)
+  }
+}
+
+/** Opens `paths.length` streams in batches (no SYN flood past the listen backlog); all settle in `timeoutMs`. */
+async function openStreams (port: number, paths: string[], sink: Sink | undefined, timeoutMs: number): Promise<SseLoadClient[]> {
+  const clients: SseLoadClient[] = []
+  const deadline = Date.now() + timeoutMs
+  for (const [index, path] of paths.entries()) {
+    clients.push(new SseLoadClient(port, path, sink))
+    if (index % 250 === 249) {
+      await waitFor(() => clients.filter((client) => !client.settled).length < 250 || Date.now() > deadline, timeoutMs, 'streams to open')
+    }
+  }
+  try {
+    await waitFor(() => clients.every((client) => client.settled), Math.max(0, deadline - Date.now()), `${paths.length} streams to open`)
+    const refused = clients.filter((client) => !client.connected)
+    if (refused.length > 0) {
+      const statuses = [...new Set(refused.map((client) => client.status))].join(', ')
+      throw new Error(`${refused.length} of ${paths.length} streams failed (HTTP status ${statuses}; 0 = connection error)`)
+    }
+    return clients
+  } catch (error) {
+    for (const client of clients) client.close()
+    throw error
+  }
+}
+
+/**
+ * Fan-out: `topicCount` topics × `perTopic` subscribers. Waits until every subscriber has received a warm-up
+ * event (so every subscription is live, including the seed's asynchronous Redis SUBSCRIBE), then publishes
+ * `rate × seconds` events on a fixed schedule, round-robin over the topics, one request at a time on one
+ * keep-alive connection (concurrent requests could reach the server out of order, and then "out of order"
+ * would measure the publisher).
+ */
+export async function fanout (system: System, running: Running, topicCount: number, perTopic: number, rate: number, seconds: number): Promise<Metrics> {
+  const port = running.server.port
+  const sink: Sink = { latencies: [] }
+  const topics = Array.from({ length: topicCount }, (_, index) => `bench-${index}`)
+  const paths = topics.flatMap((topic) => Array.from({ length: perTopic }, () => system.streamPath(topic)))
+  const publisher = new HttpPublisher(port)
+  const clients = await openStreams(port, paths, sink, 60_000)
+  try {
+    const warmDeadline = Date.now() + 20_000
+    while (!clients.every((client) => client.warm) && Date.now() < warmDeadline) {
+      // Only topics with a subscriber still waiting get another warm-up.
+      const cold = new Set<string>()
+      for (const [index, client] of clients.entries()) if (!client.warm) cold.add(topics[Math.floor(index / perTopic)] as string)
+      await Promise.all([...cold].map(async (topic) => {
+        const { path, body } = system.publishRequest(topic, { seq: -1, t: now() })
+        await publisher.post(path, body)
+      }))
+      await sleep(200)
+    }
+    const cold = clients.filter((client) => !client.warm).length
+    if (cold > 0) throw new Error(`${cold} subscribers never received a warm-up event in 20 s`)
+    await sleep(200)
+    for (const client of clients) client.seqs.length = 0
+    const latencies: number[] = []
+    sink.latencies = latencies
+
+    const total = Math.round(rate * seconds)
+    const cpuBefore = running.server.cpuSeconds()
+    const redisBefore = running.redis?.cpuSeconds() ?? 0
+    const load = loadMeter()
+    const started = now()
+    let failed = 0
+    let lateStarts = 0
+    for (let seq = 0; seq < total; seq++) {
+      const due = started + (seq * 1000) / rate
+      const wait = due - now()
+      if (wait > 1) await sleep(wait)
+      else if (wait < -50) lateStarts++
+      const { path, body } = system.publishRequest(topics[seq % topicCount] as string, { seq, t: now() })
+      const status = await publisher.post(path, body)
+      if (status < 200 || status >= 300) failed++
+    }
+    const expected = total * perTopic
+    await waitFor(() => latencies.length >= expected, 10_000, 'deliveries').catch(() => {})
+    const elapsed = (now() - started) / 1000
+    const loadCpu = load()
+    const cpu = running.server.cpuSeconds() - cpuBefore
+    const redisCpu = (running.redis?.cpuSeconds() ?? 0) - redisBefore
+
+    let lost = 0
+    let duplicated = 0
+    let outOfOrder = 0
+    for (const [index, client] of clients.entries()) {
+      const topicIndex = Math.floor(index / perTopic)
+      const wanted: number[] = []
+      for (let seq = topicIndex; seq < total; seq += topicCount) wanted.push(seq)
+      const counts = tallySequence(client.seqs, wanted)
+      lost += counts.lost
+      duplicated += counts.duplicated
+      outOfOrder += counts.outOfOrder
+    }
+    const sorted = Float64Array.from(latencies).sort()
+    const delivered = Math.max(1, latencies.length)
+    return {
+      deliveriesPerSecond: latencies.length / elapsed,
+      p50: percentile(sorted, 0.5),
+      p90: percentile(sorted, 0.9),
+      p99: percentile(sorted, 0.99),
+      max: sorted.at(-1) ?? Number.NaN,
+      lost,
+      duplicated,
+      outOfOrder,
+      failedPublishes: failed,
+      latePublishes: lateStarts,
+      cpuPer100k: (cpu / delivered) * 100_000,
+      redisCpuPer100k: (redisCpu / delivered) * 100_000,
+      peakRssMiB: running.server.memory().peak / 2 ** 20,
+      loadCpuShare: loadCpu
+    }
+  } finally {
+    publisher.close()
+    for (const client of clients) client.close()
+    await sleep(300)
+  }
+}
+
+/**
+ * Idle connections: the server's RSS growth from `count` open, subscribed, silent streams (and Redis's, where
+ * it has one), measured after the server settles, divided by `count`.
+ */
+export async function idle (system: System, running: Running, count: number): Promise<Metrics> {
+  const port = running.server.port
+  await sleep(1_000)
+  const before = running.server.memory().rss
+  const redisBefore = running.redis?.memory().rss ?? 0
+  const paths = Array.from({ length: count }, (_, index) => system.streamPath(`idle-${index % 100}`))
+  const clients = await openStreams(port, paths, undefined, 120_000)
+  try {
+    await sleep(3_000)
+    const open = clients.filter((client) => client.connected && !client.closed).length
+    if (open < count) throw new Error(`${count - open} idle streams closed early`)
+    const { rss, peak } = running.server.memory()
+    const redisAfter = running.redis?.memory().rss ?? 0
+    return {
+      connections: open,
+      kibPerConnection: (rss - before) / 1024 / open,
+      redisKibPerConnection: (redisAfter - redisBefore) / 1024 / open,
+      rssBeforeMiB: before / 2 ** 20,
+      rssMiB: rss / 2 ** 20,
+      peakRssMiB: peak / 2 ** 20
+    }
+  } finally {
+    for (const client of clients) client.close()
+    await sleep(500)
+  }
+}
+
+/**
+ * Publish-only throughput, no subscribers: `connections` keep-alive connections, each keeping `depth`
+ * pipelined requests in flight, for `seconds`. Events go round-robin to 10 topics.
+ */
+export async function publishOnly (system: System, running: Running, connections: number, depth: number, seconds: number): Promise<Metrics> {
+  const port = running.server.port
+  const publishers = Array.from({ length: connections }, () => new HttpPublisher(port))
+  // A short warm-up so the first requests' JIT and connection set-up are not in the window.
+  await Promise.all(publishers.map(async (publisher, index) => {
+    const { path, body } = system.publishRequest(`pub-${index}`, { seq: -1, t: now() })
+    await publisher.post(path, body)
+  }))
+  let accepted = 0
+  let failed = 0
+  let seq = 0
+  const cpuBefore = running.server.cpuSeconds()
+  const redisBefore = running.redis?.cpuSeconds() ?? 0
+  const load = loadMeter()
+  const started = now()
+  const deadline = started + seconds * 1000
+  try {
+    await Promise.all(publishers.flatMap((publisher) => Array.from({ length: depth }, async () => {
+      while (now() < deadline) {
+        const { path, body } = system.publishRequest(`pub-${seq % 10}`, { seq: seq++, t: now() })
+        const status = await publisher.post(path, body)
+        if (status >= 200 && status < 300) accepted++
+        else failed++
+        // A refused connection answers at once: do not spin on it.
+        if (status === 0) await sleep(10)
+      }
+    })))
+  } finally {
+    for (const publisher of publishers) publisher.close()
+  }
+  const elapsed = (now() - started) / 1000
+  const cpu = running.server.cpuSeconds() - cpuBefore
+  return {
+    acceptedPerSecond: accepted / elapsed,
+    failed,
+    cpuPer100k: (cpu / Math.max(1, accepted)) * 100_000,
+    redisCpuPer100k: (((running.redis?.cpuSeconds() ?? 0) - redisBefore) / Math.max(1, accepted)) * 100_000,
+    serverCpuShare: cpu / elapsed,
+    loadCpuShare: load()
+  }
+}

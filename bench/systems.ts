@@ -1,0 +1,86 @@
+import { fileURLToPath } from 'node:url'
+import { freePort, httpReady, type Managed, nchanModule, startNchan, startPinned, startRedis } from './processes.js'
+
+export const root = fileURLToPath(new URL('..', import.meta.url))
+export const SERVER_CORE = 0
+export const LOAD_CORE = 1
+
+export type SystemName = 'herald-memory' | 'herald-redis' | 'seed' | 'nchan'
+export const SYSTEM_NAMES: SystemName[] = ['herald-memory', 'herald-redis', 'seed', 'nchan']
+
+export interface Running {
+  server: Managed
+  redis?: Managed
+}
+
+/** One server under test: how to start it, where to subscribe, how to publish. */
+export interface System {
+  name: SystemName
+  start: () => Promise<Running>
+  streamPath: (topic: string) => string
+  publishRequest: (topic: string, data: unknown) => { path: string, body: string }
+  /** Why the system cannot run here (e.g. not installed), with how to fix it. */
+  unavailable?: string
+}
+
+/** Extra environment for Herald (one place: auth or dev-mode flags go here). */
+export const heraldEnv: Record<string, string> = {
+  LOG_LEVEL: 'warn',
+  HERALD_MAX_CONNECTIONS: '20000',
+  HERALD_RATE_LIMIT_PER_MINUTE: '0'
+}
+
+function herald (name: 'herald-memory' | 'herald-redis'): System {
+  return {
+    name,
+    start: async () => {
+      const redis = name === 'herald-redis' ? await startRedis(LOAD_CORE) : undefined
+      try {
+        const port = await freePort()
+        const env: Record<string, string> = { ...heraldEnv, HOST: '127.0.0.1', PORT: String(port) }
+        if (redis !== undefined) env.REDIS_URL = `redis://127.0.0.1:${redis.port}`
+        const server = await startPinned(name, SERVER_CORE, [process.execPath, 'dist/src/server.js'], env, port, async () => await httpReady(port, '/health'))
+        return redis === undefined ? { server } : { server, redis }
+      } catch (error) {
+        await redis?.stop()
+        throw error
+      }
+    },
+    streamPath: (topic) => `/v1/stream?topic=${encodeURIComponent(topic)}`,
+    publishRequest: (topic, data) => ({ path: '/v1/events', body: JSON.stringify({ topic, data }) })
+  }
+}
+
+const seed: System = {
+  name: 'seed',
+  start: async () => {
+    const redis = await startRedis(LOAD_CORE)
+    try {
+      const port = await freePort()
+      const server = await startPinned('seed', SERVER_CORE, [process.execPath, '--import', 'tsx', 'bench/baselines/seed-recipe.ts'],
+        { PORT: String(port), REDIS_URL: `redis://127.0.0.1:${redis.port}` }, port, async () => await httpReady(port, '/health'))
+      return { server, redis }
+    } catch (error) {
+      await redis.stop()
+      throw error
+    }
+  },
+  streamPath: (topic) => `/stream?topic=${encodeURIComponent(topic)}`,
+  publishRequest: (topic, data) => ({ path: '/post', body: JSON.stringify({ topic, data }) })
+}
+
+function nchan (): System {
+  const module = nchanModule()
+  const system: System = {
+    name: 'nchan',
+    start: async () => ({ server: await startNchan(SERVER_CORE, `${root}bench/baselines/nchan/nginx.conf.template`, module as string) }),
+    streamPath: (topic) => `/sub?topic=${encodeURIComponent(topic)}`,
+    publishRequest: (topic, data) => ({ path: `/pub?topic=${encodeURIComponent(topic)}`, body: JSON.stringify(data) })
+  }
+  if (module === undefined) system.unavailable = 'nginx or its nchan module is not installed: `apt-get install -y nginx libnginx-mod-nchan`'
+  return system
+}
+
+export function systems (): Record<SystemName, System> {
+  return { 'herald-memory': herald('herald-memory'), 'herald-redis': herald('herald-redis'), seed, nchan: nchan() }
+}
