@@ -72,8 +72,12 @@ function corpus (): Hostile[] {
   add('single quotes', "{'topic':'a','data':1}")
   add('trailing comma', '{"topic":"a","data":1,}')
   add('two documents', '{"topic":"a","data":1}{"topic":"a","data":2}')
-  // Wrong content types.
-  for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml', 'application/octet-stream']) {
+  // Herald's own in-band event types cannot be forged.
+  for (const type of ['herald.reset', 'herald.', 'herald.anything']) add(`type ${type}`, JSON.stringify({ topic: 'a', data: 1, type }))
+  // Wrong content types, including those a cross-site form or fetch may send without a preflight.
+  for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml', 'application/octet-stream',
+    'text/plain; charset=application/json', 'text/plain;application/json', 'application/x-www-form-urlencoded; a=application/json',
+    'text/plain, application/json', 'application/jsonx', 'application/json-patch+json']) {
     add(`content-type ${type}`, valid, type)
   }
   return cases
@@ -115,8 +119,39 @@ test('a corpus of 200+ hostile publishes: each a 4xx with a JSON reason, nothing
   t.diagnostic(`corpus: ${cases.length} requests, statuses ${JSON.stringify(Object.fromEntries(statuses))}`)
 })
 
+test('hostile stream requests: each a 4xx with a JSON reason before any stream byte, and the service unharmed', async (t) => {
+  const { url } = await build(t, { HERALD_MAX_TOPICS_PER_STREAM: '4' })
+  const watcher = await openStream(`${url}/v1/stream?topic=a`)
+  t.after(watcher.close)
+  const queries = [
+    '', 'topic=', 'topic=%0d%0adata:%20x', 'topic=a%0ab', 'topic=a%00', 'topic=a%20b', 'topic=%E2%80%A8', 'topic=%ff%fe',
+    `topic=${'a'.repeat(257)}`, 'topic=a&topic=', 'topic=a&topic=b&topic=c&topic=d&topic=e',
+    `topic=a&lastEventId=${'9'.repeat(65)}`, `topic=a&access_token=${'x'.repeat(8193)}`, 'topic=a&access_token=1&access_token=2',
+    'topic=a&lastEventId=1&lastEventId=2', 'topic[]=a', 'topic[__proto__]=a', '__proto__[topic]=a', 'constructor=a'
+  ]
+  for (const query of queries) {
+    const client = await openStream(`${url}/v1/stream?${query}`)
+    client.close()
+    assert.ok(client.status >= 400 && client.status < 500, `${query}: ${client.status}`)
+    assert.match(String(client.headers['content-type']), /application\/json/, query)
+    const body = JSON.parse(client.text()) as { statusCode: number, message: string }
+    assert.equal(body.statusCode, client.status, query)
+    assert.ok(body.message.length > 0, query)
+  }
+  // Extra parameters are allowed (cache busters), and hostile ones change nothing.
+  const extra = await openStream(`${url}/v1/stream?topic=a&_=123&__proto__=x&constructor=y`)
+  extra.close()
+  assert.equal(extra.status, 200)
+  assert.equal((await publish(url, { topic: 'a', data: 'still here' })).status, 202)
+  assert.deepEqual(payloads(await watcher.waitForEvents(1)), ['still here'])
+  assert.equal(({} as Record<string, unknown>).topic, undefined, 'no prototype was polluted')
+})
+
 test('property: any JSON data round-trips to an eventsource client unchanged and adds no SSE field', { timeout: 60_000 }, async (t) => {
   const { url } = await build(t)
+  // A raw reader of the same stream, to check every line on the wire.
+  const raw = await openStream(`${url}/v1/stream?topic=prop`)
+  t.after(raw.close)
   const source = new EventSource(`${url}/v1/stream?topic=prop`)
   t.after(() => source.close())
   const received: unknown[] = []
@@ -143,5 +178,14 @@ test('property: any JSON data round-trips to an eventsource client unchanged and
     assert.deepEqual(received.at(-1), JSON.parse(JSON.stringify(data)))
   }), { numRuns: 150 })
   assert.deepEqual(otherTypes, [], 'no event type was injected')
+  // Each event is exactly one id line and its data lines: no field a payload could have added.
+  await raw.waitForEvents(sent)
+  const lines = raw.text().split('\n')
+  const fieldNames = new Set(lines.filter((line) => line !== '' && !line.startsWith(':')).map((line) => line.slice(0, line.indexOf(':'))))
+  assert.deepEqual([...fieldNames].sort(), ['data', 'id', 'retry'])
+  assert.equal(lines.filter((line) => line.startsWith('id:')).length, sent)
+  assert.equal(lines.filter((line) => line.startsWith('retry:')).length, 1, 'only the opening retry')
+  assert.ok(!raw.text().includes('\r') && !raw.text().includes('\u0000'), 'no CR or NUL reaches the wire')
+  assert.deepEqual(raw.events.map((event) => JSON.parse(event.data)), received)
   t.diagnostic(`${sent} generated payloads round-tripped`)
 })
