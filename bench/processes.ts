@@ -65,6 +65,13 @@ export class Managed {
 
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
 
+/** Busy (non-idle) CPU seconds of one core since boot, from /proc/stat: with the server's own CPU, shows interference. */
+export function coreBusySeconds (core: number): number {
+  const line = new RegExp(`^cpu${core} (.*)$`, 'm').exec(readFileSync('/proc/stat', 'utf8'))?.[1] ?? ''
+  const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number)
+  return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / CLOCK_TICKS
+}
+
 /** Stops every process the bench started (SIGTERM, SIGKILL after 5 s). */
 export async function stopAll (): Promise<void> {
   await Promise.all([...started].map(async (managed) => await managed.stop()))

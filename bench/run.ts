@@ -41,8 +41,8 @@ if (!Number.isInteger(runs) || runs < 1 || runs > 20 || badScenario !== undefine
 const timeLimitMinutes = Number(values['time-limit'] ?? (quick ? 4 : 5 + 7 * runs))
 
 const size = quick
-  ? { subscribers: 200, seconds: 3, topics: 200, idle: 2_000, publishSeconds: 2 }
-  : { subscribers: 1_000, seconds: 8, topics: 1_000, idle: 10_000, publishSeconds: 5 }
+  ? { subscribers: 200, seconds: 3, topics: 200, idle: 2_000, publishSeconds: 2, publishWarmSeconds: 0.5 }
+  : { subscribers: 1_000, seconds: 8, topics: 1_000, idle: 10_000, publishSeconds: 5, publishWarmSeconds: 1 }
 const PUBLISH_CONNECTIONS = 4
 const PUBLISH_DEPTH = 16
 
@@ -107,7 +107,7 @@ for (const name of chosen) {
     plan.push(['c', `c: ${count} idle connections`, async (running) => await idle(system, running, count)])
   }
   if (scenarios.includes('d')) {
-    plan.push(['d', `d: publish only, ${PUBLISH_CONNECTIONS} conns × ${PUBLISH_DEPTH} pipelined`, async (running) => await publishOnly(system, running, PUBLISH_CONNECTIONS, PUBLISH_DEPTH, size.publishSeconds)])
+    plan.push(['d', `d: publish only, ${PUBLISH_CONNECTIONS} conns × ${PUBLISH_DEPTH} pipelined`, async (running) => await publishOnly(system, running, PUBLISH_CONNECTIONS, PUBLISH_DEPTH, size.publishSeconds, size.publishWarmSeconds)])
   }
   for (const [key, scenario, measure] of plan) {
     const samples: Metrics[] = []
@@ -135,6 +135,8 @@ for (const name of chosen) {
     results.push({ system: system.name, key, scenario, runs: samples.length, metrics, samples })
     const bad = (['lost', 'duplicated', 'outOfOrder', 'failedPublishes'] as const).filter((metric) => samples.some((sample) => (sample[metric] ?? 0) > 0))
     if (bad.length > 0) notes.push(`${system.name} ${scenario}: non-zero ${bad.join(', ')} in at least one run (see the JSON)`)
+    const busy = samples.filter((sample) => (sample.foreignCpuShare ?? 0) > 0.1).length
+    if (busy > 0) notes.push(`${system.name} ${scenario}: other processes used over 10% of the server's core in ${busy} run(s); numbers are noisier`)
     if (samples.some((sample) => (sample.loadCpuShare ?? 0) > 0.9)) notes.push(`${system.name} ${scenario}: the load generator used over 90% of its core; the numbers may be its limit`)
   }
 }

@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { HttpPublisher } from './http-publisher.js'
+import { coreBusySeconds } from './processes.js'
 import { now, type Sink, SseLoadClient, tallySequence } from './sse-client.js'
-import type { Running, System } from './systems.js'
+import { type Running, SERVER_CORE, type System } from './systems.js'
 
 export type Metrics = Record<string, number>
 
@@ -89,6 +90,7 @@ export async function fanout (system: System, running: Running, topicCount: numb
     const cpuBefore = running.server.cpuSeconds()
     const redisBefore = running.redis?.cpuSeconds() ?? 0
     const load = loadMeter()
+    const coreBefore = coreBusySeconds(SERVER_CORE)
     const started = now()
     let failed = 0
     let lateStarts = 0
@@ -107,6 +109,7 @@ export async function fanout (system: System, running: Running, topicCount: numb
     const loadCpu = load()
     const cpu = running.server.cpuSeconds() - cpuBefore
     const redisCpu = (running.redis?.cpuSeconds() ?? 0) - redisBefore
+    const foreign = Math.max(0, coreBusySeconds(SERVER_CORE) - coreBefore - cpu) / elapsed
 
     let lost = 0
     let duplicated = 0
@@ -136,7 +139,8 @@ export async function fanout (system: System, running: Running, topicCount: numb
       cpuPer100k: (cpu / delivered) * 100_000,
       redisCpuPer100k: (redisCpu / delivered) * 100_000,
       peakRssMiB: running.server.memory().peak / 2 ** 20,
-      loadCpuShare: loadCpu
+      loadCpuShare: loadCpu,
+      foreignCpuShare: foreign
     }
   } finally {
     publisher.close()
@@ -178,24 +182,32 @@ export async function idle (system: System, running: Running, count: number): Pr
 
 /**
  * Publish-only throughput, no subscribers: `connections` keep-alive connections, each keeping `depth`
- * pipelined requests in flight, for `seconds`. Events go round-robin to 10 topics.
+ * pipelined requests in flight, for `warmSeconds` unmeasured and then `seconds` measured. Events go
+ * round-robin to 10 topics.
  */
-export async function publishOnly (system: System, running: Running, connections: number, depth: number, seconds: number): Promise<Metrics> {
+export async function publishOnly (system: System, running: Running, connections: number, depth: number, seconds: number, warmSeconds: number): Promise<Metrics> {
   const port = running.server.port
   const publishers = Array.from({ length: connections }, () => new HttpPublisher(port))
-  // A short warm-up so the first requests' JIT and connection set-up are not in the window.
-  await Promise.all(publishers.map(async (publisher, index) => {
-    const { path, body } = system.publishRequest(`pub-${index}`, { seq: -1, t: now() })
-    await publisher.post(path, body)
-  }))
+  let measuring = false
   let accepted = 0
   let failed = 0
   let seq = 0
-  const cpuBefore = running.server.cpuSeconds()
-  const redisBefore = running.redis?.cpuSeconds() ?? 0
-  const load = loadMeter()
-  const started = now()
-  const deadline = started + seconds * 1000
+  let cpuBefore = 0
+  let redisBefore = 0
+  let coreBefore = 0
+  let load = loadMeter()
+  let started = now()
+  const deadline = started + (warmSeconds + seconds) * 1000
+  // The first `warmSeconds` are load without counting, so JIT warm-up and connection set-up stay out of the window.
+  const warm = setTimeout(() => {
+    measuring = true
+    accepted = failed = 0
+    cpuBefore = running.server.cpuSeconds()
+    redisBefore = running.redis?.cpuSeconds() ?? 0
+    coreBefore = coreBusySeconds(SERVER_CORE)
+    load = loadMeter()
+    started = now()
+  }, warmSeconds * 1000)
   try {
     await Promise.all(publishers.flatMap((publisher) => Array.from({ length: depth }, async () => {
       while (now() < deadline) {
@@ -208,8 +220,10 @@ export async function publishOnly (system: System, running: Running, connections
       }
     })))
   } finally {
+    clearTimeout(warm)
     for (const publisher of publishers) publisher.close()
   }
+  if (!measuring) throw new Error('publish-only ended before its measuring window')
   const elapsed = (now() - started) / 1000
   const cpu = running.server.cpuSeconds() - cpuBefore
   return {
@@ -218,6 +232,7 @@ export async function publishOnly (system: System, running: Running, connections
     cpuPer100k: (cpu / Math.max(1, accepted)) * 100_000,
     redisCpuPer100k: (((running.redis?.cpuSeconds() ?? 0) - redisBefore) / Math.max(1, accepted)) * 100_000,
     serverCpuShare: cpu / elapsed,
-    loadCpuShare: load()
+    loadCpuShare: load(),
+    foreignCpuShare: Math.max(0, coreBusySeconds(SERVER_CORE) - coreBefore - cpu) / elapsed
   }
 }
