@@ -161,6 +161,10 @@ export async function idle (system: System, running: Running, count: number): Pr
   const paths = Array.from({ length: count }, (_, index) => system.streamPath(`idle-${index % 100}`))
   const clients = await openStreams(port, paths, undefined, 120_000)
   try {
+    const { idleReady } = system
+    if (idleReady !== undefined) {
+      await waitFor(() => idleReady(running, count), 60_000, `${system.name}'s server side of ${count} streams`)
+    }
     await sleep(3_000)
     const open = clients.filter((client) => client.connected && !client.closed).length
     if (open < count) throw new Error(`${count - open} idle streams closed early`)

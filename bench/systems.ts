@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { freePort, httpReady, type Managed, nchanModule, startNchan, startPinned, startRedis } from './processes.js'
 
@@ -19,6 +20,8 @@ export interface System {
   start: () => Promise<Running>
   streamPath: (topic: string) => string
   publishRequest: (topic: string, data: unknown) => { path: string, body: string }
+  /** For idle streams: true once the server side of `count` streams is fully set up (default: at once). */
+  idleReady?: (running: Running, count: number) => boolean
   /** Why the system cannot run here (e.g. not installed), with how to fix it. */
   unavailable?: string
 }
@@ -66,7 +69,12 @@ const seed: System = {
     }
   },
   streamPath: (topic) => `/stream?topic=${encodeURIComponent(topic)}`,
-  publishRequest: (topic, data) => ({ path: '/post', body: JSON.stringify({ topic, data }) })
+  publishRequest: (topic, data) => ({ path: '/post', body: JSON.stringify({ topic, data }) }),
+  // Each stream's own Redis connection is opened after its headers went out: count them in Redis.
+  idleReady: (running, count) => {
+    const info = spawnSync('redis-cli', ['-p', String(running.redis?.port), 'info', 'clients'], { encoding: 'utf8', timeout: 2_000 }).stdout ?? ''
+    return Number(/connected_clients:(\d+)/.exec(info)?.[1] ?? 0) >= count
+  }
 }
 
 function nchan (): System {
