@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { release } from 'node:os'
 import { versionOf } from './processes.js'
@@ -23,6 +24,8 @@ export interface Machine {
   node: string
   redis: string
   nginx: string
+  /** The commit measured, with `+changes` when the working tree outside bench/ differed from it. */
+  commit: string
   quick: boolean
   runs: number
   durationSeconds?: number
@@ -38,9 +41,16 @@ export function machineInfo (quick: boolean, runs: number): Machine {
     node: process.version,
     redis: versionOf('redis-server', ['--version']),
     nginx: versionOf('nginx', ['-v']),
+    commit: commit(),
     quick,
     runs
   }
+}
+
+function commit (): string {
+  const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() ?? ''
+  const changed = spawnSync('git', ['status', '--porcelain', '--untracked-files=no', '--', '.', ':!bench'], { encoding: 'utf8' }).stdout?.trim() ?? ''
+  return head === '' ? 'unknown' : `${head}${changed === '' ? '' : '+changes'}`
 }
 
 const fixed = (value: number | undefined, digits = 1): string => value === undefined || Number.isNaN(value) ? '–' : value.toFixed(digits)
@@ -54,7 +64,7 @@ export function markdown (results: Result[], machine: Machine, notes: string[]):
   const lines = [
     '# Herald benchmark',
     '',
-    `${machine.date} · ${machine.cpu} · ${machine.cores} cores · Linux ${machine.kernel} · Node ${machine.node} · ${machine.redis} · ${machine.nginx} · median of ${machine.runs} run(s)${machine.quick ? ' · quick' : ''}${machine.durationSeconds === undefined ? '' : ` · ${Math.round(machine.durationSeconds)} s`}`,
+    `${machine.date} · ${machine.cpu} · ${machine.cores} cores · Linux ${machine.kernel} · Node ${machine.node} · Herald ${machine.commit ?? 'unknown'} · ${machine.redis} · ${machine.nginx} · median of ${machine.runs} run(s)${machine.quick ? ' · quick' : ''}${machine.durationSeconds === undefined ? '' : ` · ${Math.round(machine.durationSeconds)} s`}`,
     '',
     'Server pinned to core 0; load generator and Redis to core 1. Server CPU is user+sys of the server process from /proc;',
     'Redis CPU is listed apart. "load CPU" is the generator\'s share of its core (near 100% means the numbers are the generator\'s limit).',
@@ -91,24 +101,27 @@ export function markdown (results: Result[], machine: Machine, notes: string[]):
 
 /** The headline comparisons: Herald ÷ baseline for the numbers the design's targets are about. */
 function ratios (results: Result[]): string[] {
-  const get = (system: SystemName, key: string, metric: string): number | undefined =>
-    results.find((result) => result.system === system && result.key === key)?.metrics[metric]
-  const rows: Array<[string, string, string]> = [
-    ['server CPU s / 100k deliveries, a @ 20/s (lower is better)', 'a20', 'cpuPer100k'],
-    ['p99 latency ms, a @ 100/s (lower is better)', 'a100', 'p99'],
-    ['server KiB per idle connection (lower is better)', 'c', 'kibPerConnection'],
-    ['accepted publishes/s, publish only (higher is better)', 'd', 'acceptedPerSecond']
+  const metricOf = (metric: string) => (metrics: Metrics): number | undefined => metrics[metric]
+  const rows: Array<[string, string, (metrics: Metrics) => number | undefined, number]> = [
+    ['server CPU s / 100k deliveries, a @ 20/s (lower is better)', 'a20', metricOf('cpuPer100k'), 2],
+    ['server + Redis CPU s / 100k deliveries, a @ 20/s (lower is better)', 'a20', (m) => m.cpuPer100k === undefined ? undefined : m.cpuPer100k + (m.redisCpuPer100k ?? 0), 2],
+    ['p99 latency ms, a @ 100/s (lower is better)', 'a100', metricOf('p99'), 2],
+    ['server KiB per idle connection (lower is better)', 'c', metricOf('kibPerConnection'), 2],
+    ['accepted publishes/s, publish only (higher is better)', 'd', metricOf('acceptedPerSecond'), 0]
   ]
-  const present = rows.filter(([, key, metric]) => results.some((result) => result.key === key && result.metrics[metric] !== undefined))
+  const get = (system: SystemName, key: string, value: (metrics: Metrics) => number | undefined): number | undefined => {
+    const result = results.find((candidate) => candidate.system === system && candidate.key === key)
+    return result === undefined ? undefined : value(result.metrics)
+  }
+  const present = rows.filter(([, key, value]) => results.some((result) => result.key === key && value(result.metrics) !== undefined))
   if (present.length === 0) return []
   const lines = [
     '',
     '| headline | herald-memory | herald-redis | seed | nchan | memory ÷ nchan | memory ÷ seed | redis ÷ nchan | redis ÷ seed |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
   ]
-  for (const [label, key, metric] of present) {
-    const [memory, redis, seed, nchan] = (['herald-memory', 'herald-redis', 'seed', 'nchan'] as const).map((system) => get(system, key, metric))
-    const digits = metric === 'acceptedPerSecond' ? 0 : 2
+  for (const [label, key, value, digits] of present) {
+    const [memory, redis, seed, nchan] = (['herald-memory', 'herald-redis', 'seed', 'nchan'] as const).map((system) => get(system, key, value))
     lines.push(`| ${label} | ${fixed(memory, digits)} | ${fixed(redis, digits)} | ${fixed(seed, digits)} | ${fixed(nchan, digits)} | ${ratio(memory, nchan)} | ${ratio(memory, seed)} | ${ratio(redis, nchan)} | ${ratio(redis, seed)} |`)
   }
   return lines

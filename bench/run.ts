@@ -4,14 +4,14 @@
  * Redis to core 1. See bench/README.md for the flags and what each number means.
  */
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { killAllNow, NOFILE, prepareLoadGenerator, stopAll } from './processes.js'
 import { machineInfo, markdown, type Result } from './report.js'
 import { fanout, idle, type Metrics, publishOnly } from './scenarios.js'
 import { LOAD_CORE, root, type Running, SYSTEM_NAMES, type SystemName, systems } from './systems.js'
 
-const USAGE = `usage: npm run bench -- [--quick] [--runs N] [--scenario a,b,c,d] [--systems ${SYSTEM_NAMES.join(',')}] [--time-limit MINUTES]`
+const USAGE = `usage: npm run bench -- [--quick] [--runs N] [--scenario a,b,c,d] [--systems ${SYSTEM_NAMES.join(',')}] [--time-limit MINUTES]\n       npm run bench -- --render bench/results/latest.json   (rewrite the .md from a saved .json)`
 const ALL_SCENARIOS = ['a', 'b', 'c', 'd']
 
 const { values } = parseArgs({
@@ -21,11 +21,19 @@ const { values } = parseArgs({
     scenario: { type: 'string' },
     systems: { type: 'string' },
     'time-limit': { type: 'string' },
+    render: { type: 'string' },
     help: { type: 'boolean', default: false }
   }
 })
 if (values.help === true) {
   console.log(USAGE)
+  process.exit(0)
+}
+if (values.render !== undefined) {
+  const saved = JSON.parse(readFileSync(values.render, 'utf8')) as { machine: Parameters<typeof markdown>[1], results: Result[], notes: string[] }
+  const report = markdown(saved.results, saved.machine, saved.notes)
+  writeFileSync(values.render.replace(/\.json$/, '.md'), report)
+  console.log(report)
   process.exit(0)
 }
 const quick = values.quick === true
