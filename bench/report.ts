@@ -107,7 +107,9 @@ function ratios (results: Result[]): string[] {
     ['server + Redis CPU s / 100k deliveries, a @ 20/s (lower is better)', 'a20', (m) => m.cpuPer100k === undefined ? undefined : m.cpuPer100k + (m.redisCpuPer100k ?? 0), 2],
     ['p99 latency ms, a @ 100/s (lower is better)', 'a100', metricOf('p99'), 2],
     ['server KiB per idle connection (lower is better)', 'c', metricOf('kibPerConnection'), 2],
-    ['accepted publishes/s, publish only (higher is better)', 'd', metricOf('acceptedPerSecond'), 0]
+    ['accepted publishes/s, publish only (higher is better)', 'd', metricOf('acceptedPerSecond'), 0],
+    ['server CPU s / 100k deliveries, e: 1 topic × 10k subs @ 5/s (lower is better)', 'e', metricOf('cpuPer100k'), 2],
+    ['p99 latency ms, e: 1 topic × 10k subs @ 5/s (lower is better)', 'e', metricOf('p99'), 2]
   ]
   const get = (system: SystemName, key: string, value: (metrics: Metrics) => number | undefined): number | undefined => {
     const result = results.find((candidate) => candidate.system === system && candidate.key === key)
