@@ -29,17 +29,20 @@ function loadMeter (): () => number {
   }
 }
 
-/** Opens `paths.length` streams in batches (no SYN flood past the listen backlog); all settle in `timeoutMs`. */
+/**
+ * Opens `paths.length` streams, at most ~500 unanswered at a time (no SYN flood past the listen backlog);
+ * all must answer 200 within `timeoutMs`, or all are closed and it throws.
+ */
 async function openStreams (port: number, paths: string[], sink: Sink | undefined, timeoutMs: number): Promise<SseLoadClient[]> {
   const clients: SseLoadClient[] = []
   const deadline = Date.now() + timeoutMs
-  for (const [index, path] of paths.entries()) {
-    clients.push(new SseLoadClient(port, path, sink))
-    if (index % 250 === 249) {
-      await waitFor(() => clients.filter((client) => !client.settled).length < 250 || Date.now() > deadline, timeoutMs, 'streams to open')
-    }
-  }
   try {
+    for (const [index, path] of paths.entries()) {
+      clients.push(new SseLoadClient(port, path, sink))
+      if (index % 250 === 249) {
+        await waitFor(() => clients.filter((client) => !client.settled).length < 250, Math.max(0, deadline - Date.now()), `${paths.length} streams to open`)
+      }
+    }
     await waitFor(() => clients.every((client) => client.settled), Math.max(0, deadline - Date.now()), `${paths.length} streams to open`)
     const refused = clients.filter((client) => !client.connected)
     if (refused.length > 0) {
