@@ -25,13 +25,15 @@ export default fp(async (fastify) => {
   if (authorizer.open && !config.allowInsecure) {
     // Open mode trusts whoever reaches a loopback port. A web page whose DNS name is rebound to 127.0.0.1
     // reaches it too, as its own origin: such requests name the page's host, so only loopback names pass.
+    // The Host header itself, not request.hostname: that may come from X-Forwarded-Host, which a page can set.
     fastify.addHook('onRequest', async (request, reply) => {
-      if (isLoopback(request.hostname)) return
+      const hostname = hostnameOf(request.headers.host)
+      if (hostname !== undefined && isLoopback(hostname)) return
       return await reply.code(403).send({
         statusCode: 403,
         error: 'Forbidden',
         code: 'HERALD_HOST_REFUSED',
-        message: `open development mode answers only requests to a loopback host (localhost, 127.0.0.1, [::1]), not ${JSON.stringify(request.hostname)}`
+        message: `open development mode answers only requests to a loopback host (localhost, 127.0.0.1, [::1]), not ${JSON.stringify(hostname ?? request.headers.host ?? '')}`
       })
     })
   }
@@ -53,3 +55,12 @@ export default fp(async (fastify) => {
   fastify.decorate('bearerToken', bearerToken)
   fastify.decorate('subscriberToken', subscriberToken)
 }, { name: 'auth', dependencies: ['config'] })
+
+function hostnameOf (host: string | undefined): string | undefined {
+  if (host === undefined) return undefined
+  try {
+    return new URL(`http://${host}`).hostname
+  } catch {
+    return undefined
+  }
+}

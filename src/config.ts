@@ -42,7 +42,12 @@ export const EnvSchema = Type.Object({
   HERALD_COOKIE_NAME: Type.String({ description: 'a cookie name (letters, digits, - and _)', pattern: '^[A-Za-z0-9_-]{1,64}$', default: 'herald_token' }),
   HERALD_CORS_ORIGINS: Type.String({ description: 'comma-separated origins such as https://app.example.com, or *', pattern: '^(\\*|(https?://[^,\\s/]+)(,\\s*https?://[^,\\s/]+)*)?$', default: '' }),
   HERALD_MAX_CONNECTIONS: Integer('open streams one instance accepts, at least 1', 1, 10_000),
-  HERALD_RATE_LIMIT_PER_MINUTE: Integer('publishes per minute per token (or per address without one), 0 = no limit', 0, 0)
+  HERALD_RATE_LIMIT_PER_MINUTE: Integer('publishes per minute per token (or per address without one), 0 = no limit', 0, 0),
+  HERALD_TRUST_PROXY: Type.String({
+    description: 'true to take client addresses from X-Forwarded-For through any proxy, or comma-separated proxy addresses or CIDRs such as 10.0.0.0/8',
+    pattern: '^(true|false|[0-9A-Fa-f.:/]+(,\\s*[0-9A-Fa-f.:/]+)*)?$',
+    default: ''
+  })
 })
 
 export type Env = Static<typeof EnvSchema>
@@ -71,6 +76,8 @@ export interface Config {
   corsOrigins: string[] | '*'
   maxConnections: number
   rateLimitPerMinute: number
+  /** Fastify's trustProxy: which proxies' X-Forwarded-For gives the client address (rate limits key on it). */
+  trustProxy: boolean | string
 }
 
 export interface JwtConfig {
@@ -159,8 +166,15 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
     cookieName: valid.HERALD_COOKIE_NAME,
     corsOrigins: valid.HERALD_CORS_ORIGINS.trim() === '*' ? '*' : list(valid.HERALD_CORS_ORIGINS),
     maxConnections: valid.HERALD_MAX_CONNECTIONS,
-    rateLimitPerMinute: valid.HERALD_RATE_LIMIT_PER_MINUTE
+    rateLimitPerMinute: valid.HERALD_RATE_LIMIT_PER_MINUTE,
+    trustProxy: trustProxyOf(valid.HERALD_TRUST_PROXY)
   }
+}
+
+/** Fastify's trustProxy from the variable: true, or a list of proxy addresses; unset and false trust no proxy. */
+function trustProxyOf (value: string): boolean | string {
+  if (value === 'true') return true
+  return value === '' || value === 'false' ? false : value
 }
 
 /** Picks the verification key and pins the algorithms to its type, so no token can choose another. */

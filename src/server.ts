@@ -16,7 +16,8 @@ export async function createServer (config: Config, pretty = Boolean(process.std
     connectionTimeout: 0,
     requestTimeout: 30_000,
     keepAliveTimeout: 72_000,
-    return503OnClosing: true
+    return503OnClosing: true,
+    trustProxy: config.trustProxy
   })
   server.setValidatorCompiler(TypeBoxValidatorCompiler)
   // The app's decorators (config, broker) and handlers belong to the root instance, as in fastify/demo.

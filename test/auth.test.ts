@@ -257,6 +257,15 @@ test('open development mode refuses requests that name a non-loopback host (DNS 
     assert.equal(refused.status, 403, host)
     assert.equal(JSON.parse(refused.body).code, 'HERALD_HOST_REFUSED')
   }
+  const forwarded = await new Promise<number>((resolve, reject) => {
+    const req = request(`${open.url}/`, { headers: { host: 'attacker.example', 'x-forwarded-host': '127.0.0.1' } }, (response) => {
+      response.resume()
+      resolve(response.statusCode ?? 0)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+  assert.equal(forwarded, 403, 'X-Forwarded-Host cannot stand in for the Host header')
   const publishRefused = await status(open.url, 'attacker.example', '/')
   assert.equal(publishRefused.status, 403, 'pages too')
   const insecure = await build(t, { HERALD_ALLOW_INSECURE: '1' })

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { loadConfig } from '../src/config.js'
 import { build, publish, until } from './helper.js'
 import { openStream } from './helpers/sse-client.js'
 import { SECRET, token } from './helpers/tokens.js'
@@ -79,6 +80,27 @@ test('publish rate with a key: each verified subject has its own budget; forged 
   assert.deepEqual(forged, [401, 401, 401, 429])
   // A valid token without a subject is keyed by its address too, which is now spent.
   assert.equal((await publish(url, { topic: 'a', data: 'anonymous' }, as(token({ publish: ['**'], subject: null })))).status, 429)
+})
+
+test('behind a trusted proxy the rate limit keys on X-Forwarded-For; from anyone else the header is ignored', async (t) => {
+  assert.equal(loadConfig({}).trustProxy, false)
+  assert.equal(loadConfig({ HERALD_TRUST_PROXY: 'true' }).trustProxy, true)
+  assert.equal(loadConfig({ HERALD_TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' }).trustProxy, '10.0.0.0/8, 127.0.0.1')
+  assert.throws(() => loadConfig({ HERALD_TRUST_PROXY: 'yes please' }), /HERALD_TRUST_PROXY="yes please": expected true to take client addresses/)
+
+  const from = (address: string) => ({ 'x-forwarded-for': address })
+  const behind = await build(t, { HERALD_RATE_LIMIT_PER_MINUTE: '2', HERALD_TRUST_PROXY: '127.0.0.1' })
+  const statuses = async (url: string, headers: Record<string, string>) => [
+    (await publish(url, { topic: 'a', data: 1 }, headers)).status,
+    (await publish(url, { topic: 'a', data: 2 }, headers)).status,
+    (await publish(url, { topic: 'a', data: 3 }, headers)).status
+  ]
+  assert.deepEqual(await statuses(behind.url, from('203.0.113.1')), [202, 202, 429])
+  assert.deepEqual(await statuses(behind.url, from('203.0.113.2')), [202, 202, 429], 'another client behind the proxy has its own budget')
+
+  const direct = await build(t, { HERALD_RATE_LIMIT_PER_MINUTE: '2' })
+  assert.deepEqual(await statuses(direct.url, from('203.0.113.1')), [202, 202, 429])
+  assert.equal((await publish(direct.url, { topic: 'a', data: 4 }, from('203.0.113.2'))).status, 429, 'a forged X-Forwarded-For buys nothing')
 })
 
 test('topic names: 256 characters allowed, 257 is 400; charset enforced', async (t) => {
