@@ -1,0 +1,26 @@
+import createError from '@fastify/error'
+
+/**
+ * Every error Herald answers with, declared once: its `HERALD_*` code, HTTP status and message template.
+ * Code anywhere throws these; the app's one error handler turns them into `{ statusCode, error, code, message }`
+ * replies. Client errors (4xx) are logged at info without a stack: they are the client's, not the server's.
+ */
+
+export const BrokerUnavailableError = createError<'HERALD_BROKER_UNAVAILABLE', 503, [string]>(
+  'HERALD_BROKER_UNAVAILABLE', '%s', 503)
+export const TooManyTopicsError = createError<'HERALD_TOO_MANY_TOPICS', 400, [number, number]>(
+  'HERALD_TOO_MANY_TOPICS', 'a stream may subscribe to at most %d topics; this one asked for %d', 400)
+export const TooManyConnectionsError = createError<'HERALD_TOO_MANY_CONNECTIONS', 503, [number]>(
+  'HERALD_TOO_MANY_CONNECTIONS', 'this instance serves at most %d streams; retry shortly or elsewhere', 503)
+export const DataTooDeepError = createError<'HERALD_DATA_TOO_DEEP', 400, [number]>(
+  'HERALD_DATA_TOO_DEEP', 'body/data nests deeper than %d levels', 400)
+export const TokenMissingError = createError<'HERALD_TOKEN_MISSING', 401, [string]>(
+  'HERALD_TOKEN_MISSING', '%s', 401)
+export const TokenInvalidError = createError<'HERALD_TOKEN_INVALID', 401, [string]>(
+  'HERALD_TOKEN_INVALID', '%s', 401)
+export const ForbiddenError = createError<'HERALD_FORBIDDEN', 403, [string]>(
+  'HERALD_FORBIDDEN', '%s', 403)
+export const HostRefusedError = createError<'HERALD_HOST_REFUSED', 403, [string]>(
+  'HERALD_HOST_REFUSED', 'open development mode answers only requests to a loopback host (localhost, 127.0.0.1, [::1]), not %s', 403)
+export const RateLimitedError = createError<'HERALD_RATE_LIMITED', 429, [number, string, number]>(
+  'HERALD_RATE_LIMITED', 'at most %d publishes per %s; retry in %d s', 429)
