@@ -4,7 +4,7 @@ import { MAX_DATA_DEPTH, nestsDeeperThan } from '../src/json-depth.js'
 import { ErrorReply, PublishBody, PublishHeaders, PublishReply } from '../src/schemas.js'
 import { validationFormatter } from './validation.js'
 import { uniqueTopics } from '../src/topics.js'
-import type { PublishInput } from '../src/broker/types.js'
+import type { PublishInput } from '../src/transport/transport.js'
 
 /** POST /v1/events: publish one JSON event to one or more topics. */
 const events: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -52,7 +52,7 @@ const events: FastifyPluginAsyncTypebox = async (fastify) => {
     const idempotencyKey = body.idempotencyKey ?? request.headers['idempotency-key']
     if (idempotencyKey !== undefined) input.idempotencyKey = idempotencyKey
 
-    const published = await fastify.broker.publish(input)
+    const published = await fastify.hub.publish(input)
     return reply.code(202).send(published)
   })
 }

@@ -14,7 +14,7 @@ const HealthReply = Type.Object({
  */
 const health: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/health', { schema: { summary: 'Health', response: { 200: HealthReply } } }, async () => {
-    return { ...fastify.broker.health(), subscriptions: fastify.broker.subscriptionCount }
+    return { ...fastify.hub.health(), subscriptions: fastify.hub.streamCount }
   })
 }
 

@@ -1,5 +1,4 @@
 import type { FastifyError, FastifyInstance } from 'fastify'
-import { BrokerUnavailableError } from './broker/types.js'
 import type { Config } from './config.js'
 import configPlugin from '../plugins/config.js'
 import authPlugin from '../plugins/auth.js'
@@ -7,7 +6,8 @@ import corsPlugin from '../plugins/cors.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import redisPlugin from '../plugins/redis.js'
 import securityHeadersPlugin from '../plugins/security-headers.js'
-import brokerPlugin from '../plugins/broker.js'
+import hubPlugin from '../plugins/hub.js'
+import eventStreamPlugin from '../plugins/event-stream.js'
 import staticPlugin from '../plugins/static.js'
 import eventsRoute from '../routes/events.js'
 import streamRoute from '../routes/stream.js'
@@ -28,19 +28,20 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
   await fastify.register(corsPlugin)
   await fastify.register(rateLimitPlugin)
   await fastify.register(redisPlugin)
-  await fastify.register(brokerPlugin)
+  await fastify.register(hubPlugin)
+  await fastify.register(eventStreamPlugin)
   await fastify.register(staticPlugin)
 
   // Handlers first: route plugins take the error handler in force when they are registered.
   fastify.setErrorHandler((error: FastifyError, request, reply) => {
-    if (error instanceof BrokerUnavailableError) {
+    if (error.code === 'HERALD_BROKER_UNAVAILABLE') {
       request.log.warn({ err: error.cause ?? error }, error.message)
       return reply.code(503).header('retry-after', '1').send({
         statusCode: 503, error: 'Service Unavailable', code: 'HERALD_BROKER_UNAVAILABLE', message: error.message
       })
     }
     const statusCode = error.statusCode ?? 500
-    if (statusCode >= 500) {
+    if (statusCode >= 500 && !(error.code ?? '').startsWith('HERALD_')) {
       request.log.error({ err: error }, 'request failed')
       return reply.code(statusCode).send({ statusCode, error: 'Internal Server Error', message: 'internal error' })
     }
@@ -61,5 +62,5 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
 }
 
 function httpError (statusCode: number): string {
-  return ({ 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests' } as Record<number, string>)[statusCode] ?? 'Error'
+  return ({ 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests', 503: 'Service Unavailable' } as Record<number, string>)[statusCode] ?? 'Error'
 }

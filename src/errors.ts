@@ -6,7 +6,7 @@ import createError from '@fastify/error'
  * replies. Client errors (4xx) are logged at info without a stack: they are the client's, not the server's.
  */
 
-export const BrokerUnavailableError = createError<'HERALD_BROKER_UNAVAILABLE', 503, [string]>(
+export const BrokerUnavailableError = createError<'HERALD_BROKER_UNAVAILABLE', 503, [string, { cause: unknown }?]>(
   'HERALD_BROKER_UNAVAILABLE', '%s', 503)
 export const TooManyTopicsError = createError<'HERALD_TOO_MANY_TOPICS', 400, [number, number]>(
   'HERALD_TOO_MANY_TOPICS', 'a stream may subscribe to at most %d topics; this one asked for %d', 400)

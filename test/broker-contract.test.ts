@@ -1,45 +1,69 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { SlowConsumerError, type StreamMessage } from '../src/broker/subscription.js'
+import { SlowConsumerError } from '../src/hub/subscription.js'
 import { until } from './helper.js'
-import { collect, memoryFactory, redisFactory, subscribed, type BrokerFactory } from './helpers/brokers.js'
+import { collect, memoryFactory, redisFactory, subscribed, type HubFactory } from './helpers/brokers.js'
 import { RedisServer } from './helpers/redis-server.js'
+import type { Transport } from '../src/transport/transport.js'
+
+/** A transport whose history reads return only when the test says, to hold a catch-up open. */
+function gatedReads (): { wrap: (inner: Transport) => Transport, reads: () => number, open: () => void } {
+  let open!: () => void
+  const gate = new Promise<void>((resolve) => { open = resolve })
+  let reads = 0
+  const wrap = (inner: Transport): Transport => ({
+    kind: inner.kind,
+    bind: (sink) => inner.bind(sink),
+    publish: async (input) => await inner.publish(input),
+    head: async () => await inner.head(),
+    read: async (topics, afterId) => {
+      reads++
+      const read = await inner.read(topics, afterId)
+      await gate
+      return read
+    },
+    listen: async (topic) => await inner.listen(topic),
+    unlisten: (topic) => inner.unlisten(topic),
+    health: () => inner.health(),
+    close: async () => await inner.close()
+  })
+  return { wrap, reads: () => reads, open }
+}
 
 let redis: RedisServer
 before(async () => { redis = await RedisServer.start() })
 after(async () => { await redis.stop() })
 
-const kinds: Array<[string, () => BrokerFactory]> = [
+const kinds: Array<[string, () => HubFactory]> = [
   ['memory', () => memoryFactory()],
   ['redis', () => redisFactory(redis)]
 ]
 
 const data = (value: unknown) => JSON.stringify(value)
-const frameText = (message: StreamMessage | undefined) => message !== undefined && 'frame' in message ? message.frame.toString() : ''
 
 for (const [kind, factoryOf] of kinds) {
   describe(`broker contract: ${kind}`, () => {
     test('delivers an event to a subscriber of its topic, framed once as SSE', async (t) => {
-      const { broker, close } = await factoryOf()()
+      const { hub, close } = await factoryOf()()
       t.after(close)
-      const subscription = broker.subscribe(['chat'])
+      const subscription = hub.subscribe(['chat'])
       const received = collect(subscription)
       await subscribed(subscription)
-      const published = await broker.publish({ topics: ['chat'], data: data({ text: 'hi' }), type: 'message' })
+      const published = await hub.publish({ topics: ['chat'], data: data({ text: 'hi' }), type: 'message' })
       await received.waitFor(1)
       assert.deepEqual(received.ids(), [Number(published.id)])
-      assert.equal(frameText(received.messages[0]), `id: ${published.id}\nevent: message\ndata: {"text":"hi"}\n\n`)
+      assert.equal(received.text(), `id: ${published.id}\nevent: message\ndata: {"text":"hi"}\n\n`)
       subscription.destroy()
     })
 
     test('ids grow with publish order and events arrive in that order', async (t) => {
-      const { broker, close } = await factoryOf()()
+      const { hub, close } = await factoryOf()()
       t.after(close)
-      const subscription = broker.subscribe(['a'])
+      const subscription = hub.subscribe(['a'])
       const received = collect(subscription)
       await subscribed(subscription)
       const ids: number[] = []
-      for (let index = 0; index < 50; index++) ids.push(Number((await broker.publish({ topics: ['a'], data: data(index) })).id))
+      for (let index = 0; index < 50; index++) ids.push(Number((await hub.publish({ topics: ['a'], data: data(index) })).id))
       assert.deepEqual(ids, [...ids].sort((x, y) => x - y))
       assert.equal(new Set(ids).size, ids.length)
       await received.waitFor(50)
@@ -47,17 +71,17 @@ for (const [kind, factoryOf] of kinds) {
     })
 
     test('one connection, several topics: each event once, none from other topics', async (t) => {
-      const { broker, close } = await factoryOf()()
+      const { hub, close } = await factoryOf()()
       t.after(close)
-      const both = broker.subscribe(['a', 'b'])
-      const onlyC = broker.subscribe(['c'])
+      const both = hub.subscribe(['a', 'b'])
+      const onlyC = hub.subscribe(['c'])
       const receivedBoth = collect(both)
       const receivedC = collect(onlyC)
       await Promise.all([subscribed(both), subscribed(onlyC)])
-      const first = await broker.publish({ topics: ['a'], data: data(1) })
-      const second = await broker.publish({ topics: ['a', 'b'], data: data(2) })
-      const third = await broker.publish({ topics: ['b'], data: data(3) })
-      const fourth = await broker.publish({ topics: ['c'], data: data(4) })
+      const first = await hub.publish({ topics: ['a'], data: data(1) })
+      const second = await hub.publish({ topics: ['a', 'b'], data: data(2) })
+      const third = await hub.publish({ topics: ['b'], data: data(3) })
+      const fourth = await hub.publish({ topics: ['c'], data: data(4) })
       assert.equal(second.topics.length, 2, 'one id for an event on several topics')
       await receivedBoth.waitFor(3)
       await receivedC.waitFor(1)
@@ -69,48 +93,48 @@ for (const [kind, factoryOf] of kinds) {
     test('releases every listener and upstream subscription when the last subscriber leaves', async (t) => {
       const setup = await factoryOf()()
       t.after(setup.close)
-      const { broker } = setup
-      const one = broker.subscribe(['x', 'y'])
-      const two = broker.subscribe(['x'])
+      const { hub } = setup
+      const one = hub.subscribe(['x', 'y'])
+      const two = hub.subscribe(['x'])
       await Promise.all([subscribed(one), subscribed(two)])
-      assert.equal(broker.listenerCount('x'), 2)
+      assert.equal(hub.listenerCount('x'), 2)
       assert.equal(await setup.upstreamSubscribers('x'), kind === 'redis' ? 1 : 2, 'one upstream subscription per topic')
       one.destroy()
-      assert.equal(broker.listenerCount('x'), 1)
-      assert.equal(broker.listenerCount('y'), 0)
+      assert.equal(hub.listenerCount('x'), 1)
+      assert.equal(hub.listenerCount('y'), 0)
       two.destroy()
-      assert.equal(broker.listenerCount('x'), 0)
-      assert.equal(broker.subscriptionCount, 0)
+      assert.equal(hub.listenerCount('x'), 0)
+      assert.equal(hub.streamCount, 0)
       await until(async () => await setup.upstreamSubscribers('x') === 0 && await setup.upstreamSubscribers('y') === 0, 5_000, 'unsubscribe')
     })
 
     test('resumes after Last-Event-ID with exactly the missed events, in order, on several topics', async (t) => {
-      const { broker, close } = await factoryOf()()
+      const { hub, close } = await factoryOf()()
       t.after(close)
-      const before = await broker.publish({ topics: ['a'], data: data('seen') })
+      const before = await hub.publish({ topics: ['a'], data: data('seen') })
       const missed: number[] = []
       for (let index = 0; index < 10; index++) {
-        missed.push(Number((await broker.publish({ topics: [index % 2 === 0 ? 'a' : 'b'], data: data(index) })).id))
-        await broker.publish({ topics: ['other'], data: data(index) })
+        missed.push(Number((await hub.publish({ topics: [index % 2 === 0 ? 'a' : 'b'], data: data(index) })).id))
+        await hub.publish({ topics: ['other'], data: data(index) })
       }
-      missed.push(Number((await broker.publish({ topics: ['a', 'b'], data: data('both') })).id))
-      const subscription = broker.subscribe(['a', 'b'], { lastEventId: before.id })
+      missed.push(Number((await hub.publish({ topics: ['a', 'b'], data: data('both') })).id))
+      const subscription = hub.subscribe(['a', 'b'], before.id)
       const received = collect(subscription)
       await received.waitFor(missed.length)
-      const live = await broker.publish({ topics: ['b'], data: data('live') })
+      const live = await hub.publish({ topics: ['b'], data: data('live') })
       await received.waitFor(missed.length + 1)
       assert.deepEqual(received.ids(), [...missed, Number(live.id)])
-      assert.ok(received.messages.every((message) => 'frame' in message), 'no reset when history covers the gap')
+      assert.equal(received.resets().length, 0, 'no reset when history covers the gap')
     })
 
     test('hand-over from history to live has no gap and no duplicate under concurrent publishing', async (t) => {
-      const { broker, close } = await factoryOf()()
+      const { hub, close } = await factoryOf()()
       t.after(close)
       const published: number[] = []
       const state = { publishing: true }
       const publisher = (async () => {
         while (state.publishing) {
-          published.push(Number((await broker.publish({ topics: ['race'], data: data(published.length) })).id))
+          published.push(Number((await hub.publish({ topics: ['race'], data: data(published.length) })).id))
           // The memory broker answers without I/O: let timers and the subscribers run.
           await new Promise((resolve) => setImmediate(resolve))
         }
@@ -119,7 +143,7 @@ for (const [kind, factoryOf] of kinds) {
       for (let index = 0; index < 10; index++) {
         await new Promise((resolve) => setTimeout(resolve, 5))
         const start = published.at(-1) ?? 0
-        const subscription = broker.subscribe(['race'], { lastEventId: String(start) })
+        const subscription = hub.subscribe(['race'], String(start))
         clients.push({ start, received: collect(subscription) })
       }
       await new Promise((resolve) => setTimeout(resolve, 100))
@@ -132,66 +156,99 @@ for (const [kind, factoryOf] of kinds) {
       }
     })
 
+    test('live events published during a slow history read are held, then follow the replay: no gap, no duplicate', async (t) => {
+      const gated = gatedReads()
+      const { hub, close } = await factoryOf()({}, gated.wrap)
+      t.after(close)
+      const seen = await hub.publish({ topics: ['hold'], data: data('seen') })
+      const missed = [Number((await hub.publish({ topics: ['hold'], data: data('missed') })).id)]
+      const subscription = hub.subscribe(['hold'], seen.id)
+      const received = collect(subscription)
+      await until(() => gated.reads() === 1, 5_000, 'the history read')
+      const live: number[] = []
+      for (let index = 0; index < 5; index++) live.push(Number((await hub.publish({ topics: ['hold'], data: data(index) })).id))
+      // Delivered live to the hub while the read is open: every one of them must wait in the subscription.
+      assert.equal(subscription.holding, true)
+      assert.deepEqual(received.ids(), [])
+      gated.open()
+      await received.waitFor(missed.length + live.length)
+      assert.deepEqual(received.ids(), [...missed, ...live])
+      assert.equal(received.resets().length, 0)
+    })
+
+    test('live events held during a stalled catch-up count against the byte cap', async (t) => {
+      const gated = gatedReads()
+      const { hub, close } = await factoryOf()({ maxQueueBytes: 4096 }, gated.wrap)
+      t.after(async () => { gated.open(); await close() })
+      const seen = await hub.publish({ topics: ['stall'], data: data('seen') })
+      const subscription = hub.subscribe(['stall'], seen.id)
+      collect(subscription)
+      let error: unknown
+      subscription.on('error', (cause) => { error = cause })
+      await until(() => gated.reads() === 1, 5_000, 'the history read')
+      for (let index = 0; index < 100 && !subscription.destroyed; index++) await hub.publish({ topics: ['stall'], data: data('x'.repeat(100)) })
+      await until(() => error !== undefined, 5_000, 'the held bytes to pass the cap')
+      assert.ok(error instanceof SlowConsumerError, String(error))
+      assert.ok(error.queuedBytes <= 4096 + 200, `held ${error.queuedBytes} bytes`)
+      assert.equal(hub.listenerCount('stall'), 0)
+    })
+
     test('a position older than history gets herald.reset first, then what is retained', async (t) => {
       const setup = await factoryOf()({ historySize: 3 })
       t.after(setup.close)
-      const { broker } = setup
+      const { hub } = setup
       const ids: number[] = []
-      for (let index = 0; index < 10; index++) ids.push(Number((await broker.publish({ topics: ['g'], data: data(index) })).id))
+      for (let index = 0; index < 10; index++) ids.push(Number((await hub.publish({ topics: ['g'], data: data(index) })).id))
       await setup.trim('g')
-      const subscription = broker.subscribe(['g'], { lastEventId: String(ids[2]) })
+      const subscription = hub.subscribe(['g'], String(ids[2]))
       const received = collect(subscription)
       await received.waitFor(3)
-      const first = received.messages[0]
-      assert.ok(first !== undefined && 'reset' in first, 'reset comes before any event')
-      assert.equal(first.reset.reason, 'history-trimmed')
-      assert.deepEqual(first.reset.topics, ['g'])
+      assert.equal(received.events[0]?.event, 'herald.reset', 'reset comes before any event')
+      assert.deepEqual(received.resets().map((reset) => [reset.reason, reset.topics]), [['history-trimmed', ['g']]])
       assert.deepEqual(received.ids(), ids.slice(-3))
     })
 
     test('events older than the history time limit are not replayed, and their loss is signalled', async (t) => {
-      const { broker, close } = await factoryOf()({ historyTtlMs: 300 })
+      const { hub, close } = await factoryOf()({ historyTtlMs: 300 })
       t.after(close)
-      const seen = await broker.publish({ topics: ['ttl'], data: data('seen') })
-      await broker.publish({ topics: ['ttl'], data: data('expires') })
+      const seen = await hub.publish({ topics: ['ttl'], data: data('seen') })
+      await hub.publish({ topics: ['ttl'], data: data('expires') })
       await new Promise((resolve) => setTimeout(resolve, 400))
-      const fresh = await broker.publish({ topics: ['ttl'], data: data('fresh') })
-      const subscription = broker.subscribe(['ttl'], { lastEventId: seen.id })
+      const fresh = await hub.publish({ topics: ['ttl'], data: data('fresh') })
+      const subscription = hub.subscribe(['ttl'], seen.id)
       const received = collect(subscription)
       await received.waitFor(1)
-      const first = received.messages[0]
-      assert.ok(first !== undefined && 'reset' in first)
-      assert.equal(first.reset.reason, 'history-expired')
+      assert.equal(received.events[0]?.event, 'herald.reset')
+      assert.deepEqual(received.resets().map((reset) => reset.reason), ['history-expired'])
       assert.deepEqual(received.ids(), [Number(fresh.id)])
     })
 
     test('a malformed or unknown id gets herald.reset and continues live', async (t) => {
-      const { broker, close } = await factoryOf()()
+      const { hub, close } = await factoryOf()()
       t.after(close)
-      await broker.publish({ topics: ['m'], data: data('old') })
+      await hub.publish({ topics: ['m'], data: data('old') })
       for (const [lastEventId, reason] of [['not-an-id', 'malformed-id'], ['99999999', 'unknown-id']]) {
-        const subscription = broker.subscribe(['m'], { lastEventId })
+        const subscription = hub.subscribe(['m'], lastEventId)
         const received = collect(subscription)
         await subscribed(subscription)
-        const live = await broker.publish({ topics: ['m'], data: data('live') })
+        const live = await hub.publish({ topics: ['m'], data: data('live') })
         await received.waitFor(1)
-        const first = received.messages[0]
-        assert.ok(first !== undefined && 'reset' in first)
-        assert.equal(first.reset.reason, reason)
+        assert.equal(received.events[0]?.event, 'herald.reset')
+        assert.deepEqual(received.resets().map((reset) => reset.reason), [reason])
         assert.deepEqual(received.ids(), [Number(live.id)])
         subscription.destroy()
       }
     })
 
     test('the same idempotency key twice stores and delivers one event', async (t) => {
-      const { broker, close } = await factoryOf()()
+      const { hub, close } = await factoryOf()()
       t.after(close)
-      const subscription = broker.subscribe(['idem'])
+      const subscription = hub.subscribe(['idem'])
       const received = collect(subscription)
       await subscribed(subscription)
-      const first = await broker.publish({ topics: ['idem'], data: data(1), idempotencyKey: 'order-17' })
-      const again = await broker.publish({ topics: ['idem'], data: data(1), idempotencyKey: 'order-17' })
-      const other = await broker.publish({ topics: ['idem'], data: data(2), idempotencyKey: 'order-18' })
+      const first = await hub.publish({ topics: ['idem'], data: data(1), idempotencyKey: 'order-17' })
+      const again = await hub.publish({ topics: ['idem'], data: data(1), idempotencyKey: 'order-17' })
+      const other = await hub.publish({ topics: ['idem'], data: data(2), idempotencyKey: 'order-18' })
       assert.equal(again.id, first.id)
       assert.equal(again.duplicate, true)
       assert.equal(first.duplicate, false)
@@ -201,19 +258,19 @@ for (const [kind, factoryOf] of kinds) {
     })
 
     test('a subscriber that stops reading is ended past its byte cap; others are unaffected', async (t) => {
-      const { broker, close } = await factoryOf()({ maxQueueBytes: 4096 })
+      const { hub, close } = await factoryOf()({ maxQueueBytes: 4096 })
       t.after(close)
-      const slow = broker.subscribe(['load'])
-      const fast = broker.subscribe(['load'])
+      const slow = hub.subscribe(['load'])
+      const fast = hub.subscribe(['load'])
       const receivedFast = collect(fast)
       let slowError: unknown
       slow.on('error', (error) => { slowError = error })
       await Promise.all([subscribed(slow), subscribed(fast)])
-      for (let index = 0; index < 100; index++) await broker.publish({ topics: ['load'], data: data('x'.repeat(100)) })
+      for (let index = 0; index < 100; index++) await hub.publish({ topics: ['load'], data: data('x'.repeat(100)) })
       await receivedFast.waitFor(100)
       await until(() => slow.destroyed && slowError !== undefined, 5_000, 'slow subscriber ended')
       assert.ok(slowError instanceof SlowConsumerError)
-      assert.equal(broker.listenerCount('load'), 1)
+      assert.equal(hub.listenerCount('load'), 1)
     })
   })
 }

@@ -42,7 +42,7 @@ test('Redis killed mid-stream and restarted: 503 meanwhile, streams stay up, 0 l
   const clients = [a, a, a, b, b, b].map((instance) => new ResumingClient([instance.url], '/v1/stream?topic=fault'))
   for (const client of clients) client.start()
   t.after(() => { for (const client of clients) client.stop() })
-  await until(() => a.app.broker.subscriptionCount === 3 && b.app.broker.subscriptionCount === 3, 5_000, 'subscribed')
+  await until(() => a.app.hub.streamCount === 3 && b.app.hub.streamCount === 3, 5_000, 'subscribed')
 
   const loop = publishLoop([a.url, b.url], 'fault')
   await until(() => loop.accepted.length >= 20, 5_000, 'publishing')
@@ -51,9 +51,9 @@ test('Redis killed mid-stream and restarted: 503 meanwhile, streams stay up, 0 l
   await until(() => (loop.statuses.get(503) ?? 0) >= 3, 5_000, '503 while Redis is down')
   const health = await (await fetch(`${a.url}/health`)).json() as { status: string }
   assert.equal(health.status, 'degraded')
-  const heartbeatsBefore = a.app.broker.subscriptionCount
+  const heartbeatsBefore = a.app.hub.streamCount
   await sleep(500)
-  assert.equal(a.app.broker.subscriptionCount, heartbeatsBefore, 'streams stay open during the outage')
+  assert.equal(a.app.hub.streamCount, heartbeatsBefore, 'streams stay open during the outage')
 
   await redis.startProcess()
   await until(async () => ((await (await fetch(`${a.url}/health`)).json()) as { status: string }).status === 'ok', 10_000, 'healthy again')
@@ -119,7 +119,7 @@ test('events published while the subscriber connection reconnects are replayed f
   const a = await build(t, { REDIS_URL: redis.url })
   const client = await openStream(`${a.url}/v1/stream?topic=gap`)
   t.after(client.close)
-  await until(() => a.app.broker.listenerCount('gap') === 1 && a.app.broker.health().status === 'ok', 5_000, 'subscribed')
+  await until(() => a.app.hub.listenerCount('gap') === 1 && a.app.hub.health().status === 'ok', 5_000, 'subscribed')
   const admin = redis.client()
   t.after(() => admin.disconnect())
   const before = await publish(a.url, { topic: 'gap', data: 'before' })

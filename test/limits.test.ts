@@ -39,7 +39,7 @@ test('concurrent streams per instance: N allowed, N+1 is 503 with Retry-After, a
   assert.equal(refused.headers['retry-after'], '5')
   assert.match(refused.text(), /at most 3 streams/)
   streams[0]?.close()
-  await until(() => app.broker.subscriptionCount === 2, 2_000, 'a slot to free')
+  await until(() => app.hub.streamCount === 2, 2_000, 'a slot to free')
   const again = await openStream(`${url}/v1/stream?topic=a`)
   again.close()
   assert.equal(again.status, 200)

@@ -19,7 +19,7 @@ test('an event published to instance A reaches a stream on instance B', async (t
   const onB = await openStream(`${b.url}/v1/stream?topic=chat`)
   const onA = await openStream(`${a.url}/v1/stream?topic=chat`)
   t.after(() => { onA.close(); onB.close() })
-  await until(() => b.app.broker.listenerCount('chat') === 1, 2_000, 'B subscribed')
+  await until(() => b.app.hub.listenerCount('chat') === 1, 2_000, 'B subscribed')
   const published = await publish(a.url, { topic: 'chat', data: { from: 'A' } })
   assert.equal(published.status, 202)
   const events = await onB.waitForEvents(1)
@@ -36,7 +36,7 @@ test('one Redis subscription per topic per instance, however many clients', asyn
   const clients = await Promise.all(Array.from({ length: 20 }, async () => await openStream(`${a.url}/v1/stream?topic=busy`)))
   const admin = redis.client()
   t.after(() => { for (const client of clients) client.close(); admin.disconnect() })
-  await until(() => a.app.broker.listenerCount('busy') === 20, 2_000, 'all subscribed')
+  await until(() => a.app.hub.listenerCount('busy') === 20, 2_000, 'all subscribed')
   const [, subscribers] = await admin.pubsub('NUMSUB', `${shared.HERALD_REDIS_PREFIX}topic:busy`) as [string, number]
   assert.equal(Number(subscribers), 1)
   const clientList = (await admin.client('LIST') as string).split('\n').filter((line) => line.includes(`herald-${process.pid}`))

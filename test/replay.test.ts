@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { parseEventId, planReplay, type HistoryRead } from '../src/broker/replay.js'
-import { TopicHistory } from '../src/broker/topic-history.js'
+import { parseEventId, planReplay } from '../src/hub/replay.js'
+import type { HistoryRead } from '../src/transport/transport.js'
+import { TopicHistory } from '../src/transport/topic-history.js'
 
 const event = (id: number, time = 1_000) => ({ id, data: String(id), time })
 

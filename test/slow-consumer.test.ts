@@ -58,9 +58,10 @@ test('a client that stops reading is cut off at the cap; 100 others get everythi
   await until(() => normal.every((client) => client.count() === published), 60_000, 'every normal client to get every event')
   for (const client of normal) assert.equal(JSON.parse(client.last()).n, published - 1)
   // What the server held for the slow client when it let go: the cap, plus at most the event that crossed it.
-  const line = server.output().split('\n').find((entry) => entry.includes('slow client disconnected'))
+  const line = server.output().split('\n').find((entry) => entry.includes('"reason":"slow-client"'))
   assert.ok(line !== undefined, 'the disconnect is logged')
-  const logged = JSON.parse(line) as { level: number, queuedBytes: number, limit: number }
+  const logged = JSON.parse(line) as { level: number, msg: string, queuedBytes: number, limit: number }
+  assert.equal(logged.msg, 'stream closed')
   assert.equal(logged.level, 30, 'logged at info: a slow client is not a server error')
   assert.equal(logged.limit, 65_536)
   assert.ok(logged.queuedBytes <= 65_536 + 2_048, `held ${logged.queuedBytes} bytes`)

@@ -45,10 +45,10 @@ test('heartbeat comments flow from one shared timer', async (t) => {
 test('closing the client releases the subscription', async (t) => {
   const { app, url } = await build(t)
   const client = await openStream(`${url}/v1/stream?topic=bye&topic=bye2`)
-  await until(() => app.broker.listenerCount('bye') === 1, 2_000, 'subscribed')
+  await until(() => app.hub.listenerCount('bye') === 1, 2_000, 'subscribed')
   client.close()
-  await until(() => app.broker.listenerCount('bye') === 0 && app.broker.subscriptionCount === 0, 2_000, 'released')
-  assert.equal(app.broker.listenerCount('bye2'), 0)
+  await until(() => app.hub.listenerCount('bye') === 0 && app.hub.streamCount === 0, 2_000, 'released')
+  assert.equal(app.hub.listenerCount('bye2'), 0)
 })
 
 test('bad stream requests get 400 with a reason, before any stream byte', async (t) => {

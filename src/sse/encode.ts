@@ -7,9 +7,9 @@
 const LINE_BREAK = /\r\n|\r|\n/
 
 export interface SseFrame {
-  id?: string | number
-  event?: string
-  retry?: number
+  id?: string | number | undefined
+  event?: string | undefined
+  retry?: number | undefined
   data: string
 }
 

@@ -1,21 +1,24 @@
 import { Redis } from 'ioredis'
-import { MemoryBroker } from '../../src/broker/memory.js'
-import { RedisBroker } from '../../src/broker/redis.js'
-import type { Broker } from '../../src/broker/types.js'
-import type { StreamMessage } from '../../src/broker/subscription.js'
-import type { Subscription } from '../../src/broker/subscription.js'
+import { Hub } from '../../src/hub/hub.js'
+import type { Subscription } from '../../src/hub/subscription.js'
+import { SseParser, type ParsedEvent } from '../../src/sse/parser.js'
+import { MemoryTransport } from '../../src/transport/memory.js'
+import { RedisTransport } from '../../src/transport/redis.js'
+import type { Transport } from '../../src/transport/transport.js'
 import { until } from '../helper.js'
 import type { RedisServer } from './redis-server.js'
 
-export interface BrokerLimits {
+export interface HubLimits {
   historySize?: number
   historyTtlMs?: number
   idempotencyTtlMs?: number
   maxQueueBytes?: number
+  heartbeatMs?: number
 }
 
-export interface BrokerUnderTest {
-  broker: Broker
+export interface HubUnderTest {
+  hub: Hub
+  transport: Transport
   /** Makes history keep only the newest `historySize` events, as retention does (Redis trims lazily). */
   trim: (topic: string) => Promise<void>
   /** Upstream subscriptions for a topic: Redis PUBSUB NUMSUB, or local listeners for memory. */
@@ -23,37 +26,42 @@ export interface BrokerUnderTest {
   close: () => Promise<void>
 }
 
-export type BrokerFactory = (limits?: BrokerLimits) => Promise<BrokerUnderTest>
+/** Builds a hub over a transport; `wrap` may stand between them (to delay history reads, say). */
+export type HubFactory = (limits?: HubLimits, wrap?: (transport: Transport) => Transport) => Promise<HubUnderTest>
 
-const defaults = { historySize: 100, historyTtlMs: 0, idempotencyTtlMs: 60_000, maxQueueBytes: 1 << 20 }
+const defaults = { historySize: 100, historyTtlMs: 0, idempotencyTtlMs: 60_000, maxQueueBytes: 1 << 20, heartbeatMs: 60_000 }
 
-export function memoryFactory (): BrokerFactory {
-  return async (limits = {}) => {
+export function memoryFactory (): HubFactory {
+  return async (limits = {}, wrap = (transport) => transport) => {
     const options = { ...defaults, ...limits }
-    const broker = new MemoryBroker(options)
+    const transport = wrap(new MemoryTransport(options))
+    const hub = new Hub(transport, options)
     return {
-      broker,
+      hub,
+      transport,
       // The ring buffer already keeps only `historySize` events: trimming happens as it fills.
       trim: async () => {},
-      upstreamSubscribers: async (topic) => broker.listenerCount(topic),
-      close: async () => await broker.close()
+      upstreamSubscribers: async (topic) => hub.listenerCount(topic),
+      close: async () => await hub.close(0)
     }
   }
 }
 
 let prefixCounter = 0
 
-export function redisFactory (server: RedisServer): BrokerFactory {
-  return async (limits = {}) => {
+export function redisFactory (server: RedisServer): HubFactory {
+  return async (limits = {}, wrap = (transport) => transport) => {
     const options = { ...defaults, ...limits, prefix: `test${process.pid}-${++prefixCounter}:` }
     const publisher = new Redis(server.url, { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 0 })
     const subscriber = new Redis(server.url, { maxRetriesPerRequest: null })
     const admin = new Redis(server.url)
     for (const client of [publisher, subscriber, admin]) client.on('error', () => {})
     await Promise.all([publisher, subscriber, admin].map(async (client) => await until(() => client.status === 'ready', 5_000, 'redis ready')))
-    const broker = new RedisBroker(publisher, subscriber, options)
+    const transport = wrap(new RedisTransport(publisher, subscriber, options))
+    const hub = new Hub(transport, options)
     return {
-      broker,
+      hub,
+      transport,
       // MAXLEN ~ trims whole stream nodes of 100 entries; trim exactly, as a long-running deployment would.
       trim: async (topic) => { await admin.xtrim(`${options.prefix}history:${topic}`, 'MAXLEN', options.historySize) },
       upstreamSubscribers: async (topic) => {
@@ -61,22 +69,41 @@ export function redisFactory (server: RedisServer): BrokerFactory {
         return Number(reply[1])
       },
       close: async () => {
-        await broker.close()
+        await hub.close(0)
         for (const client of [publisher, subscriber, admin]) client.disconnect()
       }
     }
   }
 }
 
-/** Reads a subscription the way a stream would, keeping what it yields. */
-export function collect (subscription: Subscription): { messages: StreamMessage[], ids: () => number[], waitFor: (count: number) => Promise<void> } {
-  const messages: StreamMessage[] = []
-  subscription.on('data', (message: StreamMessage) => messages.push(message))
+export interface Collected {
+  /** Every event the subscription yielded, parsed as a browser would, herald.reset notices included. */
+  events: ParsedEvent[]
+  /** The bytes received, as text. */
+  text: () => string
+  /** Ids of the events that are not reset notices. */
+  ids: () => number[]
+  /** The reset notices, parsed. */
+  resets: () => Array<{ reason: string, topics: string[], lastEventId: string }>
+  waitFor: (count: number) => Promise<void>
+}
+
+/** Reads a subscription the way a stream would, parsing its bytes into events. */
+export function collect (subscription: Subscription): Collected {
+  const events: ParsedEvent[] = []
+  const parser = new SseParser((event) => events.push(event))
+  let text = ''
+  subscription.on('data', (chunk: Buffer) => {
+    text += chunk.toString('utf8')
+    parser.push(chunk.toString('utf8'))
+  })
   subscription.on('error', () => {})
-  const ids = () => messages.flatMap((message) => 'id' in message ? [message.id] : [])
+  const ids = () => events.flatMap((event) => event.event === 'herald.reset' ? [] : [Number(event.id)])
   return {
-    messages,
+    events,
+    text: () => text,
     ids,
+    resets: () => events.filter((event) => event.event === 'herald.reset').map((event) => JSON.parse(event.data)),
     waitFor: async (count) => await until(() => ids().length >= count, 5_000, `${count} events (have ${ids().length})`)
   }
 }

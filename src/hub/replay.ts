@@ -1,19 +1,4 @@
-import type { StoredEvent } from './types.js'
-
-/** What a history source returns for a resume: the newest id, and per topic what it still holds. */
-export interface HistoryRead {
-  /** The newest id ever assigned (0 before the first publish). */
-  head: number
-  topics: TopicHistory[]
-}
-
-export interface TopicHistory {
-  topic: string
-  /** Retained events with an id above the asked-for position, oldest first. */
-  events: StoredEvent[]
-  /** The largest id this topic has dropped from its history (0 if none). */
-  trimmedThrough: number
-}
+import type { HistoryRead, StoredEvent } from '../transport/transport.js'
 
 export type ResetReason = 'history-trimmed' | 'history-expired' | 'malformed-id' | 'unknown-id'
 
@@ -43,7 +28,7 @@ export function parseEventId (value: string): number | undefined {
 }
 
 /**
- * Decides what a resuming client gets. Pure: the brokers fetch, this decides.
+ * Decides what a resuming client gets. Pure: the transport fetches, this decides.
  * A position the history can no longer cover is never skipped silently: it yields a reset notice,
  * then whatever is still retained. An id we never issued resets to live.
  */

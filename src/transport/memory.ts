@@ -1,15 +1,9 @@
-import { toHeraldEvent } from './event.js'
-import { Fanout } from './fanout.js'
-import type { HistoryRead } from './replay.js'
-import type { Subscription } from './subscription.js'
 import { TopicHistory } from './topic-history.js'
-import type { Broker, BrokerHealth, PublishInput, PublishResult, StoredEvent, SubscribeOptions } from './types.js'
+import type { HistoryRead, PublishInput, PublishResult, StoredEvent, Transport, TransportHealth, TransportSink } from './transport.js'
 
-export interface MemoryBrokerOptions {
+export interface MemoryTransportOptions {
   historySize: number
-  historyTtlMs: number
   idempotencyTtlMs: number
-  maxQueueBytes: number
 }
 
 interface RememberedPublish {
@@ -18,21 +12,19 @@ interface RememberedPublish {
   expires: number
 }
 
-/** The embedded broker: one process, no dependencies, the same contract as the Redis broker. */
-export class MemoryBroker implements Broker {
+/** The embedded transport: one process, no dependencies, the same contract as the Redis transport. */
+export class MemoryTransport implements Transport {
   readonly kind = 'memory'
   private lastId = 0
   private readonly histories = new Map<string, TopicHistory>()
   // Insertion order is expiry order (one TTL for all), so expired keys are always at the front.
   private readonly idempotencyKeys = new Map<string, RememberedPublish>()
-  private readonly fanout: Fanout
+  private sink: TransportSink | undefined
 
-  constructor (private readonly options: MemoryBrokerOptions) {
-    this.fanout = new Fanout(
-      { head: async () => this.lastId, read: async (topics, afterId) => this.read(topics, afterId) },
-      { activate: async () => {}, deactivate: () => {} },
-      { maxQueueBytes: options.maxQueueBytes, historyTtlMs: options.historyTtlMs }
-    )
+  constructor (private readonly options: MemoryTransportOptions) {}
+
+  bind (sink: TransportSink): void {
+    this.sink = sink
   }
 
   async publish (input: PublishInput): Promise<PublishResult> {
@@ -47,9 +39,7 @@ export class MemoryBroker implements Broker {
     if (input.type !== undefined) stored.type = input.type
     if (input.retry !== undefined) stored.retry = input.retry
     for (const topic of input.topics) this.historyOf(topic).append(stored)
-
-    const event = toHeraldEvent(stored)
-    for (const topic of input.topics) this.fanout.dispatch(topic, event)
+    if (this.sink !== undefined) for (const topic of input.topics) this.sink.deliver(topic, stored)
 
     const id = String(stored.id)
     if (input.idempotencyKey !== undefined) {
@@ -58,27 +48,11 @@ export class MemoryBroker implements Broker {
     return { id, topics: input.topics, duplicate: false }
   }
 
-  subscribe (topics: string[], options: SubscribeOptions = {}): Subscription {
-    return this.fanout.subscribe(topics, options.lastEventId)
+  async head (): Promise<number> {
+    return this.lastId
   }
 
-  health (): BrokerHealth {
-    return { broker: 'memory', status: 'ok' }
-  }
-
-  listenerCount (topic: string): number {
-    return this.fanout.listenerCount(topic)
-  }
-
-  get subscriptionCount (): number {
-    return this.fanout.subscriptionCount
-  }
-
-  async close (): Promise<void> {
-    this.fanout.endAll()
-  }
-
-  private read (topics: readonly string[], afterId: number): HistoryRead {
+  async read (topics: readonly string[], afterId: number): Promise<HistoryRead> {
     return {
       head: this.lastId,
       topics: topics.map((topic) => {
@@ -86,6 +60,18 @@ export class MemoryBroker implements Broker {
         return { topic, events: history?.after(afterId) ?? [], trimmedThrough: history?.trimmedThrough ?? 0 }
       })
     }
+  }
+
+  // Every event reaches the sink from publish(): there is nothing to start or stop per topic.
+  async listen (): Promise<void> {}
+  unlisten (): void {}
+
+  health (): TransportHealth {
+    return { status: 'ok' }
+  }
+
+  async close (): Promise<void> {
+    this.sink = undefined
   }
 
   private historyOf (topic: string): TopicHistory {

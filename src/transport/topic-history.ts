@@ -1,4 +1,4 @@
-import type { StoredEvent } from './types.js'
+import type { StoredEvent } from './transport.js'
 
 /**
  * A topic's retained events in a fixed-size ring: the memory broker's counterpart of a Redis stream

@@ -1,0 +1,249 @@
+import { encodeComment, encodeFrame } from '../sse/encode.js'
+import type { HistoryRead, PublishInput, PublishResult, StoredEvent, Transport, TransportHealth, TransportSink } from '../transport/transport.js'
+import { parseEventId, planReplay, type ResetNotice } from './replay.js'
+import { Subscription, type FramedEvent } from './subscription.js'
+
+export interface HubOptions {
+  /** Bytes one connection may leave unread before it is ended. */
+  maxQueueBytes: number
+  /** Events older than this are not replayed (0 = no limit). */
+  historyTtlMs: number
+  /** Milliseconds between keep-alive comments on idle streams. */
+  heartbeatMs: number
+  /** Told when a catch-up could not reach history; it is retried. */
+  onCatchUpError?: (error: unknown) => void
+}
+
+export interface HubHealth extends TransportHealth {
+  broker: 'memory' | 'redis'
+}
+
+interface TopicEntry {
+  readonly subscriptions: Set<Subscription>
+  /** Settles when the transport receives the topic's live events; a catch-up reads history only after it. */
+  listening: Promise<void>
+  listenFailed: boolean
+}
+
+/** How long to wait before retrying catch-ups that could not reach history. */
+const CATCH_UP_RETRY_MS = 500
+const HEARTBEAT = Buffer.from(encodeComment())
+
+/**
+ * The one owner of delivery on an instance: the subscriptions and the topics they listen to, the hand-over
+ * from history to live, the resync after the transport was interrupted, the count of open streams, the
+ * heartbeat, and shutdown. The transport only publishes, reads history, and starts and stops topics.
+ *
+ * A topic is listened to on its first subscription and released after its last, so an instance holds one
+ * upstream subscription per topic however many clients listen. Each live event is framed once and the same
+ * bytes go to every subscription.
+ */
+export class Hub implements TransportSink {
+  private readonly topics = new Map<string, TopicEntry>()
+  private readonly subscriptions = new Set<Subscription>()
+  private readonly heartbeatTimer: NodeJS.Timeout
+  private retryTimer: NodeJS.Timeout | undefined
+  private interruptedNow = false
+  private closed = false
+  private lastEvent: StoredEvent | undefined
+  private lastFramed: FramedEvent | undefined
+
+  constructor (readonly transport: Transport, private readonly options: HubOptions) {
+    transport.bind(this)
+    // One shared timer beats for every open stream; a timer per connection would cost a handle each.
+    this.heartbeatTimer = setInterval(() => {
+      for (const subscription of this.subscriptions) subscription.heartbeat(HEARTBEAT)
+    }, options.heartbeatMs)
+    this.heartbeatTimer.unref()
+  }
+
+  get kind (): 'memory' | 'redis' {
+    return this.transport.kind
+  }
+
+  async publish (input: PublishInput): Promise<PublishResult> {
+    return await this.transport.publish(input)
+  }
+
+  /** Opens a subscription: live events from now on, after the missed ones when `lastEventId` is given. */
+  subscribe (topics: readonly string[], lastEventId?: string): Subscription {
+    const subscription = new Subscription(topics, {
+      maxQueueBytes: this.options.maxQueueBytes,
+      onDestroy: (destroyed) => this.remove(destroyed)
+    })
+    subscription.lastEventId = lastEventId
+    this.subscriptions.add(subscription)
+    for (const topic of topics) {
+      let entry = this.topics.get(topic)
+      if (entry === undefined) {
+        entry = { subscriptions: new Set(), listening: Promise.resolve(), listenFailed: false }
+        this.topics.set(topic, entry)
+        this.listen(topic, entry)
+      }
+      entry.subscriptions.add(subscription)
+    }
+    this.catchUp(subscription)
+    return subscription
+  }
+
+  /** Open streams on this instance. */
+  get streamCount (): number {
+    return this.subscriptions.size
+  }
+
+  /** Topics with at least one subscription on this instance. */
+  get topicCount (): number {
+    return this.topics.size
+  }
+
+  /** Subscriptions to a topic on this instance. */
+  listenerCount (topic: string): number {
+    return this.topics.get(topic)?.subscriptions.size ?? 0
+  }
+
+  health (): HubHealth {
+    return { broker: this.transport.kind, ...this.transport.health() }
+  }
+
+  /** Ends every stream after what it has queued, and stops; a stream that cannot flush in time is cut. */
+  async close (flushMs = 1_000): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    clearInterval(this.heartbeatTimer)
+    clearTimeout(this.retryTimer)
+    for (const subscription of [...this.subscriptions]) {
+      subscription.finish('server-closing')
+      setTimeout(() => subscription.close('server-closing'), flushMs).unref()
+    }
+    await this.transport.close()
+  }
+
+  // TransportSink
+
+  deliver (topic: string, event: StoredEvent): void {
+    const entry = this.topics.get(topic)
+    if (entry === undefined) return
+    // An event on several topics comes once per topic as the same object: frame it once.
+    let framed = this.lastFramed
+    if (event !== this.lastEvent || framed === undefined) {
+      framed = { id: event.id, frame: frameOf(event) }
+      this.lastEvent = event
+      this.lastFramed = framed
+    }
+    for (const subscription of entry.subscriptions) subscription.deliver(framed)
+  }
+
+  interrupted (): void {
+    // Events may be published elsewhere while we cannot hear them: hold live delivery until a catch-up.
+    this.interruptedNow = true
+    for (const subscription of this.subscriptions) subscription.hold()
+  }
+
+  restored (): void {
+    this.interruptedNow = false
+    this.resync()
+  }
+
+  /** Re-reads history for every open subscription, after live delivery may have missed events. */
+  private resync (): void {
+    for (const subscription of this.subscriptions) {
+      subscription.hold()
+      this.catchUp(subscription)
+    }
+  }
+
+  private listen (topic: string, entry: TopicEntry): void {
+    entry.listenFailed = false
+    entry.listening = this.transport.listen(topic)
+    // Catch-ups await it and retry a failure; this keeps a failure after everyone left from crashing.
+    entry.listening.catch(() => { entry.listenFailed = true })
+  }
+
+  private remove (subscription: Subscription): void {
+    if (!this.subscriptions.delete(subscription)) return
+    for (const topic of subscription.topics) {
+      const entry = this.topics.get(topic)
+      if (entry === undefined || !entry.subscriptions.delete(subscription) || entry.subscriptions.size > 0) continue
+      this.topics.delete(topic)
+      this.transport.unlisten(topic)
+    }
+  }
+
+  /**
+   * Brings a subscription up to date from history while its live events are held, then releases them.
+   * Runs once at a time per subscription; a resync asked for meanwhile runs right after.
+   */
+  private catchUp (subscription: Subscription): void {
+    if (subscription.catchingUp) {
+      subscription.catchUpAgain = true
+      return
+    }
+    subscription.catchingUp = true
+    this.runCatchUp(subscription).then(() => {
+      subscription.catchingUp = false
+      if (subscription.catchUpAgain && !subscription.destroyed) {
+        subscription.catchUpAgain = false
+        this.catchUp(subscription)
+      }
+    }, (error: unknown) => {
+      subscription.catchingUp = false
+      subscription.catchUpAgain = false
+      if (this.closed) return
+      this.options.onCatchUpError?.(error)
+      this.scheduleRetry()
+    })
+  }
+
+  private async runCatchUp (subscription: Subscription): Promise<void> {
+    // Listen before reading history: whatever is published after the read then arrives live.
+    const listening: Array<Promise<void>> = []
+    for (const topic of subscription.topics) {
+      const entry = this.topics.get(topic)
+      if (entry === undefined) continue
+      if (entry.listenFailed) this.listen(topic, entry)
+      listening.push(entry.listening)
+    }
+    await Promise.all(listening)
+    if (subscription.destroyed) return
+
+    if (!subscription.started && subscription.lastEventId === undefined) {
+      // A new client without an id starts at the newest event: it asked for nothing older.
+      subscription.release(await this.transport.head(), [])
+      subscription.started = true
+      return
+    }
+    const lastEventId = subscription.started ? String(subscription.position) : subscription.lastEventId ?? '0'
+    const after = parseEventId(lastEventId)
+    const read: HistoryRead = after === undefined
+      ? { head: await this.transport.head(), topics: subscription.topics.map((topic) => ({ topic, events: [], trimmedThrough: 0 })) }
+      : await this.transport.read(subscription.topics, after)
+    if (subscription.destroyed) return
+    const plan = planReplay(lastEventId, read, Date.now(), this.options.historyTtlMs)
+    const events = plan.events.map((event) => ({ id: event.id, frame: frameOf(event) }))
+    subscription.release(plan.position, events, plan.reset === undefined ? undefined : resetFrame(plan.reset))
+    subscription.started = true
+  }
+
+  /** Retries, after a pause, the catch-ups that failed; after an interruption, `restored` does it instead. */
+  private scheduleRetry (): void {
+    if (this.retryTimer !== undefined) return
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined
+      if (this.closed || this.interruptedNow) return
+      for (const subscription of this.subscriptions) {
+        if (subscription.holding && !subscription.catchingUp) this.catchUp(subscription)
+      }
+    }, CATCH_UP_RETRY_MS)
+    this.retryTimer.unref()
+  }
+}
+
+/** The SSE frame of a stored event. */
+function frameOf (event: StoredEvent): Buffer {
+  return Buffer.from(encodeFrame({ id: event.id, event: event.type, retry: event.retry, data: event.data }))
+}
+
+/** The in-band notice that comes before a replay whose start could not be honoured. */
+function resetFrame (notice: ResetNotice): Buffer {
+  return Buffer.from(encodeFrame({ event: 'herald.reset', data: JSON.stringify(notice) }))
+}

@@ -1,0 +1,172 @@
+import { Readable, type Writable } from 'node:stream'
+
+/** An event on the delivery path: its id, and its SSE frame, encoded once and shared by every subscriber. */
+export interface FramedEvent {
+  readonly id: number
+  readonly frame: Buffer
+}
+
+/** Why a stream ended, for the log line written when it closes. */
+export type EndReason = 'client-closed' | 'server-closing' | 'token-expired' | 'slow-client' | 'failed'
+
+export class SlowConsumerError extends Error {
+  constructor (readonly queuedBytes: number, readonly limit: number) {
+    super(`client fell ${queuedBytes} bytes behind (limit ${limit}); connection ended, it can resume from history`)
+    this.name = 'SlowConsumerError'
+  }
+}
+
+export interface SubscriptionOptions {
+  maxQueueBytes: number
+  /** Called once when the subscription is destroyed, to release its listeners. */
+  onDestroy: (subscription: Subscription) => void
+}
+
+/**
+ * One client's stream: a byte-mode Readable of ready SSE frames, in id order, each event at most once.
+ *
+ * Frames are shared Buffers, encoded once per event by the hub. Once connected to a socket, a frame goes
+ * straight to it when nothing is queued and the socket does not need draining; otherwise it waits in the
+ * Readable's buffer, which `pipe()` drains into the same socket under backpressure, so order holds.
+ * Everything the client has not taken yet counts against the byte cap: the Readable's buffer, the
+ * socket's unsent bytes, and live events held back during a catch-up. Past the cap the subscription
+ * destroys itself with SlowConsumerError, so one slow client costs bounded memory.
+ *
+ * The hub drives the hand-over: while it replays history, live events are held, then released above the
+ * replay's last id, so the hand-over has no gap and no duplicate.
+ */
+export class Subscription extends Readable {
+  readonly topics: readonly string[]
+  readonly openedAt = Date.now()
+  /** The highest id delivered (or skipped as already seen); live events at or below it are dropped. */
+  position = 0
+  /** Events and bytes handed to the connection. */
+  events = 0
+  bytes = 0
+  endReason: EndReason | undefined
+
+  /** The hub's catch-up bookkeeping: the client's Last-Event-ID until the first catch-up honoured it. */
+  lastEventId: string | undefined
+  started = false
+  catchingUp = false
+  catchUpAgain = false
+
+  private held: FramedEvent[] | undefined = []
+  private heldBytes = 0
+  private socket: Writable | undefined
+  private finishing = false
+  private readonly maxQueueBytes: number
+  private readonly onDestroy: (subscription: Subscription) => void
+
+  constructor (topics: readonly string[], options: SubscriptionOptions) {
+    super()
+    this.topics = topics
+    this.maxQueueBytes = options.maxQueueBytes
+    this.onDestroy = options.onDestroy
+  }
+
+  /** True while live events are held back for a catch-up. */
+  get holding (): boolean {
+    return this.held !== undefined
+  }
+
+  /** Bytes the client has not taken yet. */
+  get queuedBytes (): number {
+    return this.readableLength + this.heldBytes + (this.socket?.writableLength ?? 0)
+  }
+
+  /** Starts the stream on a connection: the opening bytes, then every frame, piped under backpressure. */
+  connect (socket: Writable, opening: Buffer): void {
+    this.socket = socket
+    this.push(opening)
+    this.pipe(socket)
+  }
+
+  /** A live event. */
+  deliver (event: FramedEvent): void {
+    if (this.held !== undefined) {
+      if (this.destroyed || this.finishing) return
+      this.held.push(event)
+      this.heldBytes += event.frame.length
+      this.checkCap()
+    } else if (event.id > this.position) {
+      this.position = event.id
+      this.send(event.frame, true)
+    }
+  }
+
+  /** Holds live events until the next `release`. */
+  hold (): void {
+    this.held ??= []
+  }
+
+  /** Sends a catch-up (a reset notice first, then events), then releases held live events above it. */
+  release (position: number, events: Iterable<FramedEvent>, reset?: Buffer): void {
+    if (this.destroyed) return
+    if (reset !== undefined) this.send(reset, false)
+    for (const event of events) {
+      if (event.id <= this.position) continue
+      this.position = event.id
+      this.send(event.frame, true)
+    }
+    if (position > this.position) this.position = position
+    const held = this.held ?? []
+    this.held = undefined
+    this.heldBytes = 0
+    for (const event of held) this.deliver(event)
+  }
+
+  /** Writes a keep-alive comment unless bytes are already on their way (they keep the line alive). */
+  heartbeat (comment: Buffer): void {
+    if (this.queuedBytes === 0) this.send(comment, false)
+  }
+
+  /** Ends the stream after what is already queued; held live events are dropped (history keeps them). */
+  finish (reason: EndReason): void {
+    if (this.destroyed || this.finishing) return
+    this.endReason ??= reason
+    this.finishing = true
+    this.held = undefined
+    this.heldBytes = 0
+    this.push(null)
+  }
+
+  /** Ends the stream and its connection at once, for a reason, whatever is still queued. */
+  close (reason: EndReason): void {
+    this.endReason ??= reason
+    this.socket?.destroy()
+    this.destroy()
+  }
+
+  override _read (): void {
+    // Frames are pushed as they come; pipe() pulls from the buffer under backpressure.
+  }
+
+  override _destroy (error: Error | null, callback: (error?: Error | null) => void): void {
+    this.held = undefined
+    this.heldBytes = 0
+    this.onDestroy(this)
+    callback(error)
+  }
+
+  private send (bytes: Buffer, isEvent: boolean): void {
+    if (this.destroyed || this.finishing) return
+    const socket = this.socket
+    if (socket !== undefined && this.readableLength === 0 && this.readableFlowing === true && socket.writable && !socket.writableNeedDrain) {
+      socket.write(bytes)
+    } else {
+      this.push(bytes)
+    }
+    this.bytes += bytes.length
+    if (isEvent) this.events++
+    this.checkCap()
+  }
+
+  private checkCap (): void {
+    const queued = this.queuedBytes
+    if (queued > this.maxQueueBytes) {
+      this.endReason ??= 'slow-client'
+      this.destroy(new SlowConsumerError(queued, this.maxQueueBytes))
+    }
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * The transport contract: what the hub needs from a message backend, and nothing more. A transport publishes
+ * (assigning ids and storing history), reads history, starts and stops receiving a topic's live events, and
+ * says when live delivery was interrupted and when it is whole again. Subscriptions, the hand-over from
+ * history to live and resync belong to the hub (src/hub), which works the same over every transport.
+ */
+
+/** What a publisher hands over. `data` is JSON text, encoded once by the caller. */
+export interface PublishInput {
+  topics: string[]
+  data: string
+  type?: string
+  retry?: number
+  idempotencyKey?: string
+}
+
+export interface PublishResult {
+  /** The event's id: a decimal integer that grows with publish order. */
+  id: string
+  topics: string[]
+  /** True when an earlier publish with the same idempotency key already stored this event. */
+  duplicate: boolean
+}
+
+/** An event as history keeps it and as live delivery carries it. */
+export interface StoredEvent {
+  id: number
+  type?: string
+  retry?: number
+  data: string
+  /** Milliseconds since the epoch when it was published, for the history time limit. */
+  time: number
+}
+
+/** What a history read returns for a resume: the newest id, and per topic what it still holds. */
+export interface HistoryRead {
+  /** The newest id ever assigned (0 before the first publish). */
+  head: number
+  topics: TopicHistory[]
+}
+
+export interface TopicHistory {
+  topic: string
+  /** Retained events with an id above the asked-for position, oldest first. */
+  events: StoredEvent[]
+  /** The largest id this topic has dropped from its history (0 if none). */
+  trimmedThrough: number
+}
+
+export interface TransportHealth {
+  status: 'ok' | 'degraded'
+  redis?: { publisher: string, subscriber: string }
+}
+
+/** Where a transport sends what it receives; the hub implements it. */
+export interface TransportSink {
+  /**
+   * A live event for one topic. An event published to several topics arrives once per topic, back to back,
+   * as the same object, so the receiver can encode it once.
+   */
+  deliver (topic: string, event: StoredEvent): void
+  /** Live delivery stopped: events published from now on may not arrive until `restored`. */
+  interrupted (): void
+  /** Live delivery is whole again for every topic being received; history covers what was missed. */
+  restored (): void
+}
+
+export interface Transport {
+  readonly kind: 'memory' | 'redis'
+  /** Connects the transport to its one receiver; called once, before anything else. */
+  bind (sink: TransportSink): void
+  /** Stores an event and sends it live; rejects with BrokerUnavailableError when it cannot store it now. */
+  publish (input: PublishInput): Promise<PublishResult>
+  /** The newest id ever assigned. */
+  head (): Promise<number>
+  /** History of the topics after an id, with the head, in one consistent step. */
+  read (topics: readonly string[], afterId: number): Promise<HistoryRead>
+  /** Starts receiving a topic's live events; resolves once events published afterwards will arrive. */
+  listen (topic: string): Promise<void>
+  /** Stops receiving a topic. */
+  unlisten (topic: string): void
+  health (): TransportHealth
+  /** Stops receiving anything; connections it was given are closed by whoever opened them. */
+  close (): Promise<void>
+}
