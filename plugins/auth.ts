@@ -3,6 +3,7 @@ import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { Authorizer } from '../src/auth/authorizer.js'
 import { isLoopback } from '../src/config.js'
+import { HostRefusedError } from '../src/errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -26,15 +27,10 @@ export default fp(async (fastify) => {
     // Open mode trusts whoever reaches a loopback port. A web page whose DNS name is rebound to 127.0.0.1
     // reaches it too, as its own origin: such requests name the page's host, so only loopback names pass.
     // The Host header itself, not request.hostname: that may come from X-Forwarded-Host, which a page can set.
-    fastify.addHook('onRequest', async (request, reply) => {
+    fastify.addHook('onRequest', async (request) => {
       const hostname = hostnameOf(request.headers.host)
       if (hostname !== undefined && isLoopback(hostname)) return
-      return await reply.code(403).send({
-        statusCode: 403,
-        error: 'Forbidden',
-        code: 'HERALD_HOST_REFUSED',
-        message: `open development mode answers only requests to a loopback host (localhost, 127.0.0.1, [::1]), not ${JSON.stringify(hostname ?? request.headers.host ?? '')}`
-      })
+      throw new HostRefusedError(JSON.stringify(hostname ?? request.headers.host ?? ''))
     })
   }
 

@@ -1,5 +1,6 @@
 import fastifyRateLimit from '@fastify/rate-limit'
 import fp from 'fastify-plugin'
+import { RateLimitedError } from '../src/errors.js'
 
 /**
  * Makes @fastify/rate-limit available to routes (none is limited globally); the publish route opts in with
@@ -8,11 +9,8 @@ import fp from 'fastify-plugin'
 export default fp(async (fastify) => {
   await fastify.register(fastifyRateLimit, {
     global: false,
-    errorResponseBuilder: (_request, context) => ({
-      statusCode: context.statusCode,
-      error: 'Too Many Requests',
-      code: 'HERALD_RATE_LIMITED',
-      message: `at most ${context.max} publishes per ${context.after === '1 minute' ? 'minute' : context.after}; retry in ${Math.ceil(context.ttl / 1000)} s`
-    })
+    // The plugin throws what this returns (after setting Retry-After), so the app's error handler answers it.
+    errorResponseBuilder: (_request, context) =>
+      new RateLimitedError(context.max, context.after === '1 minute' ? 'minute' : context.after, Math.ceil(context.ttl / 1000))
   })
 }, { name: 'rate-limit' })

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
+import { DataTooDeepError } from '../src/errors.js'
 import { MAX_DATA_DEPTH, nestsDeeperThan } from '../src/json-depth.js'
 import { ErrorReply, PublishBody, PublishHeaders, PublishReply } from '../src/schemas.js'
 import { validationFormatter } from './validation.js'
@@ -33,12 +34,7 @@ const events: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => {
     const body = request.body
     if (nestsDeeperThan(body.data, MAX_DATA_DEPTH)) {
-      return reply.code(400).send({
-        statusCode: 400,
-        error: 'Bad Request',
-        code: 'HERALD_DATA_TOO_DEEP',
-        message: `body/data nests deeper than ${MAX_DATA_DEPTH} levels`
-      })
+      throw new DataTooDeepError(MAX_DATA_DEPTH)
     }
     const topics = uniqueTopics(typeof body.topic === 'string' ? [body.topic] : body.topic)
     fastify.authorizer.authorizePublish(fastify.bearerToken(request), topics)

@@ -19,10 +19,7 @@ const stream: FastifyPluginAsyncTypebox = async (fastify) => {
     const query = request.query
     const topics = uniqueTopics(typeof query.topic === 'string' ? [query.topic] : query.topic)
     if (topics.length > maxTopicsPerStream) throw new TooManyTopicsError(maxTopicsPerStream, topics.length)
-    if (fastify.hub.streamCount >= maxConnections) {
-      reply.header('retry-after', '5')
-      throw new TooManyConnectionsError(maxConnections)
-    }
+    if (fastify.hub.streamCount >= maxConnections) throw new TooManyConnectionsError(maxConnections)
     // Before any stream byte: a refused topic gets a plain 401/403 with a reason.
     const grant = fastify.authorizer.authorizeSubscribe(fastify.subscriberToken(request), topics)
     const header = request.headers['last-event-id']

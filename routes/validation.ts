@@ -1,3 +1,4 @@
+import { errorCodes } from 'fastify'
 import type { FastifySchemaValidationError } from 'fastify/types/schema.js'
 import { describeSchemaErrors, type SchemaError } from '../src/schema-errors.js'
 
@@ -8,6 +9,7 @@ export function validationFormatter (schemas: Record<string, object>) {
     const message = root === undefined
       ? `${part}${errors[0]?.instancePath ?? ''} ${errors[0]?.message ?? 'is invalid'}`
       : describeSchemaErrors(errors as unknown as SchemaError[], part, root)
-    return Object.assign(new Error(message), { statusCode: 400, code: 'FST_ERR_VALIDATION', validation: errors, validationContext: part })
+    // Fastify's own validation error (400, FST_ERR_VALIDATION); Fastify attaches the errors and the part itself.
+    return new errorCodes.FST_ERR_VALIDATION(message)
   }
 }

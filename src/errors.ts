@@ -24,3 +24,15 @@ export const HostRefusedError = createError<'HERALD_HOST_REFUSED', 403, [string]
   'HERALD_HOST_REFUSED', 'open development mode answers only requests to a loopback host (localhost, 127.0.0.1, [::1]), not %s', 403)
 export const RateLimitedError = createError<'HERALD_RATE_LIMITED', 429, [number, string, number]>(
   'HERALD_RATE_LIMITED', 'at most %d publishes per %s; retry in %d s', 429)
+export const NotFoundError = createError<'HERALD_NOT_FOUND', 404, [string, string]>(
+  'HERALD_NOT_FOUND', 'no route for %s %s', 404)
+
+/**
+ * Seconds a client should wait before retrying a 503, by code: a lost broker usually comes back within a
+ * second; a full instance frees a slot only when a stream ends. Any other 503 gets the default.
+ */
+export const RETRY_AFTER_SECONDS: Readonly<Record<string, number>> = {
+  HERALD_BROKER_UNAVAILABLE: 1,
+  HERALD_TOO_MANY_CONNECTIONS: 5
+}
+export const DEFAULT_RETRY_AFTER_SECONDS = 1

@@ -1,14 +1,7 @@
 import { createVerifier, TokenError } from 'fast-jwt'
 import type { JwtConfig } from '../config.js'
+import { ForbiddenError, TokenInvalidError, TokenMissingError } from '../errors.js'
 import { compilePatterns, patternProblem, type TopicMatcher } from '../topic-patterns.js'
-
-/** A refusal with the HTTP status and a message that says what to fix. */
-export class AuthError extends Error {
-  constructor (readonly statusCode: 401 | 403, readonly code: string, message: string) {
-    super(message)
-    this.name = 'AuthError'
-  }
-}
 
 /** What a verified token allows, and until when. */
 export interface Grant {
@@ -61,26 +54,26 @@ export class Authorizer {
     return !this.open && this.isPrivateTopic(topic)
   }
 
-  /** Checks a publish; throws AuthError (401 or 403) naming what is wrong. */
+  /** Checks a publish; throws TokenMissingError or TokenInvalidError (401) or ForbiddenError (403), naming what is wrong. */
   authorizePublish (token: string | undefined, topics: readonly string[]): Grant {
     if (this.open) return {}
-    if (token === undefined) throw new AuthError(401, 'HERALD_TOKEN_MISSING', 'publishing needs a token: send Authorization: Bearer <jwt>')
+    if (token === undefined) throw new TokenMissingError('publishing needs a token: send Authorization: Bearer <jwt>')
     const { grant, claims } = this.verified(token)
     const refused = topics.find((topic) => !claims.publish(topic))
-    if (refused !== undefined) throw new AuthError(403, 'HERALD_FORBIDDEN', `this token may not publish to topic ${JSON.stringify(refused)}`)
+    if (refused !== undefined) throw new ForbiddenError(`this token may not publish to topic ${JSON.stringify(refused)}`)
     return grant
   }
 
-  /** Checks a stream's topics; public topics need no token. Throws AuthError before any stream byte. */
+  /** Checks a stream's topics; public topics need no token. Throws like authorizePublish, before any stream byte. */
   authorizeSubscribe (token: string | undefined, topics: readonly string[]): Grant {
     const privateTopics = topics.filter((topic) => this.isPrivate(topic))
     if (privateTopics.length === 0) return {}
     if (token === undefined) {
-      throw new AuthError(401, 'HERALD_TOKEN_MISSING', `topic ${JSON.stringify(privateTopics[0])} is private: send a token (Authorization: Bearer, the token cookie, or access_token)`)
+      throw new TokenMissingError(`topic ${JSON.stringify(privateTopics[0])} is private: send a token (Authorization: Bearer, the token cookie, or access_token)`)
     }
     const { grant, claims } = this.verified(token)
     const refused = privateTopics.find((topic) => !claims.subscribe(topic))
-    if (refused !== undefined) throw new AuthError(403, 'HERALD_FORBIDDEN', `this token may not subscribe to topic ${JSON.stringify(refused)}`)
+    if (refused !== undefined) throw new ForbiddenError(`this token may not subscribe to topic ${JSON.stringify(refused)}`)
     return grant
   }
 
@@ -103,7 +96,7 @@ export class Authorizer {
     try {
       payload = (this.verify as (token: string) => Record<string, unknown>)(token)
     } catch (error) {
-      throw new AuthError(401, 'HERALD_TOKEN_INVALID', describeTokenError(error, this.options.jwt as JwtConfig))
+      throw new TokenInvalidError(describeTokenError(error, this.options.jwt as JwtConfig))
     }
     const grant: Grant = {}
     if (typeof payload.sub === 'string') grant.subject = payload.sub
@@ -118,12 +111,12 @@ function parseClaims (claim: unknown): HeraldClaims {
     const value = (claim as Record<string, unknown>)[name]
     if (value === undefined) return []
     if (!Array.isArray(value) || !value.every((item) => typeof item === 'string' && patternProblem(item) === undefined)) {
-      throw new AuthError(401, 'HERALD_TOKEN_INVALID', `the token's herald.${name} claim must be an array of topic patterns`)
+      throw new TokenInvalidError(`the token's herald.${name} claim must be an array of topic patterns`)
     }
     return value as string[]
   }
   if (claim !== undefined && (typeof claim !== 'object' || claim === null || Array.isArray(claim))) {
-    throw new AuthError(401, 'HERALD_TOKEN_INVALID', 'the token\'s herald claim must be an object { publish, subscribe }')
+    throw new TokenInvalidError('the token\'s herald claim must be an object { publish, subscribe }')
   }
   return { publish: compilePatterns(patterns('publish')), subscribe: compilePatterns(patterns('subscribe')) }
 }
