@@ -214,3 +214,18 @@ export function insecureBindRefusal (config: Config): string | undefined {
 export function isLoopback (host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
 }
+
+/** The README's configuration table, one row per setting: `npm run docs:config` writes it, a test compares it. */
+export function configTable (): string {
+  const rows = settings.map(({ name, schema }) => {
+    const fallback = (schema as { default?: unknown }).default
+    const shown = fallback === undefined ? 'unset' : fallback === '' ? 'empty' : `\`${String(fallback)}\``
+    return `| \`${name}\` | ${shown} | ${markdownText(descriptionOf(schema))} |`
+  })
+  return ['| variable | default | what it expects |', '| --- | --- | --- |', ...rows].join('\n')
+}
+
+/** Escapes, outside `code`, what Markdown reads as emphasis or a cell break, such as the ** in private/**. */
+function markdownText (text: string): string {
+  return text.split('`').map((part, index) => index % 2 === 1 ? part : part.replace(/[\\*_|<]/g, '\\$&')).join('`')
+}

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
+import { withConfigTable } from '../src/cli/config-table.js'
 import { ConfigError, loadConfig } from '../src/config.js'
 
 test('defaults start an embedded broker on loopback', () => {
@@ -102,4 +104,13 @@ test('every bad variable is reported together, not just the first', () => {
 
 test('cross-variable checks: a bad private topic pattern is named', () => {
   assert.throws(() => loadConfig({ HERALD_JWT_SECRET: 'x'.repeat(32), HERALD_PRIVATE_TOPICS: 'a/**/b' }), /HERALD_PRIVATE_TOPICS="a\/\*\*\/b": pattern "a\/\*\*\/b": /)
+})
+
+test('the README\'s configuration table is the one the settings generate', () => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+  const generated = withConfigTable(readme)
+  const lines = (text: string) => new Set(text.split('\n'))
+  const missing = [...lines(generated)].filter((line) => !lines(readme).has(line)).map((line) => `  missing: ${line}`)
+  const stale = [...lines(readme)].filter((line) => !lines(generated).has(line)).map((line) => `  stale:   ${line}`)
+  assert.equal(readme, generated, ['README.md\'s configuration table is out of date: run npm run docs:config', ...missing, ...stale].join('\n'))
 })
