@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
+import { withConfigTable } from '../src/cli/config-table.js'
 import { ConfigError, loadConfig } from '../src/config.js'
 
 test('defaults start an embedded broker on loopback', () => {
@@ -44,4 +46,71 @@ test('the server exits non-zero with the message when the configuration is bad',
   })
   assert.equal(run.status, 2)
   assert.match(run.stderr, /PORT="nope": expected a TCP port/)
+})
+
+test('each variable maps to its Config field: flags, lists, * for any origin, trusted proxies', () => {
+  const config = loadConfig({
+    HERALD_ALLOW_INSECURE: '1',
+    HERALD_CORS_ORIGINS: 'https://a.example, https://b.example',
+    HERALD_TRUST_PROXY: '10.0.0.0/8, 127.0.0.1',
+    HERALD_RATE_LIMIT_PER_MINUTE: '60'
+  })
+  assert.equal(config.allowInsecure, true)
+  assert.deepEqual(config.corsOrigins, ['https://a.example', 'https://b.example'])
+  assert.equal(config.trustProxy, '10.0.0.0/8, 127.0.0.1')
+  assert.equal(config.rateLimitPerMinute, 60)
+  assert.equal(config.jwt, undefined)
+
+  const defaults = loadConfig({})
+  assert.equal(defaults.allowInsecure, false)
+  assert.deepEqual(defaults.privateTopics, [])
+  assert.equal(defaults.publicSubscribe, true)
+  assert.deepEqual(defaults.corsOrigins, [])
+  assert.equal(defaults.trustProxy, false)
+
+  assert.equal(loadConfig({ HERALD_ALLOW_INSECURE: 'true' }).allowInsecure, true)
+  assert.equal(loadConfig({ HERALD_ALLOW_INSECURE: '0' }).allowInsecure, false)
+  assert.equal(loadConfig({ HERALD_CORS_ORIGINS: '*' }).corsOrigins, '*')
+  assert.equal(loadConfig({ HERALD_TRUST_PROXY: 'true' }).trustProxy, true)
+  assert.equal(loadConfig({ HERALD_TRUST_PROXY: 'false' }).trustProxy, false)
+
+  const secured = loadConfig({ HERALD_JWT_SECRET: 'x'.repeat(32), HERALD_PRIVATE_TOPICS: ' private/**, users/* ,', HERALD_PUBLIC_SUBSCRIBE: '0', HERALD_JWT_ISSUER: 'me' })
+  assert.deepEqual(secured.privateTopics, ['private/**', 'users/*'])
+  assert.equal(secured.publicSubscribe, false)
+  assert.deepEqual(secured.jwt, { key: 'x'.repeat(32), algorithms: ['HS256'], issuer: 'me' })
+})
+
+test('an empty variable counts as unset', () => {
+  const config = loadConfig({ PORT: '', HOST: '', HERALD_JWT_SECRET: '', HERALD_HEARTBEAT_MS: '' })
+  assert.equal(config.port, 8080)
+  assert.equal(config.host, '127.0.0.1')
+  assert.equal(config.jwt, undefined)
+  assert.equal(config.heartbeatMs, 15_000)
+})
+
+test('a JWT secret needs at least 32 characters: 31 is refused naming HERALD_JWT_SECRET, 32 is accepted', () => {
+  assert.throws(() => loadConfig({ HERALD_JWT_SECRET: 'x'.repeat(31) }), (error: unknown) =>
+    error instanceof ConfigError &&
+    error.problems.length === 1 &&
+    error.problems[0] === 'HERALD_JWT_SECRET=(hidden, 31 characters): expected an HS256 secret of at least 32 characters')
+  assert.deepEqual(loadConfig({ HERALD_JWT_SECRET: 'x'.repeat(32) }).jwt, { key: 'x'.repeat(32), algorithms: ['HS256'] })
+})
+
+test('every bad variable is reported together, not just the first', () => {
+  assert.throws(() => loadConfig({ HERALD_ALLOW_INSECURE: 'yes', HERALD_CORS_ORIGINS: 'example.com', HERALD_TRUST_PROXY: 'everyone', HERALD_COOKIE_NAME: 'a b' }), (error: unknown) =>
+    error instanceof ConfigError && error.problems.length === 4 &&
+    error.problems.every((problem, index) => problem.startsWith(['HERALD_ALLOW_INSECURE=', 'HERALD_COOKIE_NAME=', 'HERALD_CORS_ORIGINS=', 'HERALD_TRUST_PROXY='][index] as string)))
+})
+
+test('cross-variable checks: a bad private topic pattern is named', () => {
+  assert.throws(() => loadConfig({ HERALD_JWT_SECRET: 'x'.repeat(32), HERALD_PRIVATE_TOPICS: 'a/**/b' }), /HERALD_PRIVATE_TOPICS="a\/\*\*\/b": pattern "a\/\*\*\/b": /)
+})
+
+test('the README\'s configuration table is the one the settings generate', () => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+  const generated = withConfigTable(readme)
+  const lines = (text: string) => new Set(text.split('\n'))
+  const missing = [...lines(generated)].filter((line) => !lines(readme).has(line)).map((line) => `  missing: ${line}`)
+  const stale = [...lines(readme)].filter((line) => !lines(generated).has(line)).map((line) => `  stale:   ${line}`)
+  assert.equal(readme, generated, ['README.md\'s configuration table is out of date: run npm run docs:config', ...missing, ...stale].join('\n'))
 })
