@@ -2,10 +2,16 @@ import fastifyStatic from '@fastify/static'
 import fp from 'fastify-plugin'
 import { fileURLToPath } from 'node:url'
 
-/** Serves the demo pages in public/ at the root. */
+/** Serves the demo pages in public/ at the root; the HTML pages get the page-only security headers. */
 export default fp(async (fastify) => {
   // Two levels up from plugins/ (source) or dist/plugins/ (built) is not the same place: look for public/.
   const here = fileURLToPath(new URL('.', import.meta.url))
   const root = here.endsWith('/dist/plugins/') ? new URL('../../public/', import.meta.url) : new URL('../public/', import.meta.url)
-  await fastify.register(fastifyStatic, { root: fileURLToPath(root), index: ['index.html'] })
-}, { name: 'static' })
+  await fastify.register(fastifyStatic, {
+    root: fileURLToPath(root),
+    index: ['index.html'],
+    setHeaders: (reply, path) => {
+      if (path.endsWith('.html')) reply.pageHeaders()
+    }
+  })
+}, { name: 'static', dependencies: ['security-headers'] })

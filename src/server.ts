@@ -1,16 +1,20 @@
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import closeWithGrace from 'close-with-grace'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
 import app from './app.js'
 import { ConfigError, insecureBindRefusal, loadConfig, type Config } from './config.js'
 
-/** Builds the Fastify instance and registers the app; the caller listens. Tests use this too. */
-export async function createServer (config: Config, pretty = Boolean(process.stdout.isTTY)): Promise<FastifyInstance> {
+/**
+ * Builds the Fastify instance and registers the app; the caller listens. Tests use this too, and pass their own
+ * logger (from `createLogger` with a destination) to read what Herald logs.
+ */
+export async function createServer (config: Config, logger: FastifyBaseLogger = createLogger(config)): Promise<FastifyInstance> {
   const server = Fastify({
-    logger: loggerOptions(config, pretty),
+    loggerInstance: logger,
     bodyLimit: config.maxBodyBytes,
     // SSE responses are long-lived: no timeout may cut them, and close() ends them in preClose.
     connectionTimeout: 0,
@@ -25,17 +29,26 @@ export async function createServer (config: Config, pretty = Boolean(process.std
   return server
 }
 
-function loggerOptions (config: Config, pretty: boolean): FastifyServerOptions['logger'] {
-  const options: Record<string, unknown> = {
+export interface LoggerSettings {
+  /** Human-readable lines (pino-pretty) instead of JSON; ignored when `destination` is given. */
+  pretty?: boolean
+  /** Where the JSON lines go; stdout by default. */
+  destination?: DestinationStream
+}
+
+/** Herald's pino logger; Fastify adds its own `res` and `err` serializers to it. */
+export function createLogger (config: Config, { pretty = Boolean(process.stdout.isTTY), destination }: LoggerSettings = {}): Logger {
+  const options: LoggerOptions = {
     level: config.logLevel,
     serializers: {
       // Subscriber tokens may ride in the query string (EventSource cannot set headers): keep them out of logs.
       req: (request: { method: string, url: string, ip?: string }) => ({ method: request.method, url: redactTokens(request.url), remoteAddress: request.ip })
     }
   }
+  if (destination !== undefined) return pino(options, destination)
   // Pretty output only for a person at a terminal, and only where the dev dependency is installed.
   if (pretty && canResolve('pino-pretty')) options.transport = { target: 'pino-pretty' }
-  return options
+  return pino(options)
 }
 
 export function redactTokens (url: string): string {

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { TestContext } from 'node:test'
 import { loadConfig, type Config } from '../src/config.js'
-import { createServer } from '../src/server.js'
+import { createLogger, createServer } from '../src/server.js'
 
 export interface Herald {
   app: FastifyInstance
@@ -16,7 +16,7 @@ export interface Herald {
  */
 export async function build (t: Pick<TestContext, 'after'> | undefined, env: Record<string, string> = {}): Promise<Herald> {
   const config = loadConfig({ LOG_LEVEL: 'silent', PORT: '0', ...env })
-  const app = await createServer(config, false)
+  const app = await createServer(config, createLogger(config, { pretty: false }))
   t?.after(() => app.close())
   await app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.server.address()
