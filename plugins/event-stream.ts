@@ -19,7 +19,7 @@ export interface EventStreamOptions {
   expiresAt?: number | undefined
 }
 
-/** Timers hold at most 2^31-1 ms (about 24.8 days); a longer wait is taken in steps. */
+/** Timers hold at most 2^31-1 ms (about 24.8 days). */
 const MAX_TIMER_MS = 2_147_483_647
 
 /**
@@ -53,21 +53,15 @@ export default fp(async (fastify) => {
     socket.setNoDelay(true)
 
     // A stream lives no longer than the token that opened it: the client reconnects with a fresh one.
-    let expiry: NodeJS.Timeout | undefined
-    const endAt = (expiresAt: number): void => {
-      expiry = setTimeout(() => {
-        if (Date.now() < expiresAt) return endAt(expiresAt)
-        subscription.finish('token-expired')
-      }, Math.min(Math.max(0, expiresAt - Date.now()), MAX_TIMER_MS)).unref()
-    }
-    if (options.expiresAt !== undefined) endAt(options.expiresAt)
+    const expiry = options.expiresAt === undefined ? undefined : endAtExpiry(subscription, options.expiresAt)
 
-    socket.on('error', () => {})
+    // `on`, not `once`: each fires once anyway, and `once` costs a wrapper per listener per connection.
+    socket.on('error', ignore)
     // The socket closes when the client leaves, or after the stream ended (pipe ends the socket).
-    socket.once('close', () => subscription.close('client-closed'))
-    subscription.once('error', () => {})
-    subscription.once('close', () => {
-      clearTimeout(expiry)
+    socket.on('close', () => subscription.close('client-closed'))
+    subscription.on('error', ignore)
+    subscription.on('close', () => {
+      if (expiry !== undefined) clearTimeout(expiry.timer)
       // Ended normally, pipe() ends the socket after its last bytes; otherwise cut it at once.
       if (!subscription.readableEnded) socket.destroy()
       const error = subscription.errored
@@ -89,3 +83,18 @@ export default fp(async (fastify) => {
     return reply
   })
 }, { name: 'event-stream', dependencies: ['config'] })
+
+function ignore (): void {}
+
+/** Finishes a subscription when a token expires; timers hold at most MAX_TIMER_MS, so a long wait is taken in steps. */
+function endAtExpiry (subscription: Subscription, expiresAt: number): { timer: NodeJS.Timeout } {
+  const expiry = { timer: undefined as unknown as NodeJS.Timeout }
+  const wait = (): void => {
+    expiry.timer = setTimeout(() => {
+      if (Date.now() < expiresAt) wait()
+      else subscription.finish('token-expired')
+    }, Math.min(Math.max(0, expiresAt - Date.now()), MAX_TIMER_MS)).unref()
+  }
+  wait()
+  return expiry
+}
