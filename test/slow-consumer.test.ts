@@ -49,8 +49,8 @@ test('a client that stops reading is cut off at the cap; 100 others get everythi
   await publishBatch(200)
   const rssBefore = server.rssBytes()
   const grownMiB = () => (server.rssBytes() - rssBefore) / 2 ** 20
-  // Generous: about three times what this run measures on a healthy server (heap growth of the fan-out to
-  // 100 clients), far below what a slow client's unbounded queue or per-client copies of frames would take.
+  // Generous: healthy runs grow 3-40 MiB here (heap growth of the fan-out to 100 clients); per-client copies
+  // of frames kept for the slow client or for everyone would pass it within a few thousand events.
   const boundMiB = 128
   // The kernel's socket buffers take a few MB before the server sees any backlog (~4k events here).
   for (let batch = 0; batch < 100 && grownMiB() < boundMiB && await subscriptions(server.url) === 101; batch++) await publishBatch(100)
