@@ -203,6 +203,7 @@ for (const [kind, factoryOf] of kinds) {
       assert.equal(again.duplicate, true)
       assert.equal(first.duplicate, false)
       await received.waitFor(2)
+      // Time for the duplicate, which should not come, to arrive.
       await new Promise((resolve) => setTimeout(resolve, 50))
       assert.deepEqual(received.ids(), [Number(first.id), Number(other.id)])
     })

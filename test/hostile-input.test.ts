@@ -114,6 +114,7 @@ test('a corpus of 200+ hostile publishes: each a 4xx with a JSON reason, nothing
   const validCount = 2 + Math.floor(cases.length / 50)
   assert.equal(Number(last.body.id), Number(first.body.id) + validCount - 1, 'no id was spent on a hostile request')
   await watcher.waitForEvents(validCount)
+  // Time for an event from a hostile request, which should not come, to arrive.
   await new Promise((resolve) => setTimeout(resolve, 50))
   assert.equal(watcher.events.length, validCount)
   assert.deepEqual(payloads(watcher.events).at(-1), 'last')
