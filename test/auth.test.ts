@@ -99,6 +99,7 @@ test('a token valid for months keeps its stream open (timers cap at 24.8 days)',
   const longLived = token({ subscribe: ['private/**'], publish: ['private/**'], expiresIn: 60 * 86_400 })
   const client = await openStream(`${url}/v1/stream?topic=private/long&access_token=${longLived}`)
   t.after(client.close)
+  // Time for a wrongly computed expiry (a timer overflow fires at once) to end the stream, which should not happen.
   await new Promise((resolve) => setTimeout(resolve, 200))
   assert.equal(client.ended(), false)
   await publish(url, { topic: 'private/long', data: 'still here' }, { authorization: `Bearer ${longLived}` })

@@ -2,8 +2,11 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { EventSource } from 'eventsource'
 import fc from 'fast-check'
+import { PUBLISH_SCRIPT } from '../src/transport/redis-scripts.js'
 import { MAX_DATA_DEPTH, nestsDeeperThan } from '../src/json-depth.js'
+import type { ParsedEvent } from '../src/sse/parser.js'
 import { build, publish, until } from './helper.js'
+import { RedisServer } from './helpers/redis-server.js'
 import { openStream, payloads } from './helpers/sse-client.js'
 
 interface Hostile {
@@ -111,6 +114,7 @@ test('a corpus of 200+ hostile publishes: each a 4xx with a JSON reason, nothing
   const validCount = 2 + Math.floor(cases.length / 50)
   assert.equal(Number(last.body.id), Number(first.body.id) + validCount - 1, 'no id was spent on a hostile request')
   await watcher.waitForEvents(validCount)
+  // Time for an event from a hostile request, which should not come, to arrive.
   await new Promise((resolve) => setTimeout(resolve, 50))
   assert.equal(watcher.events.length, validCount)
   assert.deepEqual(payloads(watcher.events).at(-1), 'last')
@@ -188,4 +192,46 @@ test('property: any JSON data round-trips to an eventsource client unchanged and
   assert.ok(!raw.text().includes('\r') && !raw.text().includes('\u0000'), 'no CR or NUL reaches the wire')
   assert.deepEqual(raw.events.map((event) => JSON.parse(event.data)), received)
   t.diagnostic(`${sent} generated payloads round-tripped`)
+})
+
+test('property: raw CR, LF and CRLF in data published through the Redis script reach the wire as data lines only, live and replayed', { timeout: 60_000 }, async (t) => {
+  // JSON.stringify escapes line breaks, so HTTP publishes never put a raw one in data. A backend running the
+  // publish script directly (README, "Publishing from Redis directly") can: pretty-printed JSON has raw LFs.
+  const redis = await RedisServer.start()
+  t.after(async () => await redis.stop())
+  const prefix = 'wire:'
+  const { url } = await build(t, { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix })
+  const backend = redis.client()
+  t.after(() => backend.disconnect())
+  const live = await openStream(`${url}/v1/stream?topic=wire`)
+  t.after(live.close)
+  await until(async () => Number((await backend.pubsub('NUMSUB', `${prefix}topic:wire`) as [string, number])[1]) === 1, 5_000, 'subscribed in Redis')
+
+  const text = fc.array(fc.oneof(
+    fc.constantFrom('\r', '\n', '\r\n', '\r\r', '\n\r', '\r\n\r\n', 'data: x', 'event: evil', 'id: 9', 'retry: 1', ': c'),
+    fc.string({ unit: 'binary', maxLength: 6 })
+  ), { maxLength: 10 }).map((parts) => parts.join('').replaceAll('\u0000', ''))
+  const sent: Array<{ id: string, data: string }> = []
+  // The opening `retry:` line applies to every later event; here only id, type and data matter.
+  const seen = (event: ParsedEvent | undefined) => event === undefined ? undefined : { id: event.id, event: event.event, data: event.data }
+  await fc.assert(fc.asyncProperty(text, async (data) => {
+    const keys = [`${prefix}seq`, `${prefix}idem:`, `${prefix}history:wire`]
+    const [id] = await backend.eval(PUBLISH_SCRIPT, keys.length, ...keys, `${prefix}topic:`, 1000, 0, '', '', data, 'wire') as [string, number]
+    sent.push({ id: String(id), data })
+    await live.waitForEvents(sent.length)
+    assert.deepEqual(seen(live.events.at(-1)), { id: String(id), event: 'message', data: data.replace(/\r\n|\r/g, '\n') })
+  }), { numRuns: 150 })
+
+  const expected = sent.map(({ id, data }) => ({ id, event: 'message', data: data.replace(/\r\n|\r/g, '\n') }))
+  assert.deepEqual(live.events.map(seen), expected)
+  // The same bytes come out of history for a client that resumes from the start.
+  const replayed = await openStream(`${url}/v1/stream?topic=wire&lastEventId=0`)
+  t.after(replayed.close)
+  assert.deepEqual((await replayed.waitForEvents(sent.length)).map(seen), expected)
+  for (const client of [live, replayed]) {
+    const lines = client.text().split('\n')
+    const fieldNames = new Set(lines.filter((line) => line !== '' && !line.startsWith(':')).map((line) => line.slice(0, line.indexOf(':'))))
+    assert.deepEqual([...fieldNames].sort(), ['data', 'id', 'retry'])
+    assert.ok(!client.text().includes('\r'), 'no CR reaches the wire')
+  }
 })

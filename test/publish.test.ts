@@ -81,6 +81,7 @@ test('every bad publish gets its 4xx with a reason, publishes nothing, and other
   const after = await publish(url, { topic: 'a', data: 'after' })
   assert.equal(Number(after.body.id), Number(before.body.id) + 1, 'no id was spent on a rejected publish')
   const events = await watcher.waitForEvents(2)
+  // Time for an event from a rejected publish, which should not come, to arrive.
   await new Promise((resolve) => setTimeout(resolve, 50))
   assert.deepEqual(payloads(watcher.events), ['before', 'after'])
   assert.equal(events.length, 2)

@@ -12,6 +12,16 @@ after(async () => { await redis.stop() })
 let prefixes = 0
 const env = () => ({ REDIS_URL: redis.url, HERALD_REDIS_PREFIX: `instances${++prefixes}:` })
 
+/** Redis's own count of subscribers to a topic's channel: the SUBSCRIBE took effect, not just was asked for. */
+async function numsub (prefix: string, topic: string): Promise<number> {
+  const admin = redis.client()
+  try {
+    return Number((await admin.pubsub('NUMSUB', `${prefix}topic:${topic}`) as [string, number])[1])
+  } finally {
+    admin.disconnect()
+  }
+}
+
 test('an event published to instance A reaches a stream on instance B', async (t) => {
   const shared = env()
   const a = await build(t, shared)
@@ -19,7 +29,7 @@ test('an event published to instance A reaches a stream on instance B', async (t
   const onB = await openStream(`${b.url}/v1/stream?topic=chat`)
   const onA = await openStream(`${a.url}/v1/stream?topic=chat`)
   t.after(() => { onA.close(); onB.close() })
-  await until(() => b.app.hub.listenerCount('chat') === 1, 2_000, 'B subscribed')
+  await until(async () => await numsub(shared.HERALD_REDIS_PREFIX, 'chat') === 2, 2_000, 'A and B subscribed in Redis')
   const published = await publish(a.url, { topic: 'chat', data: { from: 'A' } })
   assert.equal(published.status, 202)
   const events = await onB.waitForEvents(1)
@@ -37,8 +47,8 @@ test('one Redis subscription per topic per instance, however many clients', asyn
   const admin = redis.client()
   t.after(() => { for (const client of clients) client.close(); admin.disconnect() })
   await until(() => a.app.hub.listenerCount('busy') === 20, 2_000, 'all subscribed')
-  const [, subscribers] = await admin.pubsub('NUMSUB', `${shared.HERALD_REDIS_PREFIX}topic:busy`) as [string, number]
-  assert.equal(Number(subscribers), 1)
+  await until(async () => await numsub(shared.HERALD_REDIS_PREFIX, 'busy') > 0, 2_000, 'subscribed in Redis')
+  assert.equal(await numsub(shared.HERALD_REDIS_PREFIX, 'busy'), 1)
   const clientList = (await admin.client('LIST') as string).split('\n').filter((line) => line.includes(`herald-${process.pid}`))
   assert.equal(clientList.length, 2, 'a publisher and a subscriber connection, no more')
   for (const client of clients) client.close()
@@ -65,7 +75,7 @@ test('the compose topology as local processes: Redis plus two Herald processes',
   t.after(async () => { await one.kill('SIGTERM'); await two.kill('SIGTERM') })
   const client = await openStream(`${two.url}/v1/stream?topic=compose`)
   t.after(client.close)
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  await until(async () => await numsub(shared.HERALD_REDIS_PREFIX, 'compose') === 1, 5_000, 'two subscribed in Redis')
   const published = await publish(one.url, { topic: 'compose', data: 'across processes' })
   const events = await client.waitForEvents(1)
   assert.equal(events[0]?.id, published.body.id)

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import fc from 'fast-check'
 import { encodeComment, encodeFrame, encodeRetry, isSingleLine } from '../src/sse/encode.js'
 import { SseParser, type ParsedEvent } from '../src/sse/parser.js'
 
@@ -51,4 +52,52 @@ test('the parser handles chunks split anywhere, CRLF split across chunks include
     assert.deepEqual(events, [{ id: '1', event: 'x', data: 'a\nb', retry: 10 }, { id: '2', event: 'message', data: 'c', retry: 10 }], `chunk ${size}`)
     assert.equal(comments, 1)
   }
+})
+
+/** Text rich in CR, LF and CRLF (and runs of them), around arbitrary NUL-free text. */
+const lineBreakText = fc.array(fc.oneof(
+  fc.constantFrom('\r', '\n', '\r\n', '\r\r', '\n\r', '\r\n\r\n', 'data: x', 'event: evil', 'id: 9', 'retry: 1', ': c'),
+  fc.string({ unit: 'binary', maxLength: 6 })
+), { maxLength: 12 }).map((parts) => parts.join('').replaceAll('\u0000', ''))
+
+/** What a client must see for a data value: line breaks of any kind become LF. */
+const asParsed = (data: string) => data.replace(/\r\n|\r/g, '\n')
+
+test('property: any data with CR, LF and CRLF encodes to one event with exactly that data, however the bytes are chunked', () => {
+  const frame = fc.record({
+    id: fc.nat(),
+    event: fc.string({ minLength: 1, maxLength: 10 }).filter(isSingleLine),
+    data: lineBreakText
+  })
+  fc.assert(fc.property(frame, fc.integer({ min: 1, max: 40 }), ({ id, event, data }, chunkSize) => {
+    const encoded = encodeFrame({ id, event, data })
+    assert.ok(!encoded.includes('\r'), 'no CR on the wire: every line break in data became a data line')
+    assert.equal(encoded.indexOf('\n\n'), encoded.length - 2, 'the only blank line ends the frame')
+    const { events } = parse(encoded, chunkSize)
+    assert.deepEqual(events, [{ id: String(id), event, data: asParsed(data) }])
+  }), { numRuns: 1_000 })
+})
+
+test('property: frames back to back stay separate events, in order; comments add none', () => {
+  const items = fc.array(fc.oneof(
+    lineBreakText.map((data) => ({ kind: 'event' as const, data })),
+    lineBreakText.map((text) => ({ kind: 'comment' as const, text }))
+  ), { maxLength: 8 })
+  fc.assert(fc.property(items, fc.integer({ min: 1, max: 40 }), (list, chunkSize) => {
+    let text = ''
+    const expected: ParsedEvent[] = []
+    let lines = 0
+    for (const [index, item] of list.entries()) {
+      if (item.kind === 'event') {
+        text += encodeFrame({ id: index, data: item.data })
+        expected.push({ id: String(index), event: 'message', data: asParsed(item.data) })
+      } else {
+        text += encodeComment(item.text)
+        lines += item.text.split(/\r\n|\r|\n/).length
+      }
+    }
+    const parsed = parse(text, chunkSize)
+    assert.deepEqual(parsed.events, expected)
+    assert.equal(parsed.comments, lines)
+  }), { numRuns: 500 })
 })

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict'
+import { createHook } from 'node:async_hooks'
+import { connect } from 'node:net'
 import { test } from 'node:test'
 import { EventSource } from 'eventsource'
+import { SseParser } from '../src/sse/parser.js'
 import { build, publish, until } from './helper.js'
 import { openStream, payloads } from './helpers/sse-client.js'
 import { startProxy } from './helpers/tcp-proxy.js'
@@ -34,12 +37,51 @@ test('events carry id, event type and JSON data; several topics on one connectio
   assert.equal(events[2]?.retry, 5000)
 })
 
-test('heartbeat comments flow from one shared timer', async (t) => {
+/**
+ * Counts live Timeout handles created from now on, unref'd ones included: process.getActiveResourcesInfo()
+ * lists only timers that keep the process alive, and heartbeat timers are unref'd.
+ */
+function liveTimeouts (): { count: () => number, stop: () => void } {
+  const live = new Set<number>()
+  const hook = createHook({
+    init: (id, type) => { if (type === 'Timeout') live.add(id) },
+    destroy: (id) => { live.delete(id) }
+  }).enable()
+  return { count: () => live.size, stop: () => { hook.disable() } }
+}
+
+/** A stream read over a bare socket: unlike http.request's agent, it adds no timer of its own to count. */
+function bareStream (url: string, path: string): { comments: () => number, close: () => void } {
+  const { port } = new URL(url)
+  const parser = new SseParser(() => {})
+  const socket = connect(Number(port), '127.0.0.1')
+  socket.on('error', () => {})
+  socket.setEncoding('utf8')
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n`)
+  let head = ''
+  socket.on('data', (chunk: string) => {
+    if (head.includes('\r\n\r\n')) return parser.push(chunk)
+    head += chunk
+    const end = head.indexOf('\r\n\r\n')
+    if (end !== -1) parser.push(head.slice(end + 4))
+  })
+  return { comments: () => parser.comments, close: () => socket.destroy() }
+}
+
+test('heartbeat comments flow from one shared timer: 50 streams hold no more timers than 1', async (t) => {
   const { url } = await build(t, { HERALD_HEARTBEAT_MS: '50' })
-  const one = await openStream(`${url}/v1/stream?topic=h`)
-  const two = await openStream(`${url}/v1/stream?topic=h`)
-  t.after(() => { one.close(); two.close() })
-  await until(() => one.comments() >= 4 && two.comments() >= 4, 3_000, 'heartbeats')
+  const timers = liveTimeouts()
+  t.after(timers.stop)
+  const streams = [bareStream(url, '/v1/stream?topic=h')]
+  t.after(() => { for (const stream of streams) stream.close() })
+  // The opening comment, then heartbeats.
+  await until(() => streams.every((stream) => stream.comments() >= 4), 3_000, 'heartbeats on one stream')
+  const withOne = timers.count()
+  for (let index = 1; index < 50; index++) streams.push(bareStream(url, '/v1/stream?topic=h'))
+  await until(() => streams.every((stream) => stream.comments() >= 4), 5_000, 'heartbeats on every stream')
+  const withFifty = timers.count()
+  t.diagnostic(`live timers: ${withOne} with 1 stream, ${withFifty} with 50`)
+  assert.ok(withFifty - withOne < 10, `49 more streams added ${withFifty - withOne} timers`)
 })
 
 test('closing the client releases the subscription', async (t) => {

@@ -1,0 +1,215 @@
+/**
+ * The design's delivery guarantees, each acted out against the HTTP surface and a real Redis only (no broker
+ * internals), so these tests hold whatever the core is called. Races are made certain with a proxy that slows,
+ * stalls or cuts one of an instance's Redis connections: A goes through the proxy, B and the admin client do not.
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, test, type TestContext } from 'node:test'
+import type { Redis } from 'ioredis'
+import { build, publish, until, type Herald } from './helper.js'
+import { RedisProxy } from './helpers/redis-proxy.js'
+import { RedisServer } from './helpers/redis-server.js'
+import { tally } from './helpers/resuming-client.js'
+import { openStream, type StreamClient } from './helpers/sse-client.js'
+
+const sleep = async (ms: number) => await new Promise((resolve) => setTimeout(resolve, ms))
+
+let redis: RedisServer
+let admin: Redis
+before(async () => {
+  redis = await RedisServer.start()
+  admin = redis.client()
+})
+after(async () => {
+  admin.disconnect()
+  await redis.stop()
+})
+
+let prefixes = 0
+
+/** Instance A reaches Redis through a proxy the test controls; instance B publishes on a direct connection. */
+async function pair (t: TestContext, env: Record<string, string> = {}): Promise<{ a: Herald, b: Herald, proxy: RedisProxy, prefix: string }> {
+  const prefix = `guarantees${++prefixes}:`
+  const proxy = await RedisProxy.start(redis.port)
+  t.after(async () => await proxy.close())
+  const a = await build(t, { REDIS_URL: proxy.url, HERALD_REDIS_PREFIX: prefix, ...env })
+  const b = await build(t, { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix, ...env })
+  return { a, b, proxy, prefix }
+}
+
+/** Redis's own count of subscribers to a topic's channel: the SUBSCRIBE took effect, not just was asked for. */
+async function numsub (prefix: string, topic: string): Promise<number> {
+  const reply = await admin.pubsub('NUMSUB', `${prefix}topic:${topic}`) as [string, number]
+  return Number(reply[1])
+}
+
+/** Publishes to `url` every ~2 ms until stopped, keeping the ids Herald accepted. */
+function publishLoop (url: string, topic: string): { accepted: number[], more: (count: number) => Promise<void>, stop: () => Promise<number[]> } {
+  const accepted: number[] = []
+  const state = { running: true }
+  const done = (async () => {
+    for (let seq = 0; state.running; seq++) {
+      const reply = await publish(url, { topic, data: { seq } })
+      assert.equal(reply.status, 202, 'B publishes on a direct connection: every publish is stored')
+      accepted.push(Number(reply.body.id))
+      await sleep(2)
+    }
+  })()
+  return {
+    accepted,
+    /** Waits until `count` more events were accepted from now on. */
+    more: async (count) => {
+      const target = accepted.length + count
+      await until(() => accepted.length >= target, 10_000, `${count} more publishes`)
+    },
+    stop: async () => {
+      state.running = false
+      await done
+      return [...accepted]
+    }
+  }
+}
+
+/** Waits (bounded) for a client to have `count` events, then reports what it got against what it should have. */
+async function received (client: StreamClient, expected: number[]): Promise<{ ids: number[], resets: number, counts: ReturnType<typeof tally> }> {
+  await until(() => client.events.filter((event) => event.event !== 'herald.reset').length >= expected.length || client.ended(), 5_000, 'events')
+    .catch(() => {})
+  const ids = client.events.filter((event) => event.event !== 'herald.reset').map((event) => Number(event.id))
+  return { ids, resets: client.events.length - ids.length, counts: tally(ids, expected) }
+}
+
+describe('guarantee 1: ordered, exactly once, across reconnects and the history→live hand-over', () => {
+  test('a resume reads history only after Redis confirmed the SUBSCRIBE: nothing published meanwhile is lost', { timeout: 30_000 }, async (t) => {
+    const { a, b, proxy, prefix } = await pair(t)
+    const loop = publishLoop(b.url, 'resume')
+    t.after(async () => { await loop.stop() })
+    await loop.more(5)
+    // A's SUBSCRIBE takes ~250 ms to reach Redis: a history read that does not wait for it misses what is
+    // published in between, live delivery not having started yet.
+    proxy.delay('subscriber', 'toRedis', 250)
+    const start = loop.accepted.at(-1) as number
+    const client = await openStream(`${a.url}/v1/stream?topic=resume`, { 'last-event-id': String(start) })
+    t.after(client.close)
+    await until(async () => await numsub(prefix, 'resume') === 1, 5_000, 'A subscribed in Redis')
+    await loop.more(20)
+    const expected = (await loop.stop()).filter((id) => id > start)
+    const got = await received(client, expected)
+    t.diagnostic(`expected ${expected.length} events, got ${got.ids.length}: ${JSON.stringify(got.counts)}`)
+    assert.deepEqual(got.counts, { lost: 0, duplicated: 0, outOfOrder: 0, unexpected: 0 })
+    assert.equal(got.resets, 0)
+  })
+
+  for (const broker of ['memory', 'redis'] as const) {
+    test(`${broker}: a resume from exactly the last seen id gives exactly the next events; from 0 on full history, all and no reset`, async (t) => {
+      const env: Record<string, string> = broker === 'redis' ? { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: `guarantees${++prefixes}:` } : {}
+      const { url } = await build(t, env)
+      const ids: string[] = []
+      for (let index = 0; index < 5; index++) ids.push((await publish(url, { topic: 'edge', data: index })).body.id)
+      const last = ids.at(-1) as string
+      const cases: Array<[string, string[]]> = [
+        ['0', ids], // the whole history, none of it trimmed: no reset
+        [ids[0] as string, ids.slice(1)],
+        [ids[2] as string, ids.slice(3)], // the boundary event itself is not sent again
+        [last, []] // the newest id: nothing to replay, and not an unknown id
+      ]
+      const clients = []
+      for (const [from, expected] of cases) {
+        const viaQuery = from === '0'
+        const client = viaQuery
+          ? await openStream(`${url}/v1/stream?topic=edge&lastEventId=${from}`)
+          : await openStream(`${url}/v1/stream?topic=edge`, { 'last-event-id': from })
+        t.after(client.close)
+        clients.push({ from, expected, client })
+      }
+      // A live event after the replays: whatever a replay sends comes before it.
+      const live = (await publish(url, { topic: 'edge', data: 'live' })).body.id as string
+      for (const { from, expected, client } of clients) {
+        await client.waitForEvents(expected.length + 1)
+        assert.deepEqual(client.events.map((event) => `${event.event} ${event.id}`), [...expected, live].map((id) => `message ${id}`), `resume from ${from}`)
+      }
+    })
+  }
+})
+
+describe('guarantee 4: a dropped subscriber connection loses nothing', () => {
+  test('after the subscriber connection returns, catch-up waits for Herald\'s own SUBSCRIBE, not ioredis\'s "ready"', { timeout: 30_000 }, async (t) => {
+    const { a, b, proxy, prefix } = await pair(t)
+    const client = await openStream(`${a.url}/v1/stream?topic=back`)
+    t.after(client.close)
+    await until(async () => await numsub(prefix, 'back') === 1, 5_000, 'A subscribed in Redis')
+    const loop = publishLoop(b.url, 'back')
+    t.after(async () => { await loop.stop() })
+    await loop.more(5)
+    // ioredis says "ready" and sends its automatic re-SUBSCRIBE; that takes ~250 ms to reach Redis, so a
+    // catch-up started on "ready" reads history before the channel is live again.
+    proxy.delay('subscriber', 'toRedis', 250)
+    proxy.cut('subscriber')
+    await until(async () => proxy.count('subscriber') === 1 && await numsub(prefix, 'back') === 1, 10_000, 'A re-subscribed in Redis')
+    await loop.more(20)
+    const expected = await loop.stop()
+    const got = await received(client, expected)
+    t.diagnostic(`expected ${expected.length} events, got ${got.ids.length}: ${JSON.stringify(got.counts)}`)
+    assert.deepEqual(got.counts, { lost: 0, duplicated: 0, outOfOrder: 0, unexpected: 0 })
+    assert.equal(client.ended(), false, 'the stream stayed open through the drop')
+  })
+
+  test('live events that arrive before the catch-up after a drop are held, not let through past the missed ones', { timeout: 30_000 }, async (t) => {
+    const { a, b, proxy, prefix } = await pair(t)
+    const client = await openStream(`${a.url}/v1/stream?topic=held`)
+    t.after(client.close)
+    await until(async () => await numsub(prefix, 'held') === 1, 5_000, 'A subscribed in Redis')
+    const loop = publishLoop(b.url, 'held')
+    t.after(async () => { await loop.stop() })
+    await loop.more(5)
+    // The new subscriber connection cannot finish its handshake: events are surely published while A is deaf.
+    proxy.pause('subscriber', 'toRedis')
+    // Then the answers to the re-SUBSCRIBE are held with the live events behind them, and arrive in one piece.
+    proxy.onceClientSends('subscriber', /\$9\r\nsubscribe\r\n/i, (connection) => connection.pause('toClient'))
+    proxy.cut('subscriber')
+    await loop.more(10)
+    proxy.resume('subscriber', 'toRedis')
+    await until(async () => await numsub(prefix, 'held') === 1, 10_000, 'A re-subscribed in Redis')
+    await loop.more(10)
+    proxy.resume('subscriber', 'toClient')
+    await loop.more(10)
+    const expected = await loop.stop()
+    const got = await received(client, expected)
+    t.diagnostic(`expected ${expected.length} events, got ${got.ids.length}: ${JSON.stringify(got.counts)}`)
+    assert.deepEqual(got.counts, { lost: 0, duplicated: 0, outOfOrder: 0, unexpected: 0 })
+    assert.equal(client.ended(), false, 'the stream stayed open through the drop')
+  })
+})
+
+describe('guarantee 3 and 5a: bounded memory', () => {
+  test('a topic\'s history stream in Redis stays near HERALD_HISTORY_SIZE however many events are published', { timeout: 30_000 }, async (t) => {
+    const prefix = `guarantees${++prefixes}:`
+    const { url } = await build(t, { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix, HERALD_HISTORY_SIZE: '100' })
+    const total = 1_000
+    let next = 0
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      while (next < total) assert.equal((await publish(url, { topic: 'bounded', data: next++ })).status, 202)
+    }))
+    const length = await admin.xlen(`${prefix}history:bounded`)
+    // MAXLEN ~ drops whole stream nodes (100 entries each), so between the size and the size plus a node.
+    t.diagnostic(`XLEN after ${total} publishes with HERALD_HISTORY_SIZE=100: ${length}`)
+    assert.ok(length >= 100 && length <= 200, `history holds ${length} entries`)
+  })
+
+  test('live events held while a catch-up is stalled count against the byte cap: the stream is cut, not grown', { timeout: 30_000 }, async (t) => {
+    const cap = 16_384
+    const { a, b, proxy, prefix } = await pair(t, { HERALD_MAX_QUEUE_BYTES: String(cap) })
+    const seen = await publish(b.url, { topic: 'stalled', data: 'seen' })
+    // A's history read gets no answer: the resuming stream holds every live event until it does.
+    proxy.pause('publisher', 'toClient')
+    t.after(() => proxy.resume('publisher', 'toClient'))
+    const client = await openStream(`${a.url}/v1/stream?topic=stalled`, { 'last-event-id': seen.body.id })
+    t.after(client.close)
+    await until(async () => await numsub(prefix, 'stalled') === 1, 5_000, 'A subscribed in Redis')
+    const payload = 'x'.repeat(1_000)
+    // Four times the cap in live events, all of them held by A.
+    for (let index = 0; index < (4 * cap) / payload.length; index++) assert.equal((await publish(b.url, { topic: 'stalled', data: { index, payload } })).status, 202)
+    await until(() => client.ended(), 5_000, 'the stalled stream to be cut at its byte cap')
+    assert.equal(client.events.length, 0, 'nothing was delivered: the catch-up never finished')
+    await until(async () => ((await (await fetch(`${a.url}/health`)).json()) as { subscriptions: number }).subscriptions === 0, 5_000, 'the subscription released')
+  })
+})
