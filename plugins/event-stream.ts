@@ -62,9 +62,11 @@ export default fp(async (fastify) => {
     subscription.on('error', ignore)
     subscription.on('close', () => {
       if (expiry !== undefined) clearTimeout(expiry.timer)
-      // Ended normally, pipe() ends the socket after its last bytes; otherwise cut it at once.
-      if (!subscription.readableEnded) socket.destroy()
       const error = subscription.errored
+      // Ended normally, pipe() ends the socket after its last bytes; otherwise cut it at once. A slow client gets
+      // a reset: a plain close would leave its unsent bytes in the kernel's buffer for as long as it holds on.
+      if (error instanceof SlowConsumerError) socket.resetAndDestroy()
+      else if (!subscription.readableEnded) socket.destroy()
       const fields: Record<string, unknown> = {
         reason: subscription.endReason ?? (error === null ? 'client-closed' : 'failed'),
         durationMs: Date.now() - subscription.openedAt,
