@@ -38,7 +38,6 @@ export class RedisTransport implements Transport {
   private closed = false
   private retryTimer: NodeJS.Timeout | undefined
   private lastReceived: StoredEvent | undefined
-  private corked = false
 
   constructor (publisher: Redis, private readonly subscriber: Redis, private readonly options: RedisTransportOptions) {
     publisher.defineCommand('heraldPublish', { lua: PUBLISH_SCRIPT })
@@ -67,7 +66,6 @@ export class RedisTransport implements Transport {
       input.data
     ]
     for (const topic of input.topics) args.push(topic)
-    this.batchWrites()
     let reply: [string, number]
     try {
       reply = await this.publisher.heraldPublish(keys.length, ...keys, ...args)
@@ -75,22 +73,6 @@ export class RedisTransport implements Transport {
       throw new BrokerUnavailableError('Redis is unreachable; the event was not stored', { cause: error })
     }
     return { id: String(reply[0]), topics: input.topics, duplicate: reply[1] === 1 }
-  }
-
-  /**
-   * Publishes issued in the same tick leave in one write: the socket is corked until the next tick. Under load
-   * that turns one syscall per publish into one per batch (ioredis writes each command on its own); when idle
-   * a batch is a single command. (ioredis's own auto-pipelining does this too, but measured slower here.)
-   */
-  private batchWrites (): void {
-    const socket = this.publisher.stream
-    if (this.corked || socket === undefined || !socket.writable) return
-    this.corked = true
-    socket.cork()
-    process.nextTick(() => {
-      this.corked = false
-      socket.uncork()
-    })
   }
 
   async head (): Promise<number> {
