@@ -150,15 +150,17 @@ export class Subscription extends Readable {
   }
 
   private send (bytes: Buffer, isEvent: boolean): void {
-    if (this.destroyed || this.finishing) return
+    if (this.finishing || this.destroyed) return
+    this.bytes += bytes.length
+    if (isEvent) this.events++
     const socket = this.socket
-    if (socket !== undefined && this.readableLength === 0 && this.readableFlowing === true && socket.writable && !socket.writableNeedDrain) {
+    if (socket !== undefined && this.readableLength === 0 && this.readableFlowing === true && !socket.writableNeedDrain && socket.writable) {
       socket.write(bytes)
+      // Taken by the kernel at once, the common case: nothing is queued, so there is no cap to check.
+      if (socket.writableLength === 0) return
     } else {
       this.push(bytes)
     }
-    this.bytes += bytes.length
-    if (isEvent) this.events++
     this.checkCap()
   }
 
