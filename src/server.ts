@@ -26,7 +26,7 @@ export async function createServer (config: Config, logger: FastifyBaseLogger = 
     trustProxy: config.trustProxy
   })
   server.setValidatorCompiler((route) => route.httpPart === 'headers' ? checkHeaders(route.schema) : TypeBoxValidatorCompiler(route))
-  // The app's decorators (config, broker) and handlers belong to the root instance, as in fastify/demo.
+  // The app's decorators (config, hub) and handlers belong to the root instance, as in fastify/demo.
   await server.register(fp(app), { config })
   return server
 }

@@ -1,5 +1,5 @@
 /**
- * The Lua scripts the Redis broker runs. PUBLISH_SCRIPT is also Herald's contract for backends that
+ * The Lua scripts the Redis transport runs. PUBLISH_SCRIPT is also Herald's contract for backends that
  * publish through Redis directly (see README, "Publishing from Redis"): run it with EVAL/EVALSHA.
  */
 
