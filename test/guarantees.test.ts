@@ -9,6 +9,7 @@ import type { Redis } from 'ioredis'
 import { build, publish, until, type Herald } from './helper.js'
 import { RedisProxy } from './helpers/redis-proxy.js'
 import { RedisServer } from './helpers/redis-server.js'
+import { seq } from './helpers/event-ids.js'
 import { tally } from './helpers/resuming-client.js'
 import { openStream, type StreamClient } from './helpers/sse-client.js'
 
@@ -44,14 +45,14 @@ async function numsub (prefix: string, topic: string): Promise<number> {
 }
 
 /** Publishes to `url` every ~2 ms until stopped, keeping the ids Herald accepted. */
-function publishLoop (url: string, topic: string): { accepted: number[], more: (count: number) => Promise<void>, stop: () => Promise<number[]> } {
-  const accepted: number[] = []
+function publishLoop (url: string, topic: string): { accepted: string[], more: (count: number) => Promise<void>, stop: () => Promise<string[]> } {
+  const accepted: string[] = []
   const state = { running: true }
   const done = (async () => {
     for (let seq = 0; state.running; seq++) {
       const reply = await publish(url, { topic, data: { seq } })
       assert.equal(reply.status, 202, 'B publishes on a direct connection: every publish is stored')
-      accepted.push(Number(reply.body.id))
+      accepted.push(reply.body.id as string)
       await sleep(2)
     }
   })()
@@ -71,10 +72,10 @@ function publishLoop (url: string, topic: string): { accepted: number[], more: (
 }
 
 /** Waits (bounded) for a client to have `count` events, then reports what it got against what it should have. */
-async function received (client: StreamClient, expected: number[]): Promise<{ ids: number[], resets: number, counts: ReturnType<typeof tally> }> {
+async function received (client: StreamClient, expected: string[]): Promise<{ ids: string[], resets: number, counts: ReturnType<typeof tally> }> {
   await until(() => client.events.filter((event) => event.event !== 'herald.reset').length >= expected.length || client.ended(), 5_000, 'events')
     .catch(() => {})
-  const ids = client.events.filter((event) => event.event !== 'herald.reset').map((event) => Number(event.id))
+  const ids = client.events.filter((event) => event.event !== 'herald.reset').map((event) => event.id)
   return { ids, resets: client.events.length - ids.length, counts: tally(ids, expected) }
 }
 
@@ -87,12 +88,12 @@ describe('guarantee 1: ordered, exactly once, across reconnects and the historyâ
     // A's SUBSCRIBE takes ~250 ms to reach Redis: a history read that does not wait for it misses what is
     // published in between, live delivery not having started yet.
     proxy.delay('subscriber', 'toRedis', 250)
-    const start = loop.accepted.at(-1) as number
-    const client = await openStream(`${a.url}/v1/stream?topic=resume`, { 'last-event-id': String(start) })
+    const start = loop.accepted.at(-1) as string
+    const client = await openStream(`${a.url}/v1/stream?topic=resume`, { 'last-event-id': start })
     t.after(client.close)
     await until(async () => await numsub(prefix, 'resume') === 1, 5_000, 'A subscribed in Redis')
     await loop.more(20)
-    const expected = (await loop.stop()).filter((id) => id > start)
+    const expected = (await loop.stop()).filter((id) => seq(id) > seq(start))
     const got = await received(client, expected)
     t.diagnostic(`expected ${expected.length} events, got ${got.ids.length}: ${JSON.stringify(got.counts)}`)
     assert.deepEqual(got.counts, { lost: 0, duplicated: 0, outOfOrder: 0, unexpected: 0 })

@@ -1,6 +1,6 @@
 import { encodeComment, encodeFrame } from '../sse/encode.js'
-import type { HistoryRead, PublishInput, PublishResult, StoredEvent, Transport, TransportHealth, TransportSink } from '../transport/transport.js'
-import { parseEventId, planReplay, type ResetNotice } from './replay.js'
+import { eventId, type PublishInput, type PublishResult, type StoredEvent, type Transport, type TransportHealth, type TransportSink } from '../transport/transport.js'
+import { parseEventId, planReplay, type ReplayStart, type ResetNotice } from './replay.js'
 import { Subscription, type FramedEvent } from './subscription.js'
 
 export interface HubOptions {
@@ -69,7 +69,8 @@ export class Hub implements TransportSink {
   subscribe (topics: readonly string[], lastEventId?: string): Subscription {
     const subscription = new Subscription(topics, {
       maxQueueBytes: this.options.maxQueueBytes,
-      onDestroy: (destroyed) => this.remove(destroyed)
+      onDestroy: (destroyed) => this.remove(destroyed),
+      onOtherEpoch: (held) => this.catchUp(held)
     })
     subscription.lastEventId = lastEventId
     this.subscriptions.add(subscription)
@@ -126,7 +127,7 @@ export class Hub implements TransportSink {
     // An event on several topics comes once per topic as the same object: frame it once.
     let framed = this.lastFramed
     if (event !== this.lastEvent || framed === undefined) {
-      framed = { id: event.id, frame: frameOf(event) }
+      framed = { id: event.id, epoch: event.epoch, frame: frameOf(event) }
       this.lastEvent = event
       this.lastFramed = framed
     }
@@ -208,19 +209,38 @@ export class Hub implements TransportSink {
 
     if (!subscription.started && subscription.lastEventId === undefined) {
       // A new client without an id starts at the newest event: it asked for nothing older.
-      subscription.release(await this.transport.head(), [])
+      const head = await this.transport.head()
+      subscription.release(head.epoch, head.seq, [])
       subscription.started = true
       return
     }
-    const lastEventId = subscription.started ? String(subscription.position) : subscription.lastEventId ?? '0'
-    const after = parseEventId(lastEventId)
-    const read: HistoryRead = after === undefined
-      ? { head: await this.transport.head(), topics: subscription.topics.map((topic) => ({ topic, events: [], trimmedThrough: 0 })) }
-      : await this.transport.read(subscription.topics, after)
+    let start: ReplayStart
+    if (subscription.started) {
+      // A catch-up after an interruption or a new epoch: from the stream's own position.
+      const lastEventId = eventId(subscription.epoch, subscription.position)
+      start = { lastEventId, epoch: subscription.epoch, after: subscription.position, live: true }
+    } else {
+      const lastEventId = subscription.lastEventId ?? '0'
+      const point = parseEventId(lastEventId)
+      if (point === undefined || point.kind === 'legacy') {
+        const head = await this.transport.head()
+        if (subscription.destroyed) return
+        const reset = resetFrame({ reason: point === undefined ? 'malformed-id' : 'epoch-changed', topics: [...subscription.topics], lastEventId })
+        subscription.release(head.epoch, head.seq, [], reset)
+        subscription.started = true
+        return
+      }
+      start = point.kind === 'start'
+        ? { lastEventId, epoch: undefined, after: 0, live: false }
+        : { lastEventId, epoch: point.epoch, after: point.seq, live: false }
+    }
+    let read = await this.transport.read(subscription.topics, start.after)
+    // A live stream whose epoch was replaced gets the new epoch from its start.
+    if (start.live && read.epoch !== start.epoch && start.after > 0) read = await this.transport.read(subscription.topics, 0)
     if (subscription.destroyed) return
-    const plan = planReplay(lastEventId, read, Date.now(), this.options.historyTtlMs)
-    const events = plan.events.map((event) => ({ id: event.id, frame: frameOf(event) }))
-    subscription.release(plan.position, events, plan.reset === undefined ? undefined : resetFrame(plan.reset))
+    const plan = planReplay(start, read, Date.now(), this.options.historyTtlMs)
+    const events = plan.events.map((event) => ({ id: event.id, epoch: event.epoch, frame: frameOf(event) }))
+    subscription.release(plan.epoch, plan.position, events, plan.reset === undefined ? undefined : resetFrame(plan.reset))
     subscription.started = true
   }
 
@@ -240,7 +260,7 @@ export class Hub implements TransportSink {
 
 /** The SSE frame of a stored event. */
 function frameOf (event: StoredEvent): Buffer {
-  return Buffer.from(encodeFrame({ id: event.id, event: event.type, retry: event.retry, data: event.data }))
+  return Buffer.from(encodeFrame({ id: eventId(event.epoch, event.id), event: event.type, retry: event.retry, data: event.data }))
 }
 
 /** The in-band notice that comes before a replay whose start could not be honoured. */

@@ -1,9 +1,17 @@
 import { TopicHistory } from './topic-history.js'
-import type { HistoryRead, PublishInput, PublishResult, StoredEvent, Transport, TransportHealth, TransportSink } from './transport.js'
+import { eventId, type Head, type HistoryRead, type PublishInput, type PublishResult, type StoredEvent, type Transport, type TransportHealth, type TransportSink } from './transport.js'
 
 export interface MemoryTransportOptions {
   historySize: number
   idempotencyTtlMs: number
+}
+
+/** Epochs made in one millisecond by one process still differ: the low digits count them. */
+let epochsMade = 0
+
+/** A new epoch: the time in microseconds-like units, base 36, as the Redis publish script makes it. */
+function newEpoch (): string {
+  return (Date.now() * 1000 + (epochsMade++ % 1000)).toString(36)
 }
 
 interface RememberedPublish {
@@ -15,6 +23,8 @@ interface RememberedPublish {
 /** The embedded transport: one process, no dependencies, the same contract as the Redis transport. */
 export class MemoryTransport implements Transport {
   readonly kind = 'memory'
+  /** One epoch per memory transport: its ids mean nothing to another process or a restarted one. */
+  readonly epoch = newEpoch()
   private lastId = 0
   private readonly histories = new Map<string, TopicHistory>()
   // Insertion order is expiry order (one TTL for all), so expired keys are always at the front.
@@ -35,25 +45,26 @@ export class MemoryTransport implements Transport {
       if (earlier !== undefined) return { id: earlier.id, topics: earlier.topics, duplicate: true }
     }
 
-    const stored: StoredEvent = { id: ++this.lastId, data: input.data, time: now }
+    const stored: StoredEvent = { id: ++this.lastId, epoch: this.epoch, data: input.data, time: now }
     if (input.type !== undefined) stored.type = input.type
     if (input.retry !== undefined) stored.retry = input.retry
     for (const topic of input.topics) this.historyOf(topic).append(stored)
     if (this.sink !== undefined) for (const topic of input.topics) this.sink.deliver(topic, stored)
 
-    const id = String(stored.id)
+    const id = eventId(this.epoch, stored.id)
     if (input.idempotencyKey !== undefined) {
       this.idempotencyKeys.set(input.idempotencyKey, { id, topics: input.topics, expires: now + this.options.idempotencyTtlMs })
     }
     return { id, topics: input.topics, duplicate: false }
   }
 
-  async head (): Promise<number> {
-    return this.lastId
+  async head (): Promise<Head> {
+    return { epoch: this.epoch, seq: this.lastId }
   }
 
   async read (topics: readonly string[], afterId: number): Promise<HistoryRead> {
     return {
+      epoch: this.epoch,
       head: this.lastId,
       topics: topics.map((topic) => {
         const history = this.histories.get(topic)

@@ -6,6 +6,7 @@ import { MemoryTransport } from '../../src/transport/memory.js'
 import { RedisTransport } from '../../src/transport/redis.js'
 import type { Transport } from '../../src/transport/transport.js'
 import { until } from '../helper.js'
+import { seq } from './event-ids.js'
 import type { RedisServer } from './redis-server.js'
 
 export interface HubLimits {
@@ -21,6 +22,8 @@ export interface HubUnderTest {
   transport: Transport
   /** Makes history keep only the newest `historySize` events, as retention does (Redis trims lazily). */
   trim: (topic: string) => Promise<void>
+  /** Redis only: deletes every key of the deployment, as expiry after a long idle time does (a new epoch follows). */
+  forgetAll?: () => Promise<void>
   /** Upstream subscriptions for a topic: Redis PUBSUB NUMSUB, or local listeners for memory. */
   upstreamSubscribers: (topic: string) => Promise<number>
   close: () => Promise<void>
@@ -64,6 +67,10 @@ export function redisFactory (server: RedisServer): HubFactory {
       transport,
       // MAXLEN ~ trims whole stream nodes of 100 entries; trim exactly, as a long-running deployment would.
       trim: async (topic) => { await admin.xtrim(`${options.prefix}history:${topic}`, 'MAXLEN', options.historySize) },
+      forgetAll: async () => {
+        const keys = await admin.keys(`${options.prefix}*`)
+        if (keys.length > 0) await admin.del(...keys)
+      },
       upstreamSubscribers: async (topic) => {
         const reply = await admin.pubsub('NUMSUB', `${options.prefix}topic:${topic}`) as [string, number]
         return Number(reply[1])
@@ -81,7 +88,7 @@ export interface Collected {
   events: ParsedEvent[]
   /** The bytes received, as text. */
   text: () => string
-  /** Ids of the events that are not reset notices. */
+  /** Sequence numbers of the events that are not reset notices (ids are `<epoch>-<seq>`). */
   ids: () => number[]
   /** The reset notices, parsed. */
   resets: () => Array<{ reason: string, topics: string[], lastEventId: string }>
@@ -98,7 +105,7 @@ export function collect (subscription: Subscription): Collected {
     parser.push(chunk.toString('utf8'))
   })
   subscription.on('error', () => {})
-  const ids = () => events.flatMap((event) => event.event === 'herald.reset' ? [] : [Number(event.id)])
+  const ids = () => events.flatMap((event) => event.event === 'herald.reset' ? [] : [seq(event.id)])
   return {
     events,
     text: () => text,
