@@ -232,6 +232,30 @@ for (const [kind, factoryOf] of kinds) {
       assert.deepEqual(received.ids(), [seq(fresh.id)])
     })
 
+    test('a topic is forgotten a retention after its last event, and a resume from before gets herald.reset, not a gap', async (t) => {
+      const setup = await factoryOf()({ historyRetentionMs: 200 })
+      t.after(setup.close)
+      const { hub } = setup
+      const seen = await hub.publish({ topics: ['gone'], data: data('seen') })
+      await hub.publish({ topics: ['gone'], data: data('missed') })
+      assert.equal(await setup.historyExists('gone'), true)
+      // Other topics stay busy, so the deployment (its counter and epoch) lives on while 'gone' is forgotten.
+      // The memory broker forgets lazily, on a publish or a read.
+      for (let index = 0; index < 6; index++) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        await hub.publish({ topics: ['other'], data: data(index) })
+      }
+      assert.equal(await setup.historyExists('gone'), false, 'the history expired')
+      const subscription = hub.subscribe(['gone'], seen.id)
+      const received = collect(subscription)
+      await subscribed(subscription)
+      const live = await hub.publish({ topics: ['gone'], data: data('live') })
+      await received.waitFor(1)
+      assert.equal(received.events[0]?.event, 'herald.reset')
+      assert.deepEqual(received.resets().map((reset) => [reset.reason, reset.topics]), [['history-expired', ['gone']]])
+      assert.deepEqual(received.ids(), [seq(live.id)])
+    })
+
     test('a malformed, unknown or other-epoch id gets herald.reset and continues live', async (t) => {
       const { hub, close } = await factoryOf()()
       t.after(close)

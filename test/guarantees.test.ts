@@ -196,6 +196,28 @@ describe('guarantee 3 and 5a: bounded memory', () => {
     assert.ok(length >= 100 && length <= 200, `history holds ${length} entries`)
   })
 
+  test('every key Herald writes in Redis has a TTL, and a topic\'s history goes away a retention after its last event', { timeout: 30_000 }, async (t) => {
+    const prefix = `guarantees${++prefixes}:`
+    const { url } = await build(t, { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix, HERALD_HISTORY_RETENTION_MS: '1000' })
+    for (let index = 0; index < 50; index++) {
+      const reply = await publish(url, { topic: [`user/${index}`, 'all'], data: index, idempotencyKey: `k${index}` })
+      assert.equal(reply.status, 202)
+    }
+    const keys: string[] = []
+    let cursor = '0'
+    do {
+      const [next, batch] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+      cursor = next
+      keys.push(...batch)
+    } while (cursor !== '0')
+    const ttls = await Promise.all(keys.map(async (key) => [key, await admin.pttl(key)] as const))
+    t.diagnostic(`${keys.length} keys, TTLs from ${Math.min(...ttls.map(([, ttl]) => ttl))} to ${Math.max(...ttls.map(([, ttl]) => ttl))} ms`)
+    assert.ok(keys.length >= 50 + 51 + 3, `keys: ${keys.length}`)
+    assert.deepEqual(ttls.filter(([, ttl]) => ttl <= 0), [], 'every key expires')
+    assert.equal(await admin.exists(`${prefix}history:user/7`), 1)
+    await until(async () => await admin.exists(`${prefix}history:user/7`) === 0, 5_000, 'the history to expire')
+  })
+
   test('live events held while a catch-up is stalled count against the byte cap: the stream is cut, not grown', { timeout: 30_000 }, async (t) => {
     const cap = 16_384
     const { a, b, proxy, prefix } = await pair(t, { HERALD_MAX_QUEUE_BYTES: String(cap) })

@@ -216,8 +216,8 @@ test('property: raw CR, LF and CRLF in data published through the Redis script r
   // The opening `retry:` line applies to every later event; here only id, type and data matter.
   const seen = (event: ParsedEvent | undefined) => event === undefined ? undefined : { id: event.id, event: event.event, data: event.data }
   await fc.assert(fc.asyncProperty(text, async (data) => {
-    const keys = [`${prefix}seq`, `${prefix}epoch`, `${prefix}idem:`, `${prefix}history:wire`]
-    const [id] = await backend.eval(PUBLISH_SCRIPT, keys.length, ...keys, `${prefix}topic:`, 1000, 0, '', '', data, 'wire') as [string, number]
+    const keys = [`${prefix}seq`, `${prefix}epoch`, `${prefix}marks`, `${prefix}idem:`, `${prefix}history:wire`]
+    const [id] = await backend.eval(PUBLISH_SCRIPT, keys.length, ...keys, `${prefix}topic:`, 1000, 86_400_000, 0, '', '', data, 'wire') as [string, number]
     sent.push({ id: String(id), data })
     await live.waitForEvents(sent.length)
     assert.deepEqual(seen(live.events.at(-1)), { id: String(id), event: 'message', data: data.replace(/\r\n|\r/g, '\n') })

@@ -22,8 +22,8 @@ test('parseEventId accepts our ids, 0, and old plain numbers (another epoch), no
 
 test('planReplay merges topics by id, once each, and continues from the last', () => {
   const plan = planReplay(resume(2), read(9, [
-    { topic: 'a', events: [event(3), event(5), event(9)], trimmedThrough: 0 },
-    { topic: 'b', events: [event(4), event(5)], trimmedThrough: 0 }
+    { topic: 'a', events: [event(3), event(5), event(9)], trimmedThrough: 0, forgotten: false },
+    { topic: 'b', events: [event(4), event(5)], trimmedThrough: 0, forgotten: false }
   ]), 2_000, 0)
   assert.deepEqual(plan.events.map((e) => e.id), [3, 4, 5, 9])
   assert.deepEqual([plan.epoch, plan.position], ['e1', 9])
@@ -31,20 +31,24 @@ test('planReplay merges topics by id, once each, and continues from the last', (
 })
 
 test('planReplay signals trimmed history, expired history and unknown ids', () => {
-  const trimmed = planReplay(resume(2), read(9, [{ topic: 'a', events: [event(8)], trimmedThrough: 6 }, { topic: 'b', events: [], trimmedThrough: 1 }]), 2_000, 0)
+  const trimmed = planReplay(resume(2), read(9, [{ topic: 'a', events: [event(8)], trimmedThrough: 6, forgotten: false }, { topic: 'b', events: [], trimmedThrough: 1, forgotten: false }]), 2_000, 0)
   assert.deepEqual(trimmed.reset, { reason: 'history-trimmed', topics: ['a'], lastEventId: 'e1-2' })
   assert.deepEqual(trimmed.events.map((e) => e.id), [8])
 
-  const expired = planReplay(resume(2), read(9, [{ topic: 'a', events: [event(3, 100), event(8, 5_000)], trimmedThrough: 0 }]), 6_000, 2_000)
+  const expired = planReplay(resume(2), read(9, [{ topic: 'a', events: [event(3, 100), event(8, 5_000)], trimmedThrough: 0, forgotten: false }]), 6_000, 2_000)
   assert.deepEqual(expired.reset, { reason: 'history-expired', topics: ['a'], lastEventId: 'e1-2' })
   assert.deepEqual(expired.events.map((e) => e.id), [8])
 
-  const future = planReplay(resume(50), read(9, [{ topic: 'a', events: [], trimmedThrough: 0 }]), 0, 0)
+  const forgotten = planReplay(resume(2), read(9, [{ topic: 'a', events: [event(8)], trimmedThrough: 0, forgotten: true }]), 2_000, 0)
+  assert.deepEqual(forgotten.reset, { reason: 'history-expired', topics: ['a'], lastEventId: 'e1-2' })
+  assert.deepEqual(forgotten.events.map((e) => e.id), [8])
+
+  const future = planReplay(resume(50), read(9, [{ topic: 'a', events: [], trimmedThrough: 0, forgotten: false }]), 0, 0)
   assert.deepEqual([future.reset?.reason, future.position], ['unknown-id', 9])
 })
 
 test('planReplay: an id of another epoch resets to the head; a live stream gets the new epoch from its start', () => {
-  const history = read(3, [{ topic: 'a', events: [event(1), event(2), event(3)].map((e) => ({ ...e, epoch: 'e2' })), trimmedThrough: 0 }], 'e2')
+  const history = read(3, [{ topic: 'a', events: [event(1), event(2), event(3)].map((e) => ({ ...e, epoch: 'e2' })), trimmedThrough: 0, forgotten: false }], 'e2')
   const resumed = planReplay(resume(40), history, 0, 0)
   assert.deepEqual([resumed.reset?.reason, resumed.epoch, resumed.position, resumed.events.length], ['epoch-changed', 'e2', 3, 0])
 

@@ -88,7 +88,7 @@ export function planReplay (start: ReplayStart, read: HistoryRead, now: number, 
       if (event.time < oldestKept) lostToTime = true
       else byId.set(event.id, event)
     }
-    if (lostToTime && !trimmed.includes(history.topic)) expired.push(history.topic)
+    if ((lostToTime || history.forgotten) && !trimmed.includes(history.topic)) expired.push(history.topic)
   }
   const events = [...byId.values()].sort((a, b) => a.id - b.id)
   const position = Math.max(after, events.at(-1)?.id ?? after)

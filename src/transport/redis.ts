@@ -6,6 +6,8 @@ import type { Head, HistoryRead, PublishInput, PublishResult, StoredEvent, Topic
 export interface RedisTransportOptions {
   prefix: string
   historySize: number
+  /** How long a topic's history is kept after its last event: every key Herald writes expires. */
+  historyRetentionMs: number
   idempotencyTtlMs: number
   /** Told about failures the transport recovers from by itself (a re-subscribe that failed is retried). */
   onRecoverableError?: (error: unknown) => void
@@ -55,11 +57,12 @@ export class RedisTransport implements Transport {
 
   async publish (input: PublishInput): Promise<PublishResult> {
     const prefix = this.options.prefix
-    const keys = [`${prefix}seq`, `${prefix}epoch`, `${prefix}idem:${input.idempotencyKey ?? ''}`]
+    const keys = [`${prefix}seq`, `${prefix}epoch`, `${prefix}marks`, `${prefix}idem:${input.idempotencyKey ?? ''}`]
     for (const topic of input.topics) keys.push(`${prefix}history:${topic}`)
     const args: Array<string | number> = [
       this.channelPrefix,
       this.options.historySize,
+      this.options.historyRetentionMs,
       input.idempotencyKey === undefined ? 0 : this.options.idempotencyTtlMs,
       input.type ?? '',
       input.retry ?? '',
@@ -87,18 +90,19 @@ export class RedisTransport implements Transport {
 
   async read (topics: readonly string[], afterId: number): Promise<HistoryRead> {
     const prefix = this.options.prefix
-    const keys = [`${prefix}seq`, `${prefix}epoch`, ...topics.map((topic) => `${prefix}history:${topic}`)]
+    const keys = [`${prefix}seq`, `${prefix}epoch`, `${prefix}marks`, ...topics.map((topic) => `${prefix}history:${topic}`)]
     let reply: unknown[]
     try {
-      reply = await this.publisher.heraldRead(keys.length, ...keys, afterId + 1)
+      reply = await this.publisher.heraldRead(keys.length, ...keys, afterId + 1, this.options.historyRetentionMs)
     } catch (error) {
       throw new BrokerUnavailableError('Redis is unreachable', { cause: error })
     }
     const epoch = reply[0] as string
     const histories: TopicHistory[] = topics.map((topic, index) => ({
       topic,
-      trimmedThrough: parseInt(reply[2 + index * 2] as string, 10),
-      events: (reply[3 + index * 2] as StreamEntry[]).map((entry) => parseEntry(epoch, entry))
+      trimmedThrough: parseInt(reply[2 + index * 3] as string, 10),
+      events: (reply[3 + index * 3] as StreamEntry[]).map((entry) => parseEntry(epoch, entry)),
+      forgotten: reply[4 + index * 3] === 1
     }))
     return { epoch, head: epoch === '' ? 0 : Number(reply[1]), topics: histories }
   }

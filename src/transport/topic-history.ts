@@ -9,12 +9,19 @@ export class TopicHistory {
   private start = 0
   private size = 0
   trimmedThrough = 0
+  /** The first id this history ever held, its newest id, and when its newest event was published (ms). */
+  firstId = 0
+  newestId = 0
+  newestTime = 0
 
   constructor (readonly capacity: number) {
     this.ring = new Array<StoredEvent | undefined>(capacity)
   }
 
   append (event: StoredEvent): void {
+    if (this.firstId === 0) this.firstId = event.id
+    this.newestId = event.id
+    this.newestTime = event.time
     if (this.capacity === 0) {
       this.trimmedThrough = event.id
       return

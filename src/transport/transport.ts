@@ -63,6 +63,12 @@ export interface TopicHistory {
   events: StoredEvent[]
   /** The largest id this topic has dropped from its history (0 if none). */
   trimmedThrough: number
+  /**
+   * True when events after the position may have been forgotten with the whole topic: its history expired
+   * (retention after its last event) and the position is older than the retention. Conservative: a topic that
+   * never had an event after an old position counts too.
+   */
+  forgotten: boolean
 }
 
 export interface TransportHealth {

@@ -12,6 +12,7 @@ import type { RedisServer } from './redis-server.js'
 export interface HubLimits {
   historySize?: number
   historyTtlMs?: number
+  historyRetentionMs?: number
   idempotencyTtlMs?: number
   maxQueueBytes?: number
   heartbeatMs?: number
@@ -22,6 +23,8 @@ export interface HubUnderTest {
   transport: Transport
   /** Makes history keep only the newest `historySize` events, as retention does (Redis trims lazily). */
   trim: (topic: string) => Promise<void>
+  /** True while the transport holds history for a topic. */
+  historyExists: (topic: string) => Promise<boolean>
   /** Redis only: deletes every key of the deployment, as expiry after a long idle time does (a new epoch follows). */
   forgetAll?: () => Promise<void>
   /** Upstream subscriptions for a topic: Redis PUBSUB NUMSUB, or local listeners for memory. */
@@ -32,7 +35,7 @@ export interface HubUnderTest {
 /** Builds a hub over a transport; `wrap` may stand between them (to delay history reads, say). */
 export type HubFactory = (limits?: HubLimits, wrap?: (transport: Transport) => Transport) => Promise<HubUnderTest>
 
-const defaults = { historySize: 100, historyTtlMs: 0, idempotencyTtlMs: 60_000, maxQueueBytes: 1 << 20, heartbeatMs: 60_000 }
+const defaults = { historySize: 100, historyTtlMs: 0, historyRetentionMs: 3_600_000, idempotencyTtlMs: 60_000, maxQueueBytes: 1 << 20, heartbeatMs: 60_000 }
 
 export function memoryFactory (): HubFactory {
   return async (limits = {}, wrap = (transport) => transport) => {
@@ -44,6 +47,7 @@ export function memoryFactory (): HubFactory {
       transport,
       // The ring buffer already keeps only `historySize` events: trimming happens as it fills.
       trim: async () => {},
+      historyExists: async (topic) => (await transport.read([topic], 0)).topics[0]?.events.length !== 0,
       upstreamSubscribers: async (topic) => hub.listenerCount(topic),
       close: async () => await hub.close(0)
     }
@@ -67,6 +71,7 @@ export function redisFactory (server: RedisServer): HubFactory {
       transport,
       // MAXLEN ~ trims whole stream nodes of 100 entries; trim exactly, as a long-running deployment would.
       trim: async (topic) => { await admin.xtrim(`${options.prefix}history:${topic}`, 'MAXLEN', options.historySize) },
+      historyExists: async (topic) => await admin.exists(`${options.prefix}history:${topic}`) === 1,
       forgetAll: async () => {
         const keys = await admin.keys(`${options.prefix}*`)
         if (keys.length > 0) await admin.del(...keys)
