@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { SlowConsumerError } from '../src/hub/subscription.js'
 import { until } from './helper.js'
-import { collect, memoryFactory, redisFactory, subscribed, type HubFactory } from './helpers/brokers.js'
+import { collect, memoryFactory, redisFactory, subscribed, type HubFactory, type HubUnderTest } from './helpers/brokers.js'
 import { epochOf, seq } from './helpers/event-ids.js'
 import { RedisServer } from './helpers/redis-server.js'
 import type { Transport } from '../src/transport/transport.js'
@@ -17,9 +17,9 @@ function gatedReads (): { wrap: (inner: Transport) => Transport, reads: () => nu
     bind: (sink) => inner.bind(sink),
     publish: async (input) => await inner.publish(input),
     head: async () => await inner.head(),
-    read: async (topics, afterId) => {
+    read: async (topics, afterId, limit) => {
       reads++
-      const read = await inner.read(topics, afterId)
+      const read = await inner.read(topics, afterId, limit)
       await gate
       return read
     },
@@ -29,6 +29,30 @@ function gatedReads (): { wrap: (inner: Transport) => Transport, reads: () => nu
     close: async () => await inner.close()
   })
   return { wrap, reads: () => reads, open }
+}
+
+/** A transport that counts history reads and the largest page a topic returned, and can act on a read. */
+function countedReads (onRead: (count: number) => void = () => {}): { wrap: (inner: Transport) => Transport, reads: () => number, largestPage: () => number } {
+  let reads = 0
+  let largestPage = 0
+  const wrap = (inner: Transport): Transport => ({
+    kind: inner.kind,
+    bind: (sink) => inner.bind(sink),
+    publish: async (input) => await inner.publish(input),
+    head: async () => await inner.head(),
+    read: async (topics, afterId, limit) => {
+      const read = await inner.read(topics, afterId, limit)
+      reads++
+      for (const history of read.topics) largestPage = Math.max(largestPage, history.events.length)
+      onRead(reads)
+      return read
+    },
+    listen: async (topic) => await inner.listen(topic),
+    unlisten: (topic) => inner.unlisten(topic),
+    health: () => inner.health(),
+    close: async () => await inner.close()
+  })
+  return { wrap, reads: () => reads, largestPage: () => largestPage }
 }
 
 let redis: RedisServer
@@ -182,6 +206,41 @@ for (const [kind, factoryOf] of kinds) {
       await received.waitFor(missed.length + live.length)
       assert.deepEqual(received.ids(), [...missed, ...live])
       assert.equal(received.resets().length, 0)
+    })
+
+    test('a long replay on several topics is read in pages and arrives whole, in order, each event once', async (t) => {
+      const counted = countedReads()
+      const { hub, close } = await factoryOf()({ historySize: 1000 }, counted.wrap)
+      t.after(close)
+      const published: number[] = []
+      for (let index = 0; index < 600; index++) {
+        const topics = index % 5 === 0 ? ['p1', 'p2'] : [`p${index % 3}`]
+        published.push(seq((await hub.publish({ topics, data: data(index) })).id))
+      }
+      const subscription = hub.subscribe(['p0', 'p1', 'p2'], '0')
+      const received = collect(subscription)
+      await received.waitFor(600)
+      assert.deepEqual(received.ids(), published)
+      assert.equal(received.resets().length, 0)
+      t.diagnostic(`${counted.reads()} history reads, at most ${counted.largestPage()} events of a topic in one`)
+      assert.ok(counted.reads() >= 600 / 100, `${counted.reads()} reads`)
+      assert.ok(counted.largestPage() <= 100, 'never the whole history in one read')
+    })
+
+    test('a client that leaves mid-replay stops the history reads', async (t) => {
+      const client: { subscription?: ReturnType<HubUnderTest['hub']['subscribe']> } = {}
+      const counted = countedReads((count) => { if (count === 3) client.subscription?.destroy() })
+      const { hub, close } = await factoryOf()({ historySize: 1000 }, counted.wrap)
+      t.after(close)
+      for (let index = 0; index < 1000; index++) await hub.publish({ topics: ['long'], data: data(index) })
+      const subscription = hub.subscribe(['long'], '0')
+      client.subscription = subscription
+      collect(subscription)
+      await until(() => subscription.destroyed, 5_000, 'the client to leave')
+      // Time for a further read, which should not come, to start.
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      assert.equal(counted.reads(), 3)
+      assert.equal(hub.streamCount, 0)
     })
 
     test('live events held during a stalled catch-up count against the byte cap', async (t) => {

@@ -41,6 +41,8 @@ export interface ReplayPlan {
   epoch: string
   /** The position live delivery continues from: only ids above it are sent. */
   position: number
+  /** False when a topic filled its page: the next page starts after `position`. */
+  done: boolean
 }
 
 const EVENT_ID = /^([0-9a-z]{1,16})-(0|[1-9]\d{0,15})$/
@@ -58,41 +60,48 @@ export function parseEventId (value: string): ResumePoint | undefined {
 }
 
 /**
- * Decides what a resuming client gets. Pure: the transport fetches, this decides.
- * A position the history can no longer cover is never skipped silently: it yields a reset notice,
- * then whatever is still retained. An id we never issued, or one of another epoch, resets to live.
+ * Decides what a resuming client gets from one page of history (`limit` events per topic at most). Pure: the
+ * transport fetches, this decides. A position the history can no longer cover is never skipped silently: it
+ * yields a reset notice, then whatever is still retained. An id we never issued, or one of another epoch, resets
+ * to live. A topic that filled its page bounds the page: events above its last one wait for the next page, so
+ * topics merge in id order across pages.
  */
-export function planReplay (start: ReplayStart, read: HistoryRead, now: number, ttlMs: number): ReplayPlan {
+export function planReplay (start: ReplayStart, read: HistoryRead, now: number, ttlMs: number, limit = Infinity): ReplayPlan {
   const allTopics = read.topics.map((history) => history.topic)
   const notice = (reason: ResetReason): ResetNotice => ({ reason, topics: allTopics, lastEventId: start.lastEventId })
   let after = start.after
   let reset: ResetNotice | undefined
   if (start.epoch !== undefined && start.epoch !== read.epoch) {
-    if (!start.live) return { reset: notice('epoch-changed'), events: [], epoch: read.epoch, position: read.head }
+    if (!start.live) return { reset: notice('epoch-changed'), events: [], epoch: read.epoch, position: read.head, done: true }
     after = 0
     // A stream that saw no epoch at all (nothing published yet) lost nothing: the new epoch is simply its first.
     if (start.epoch !== '') reset = notice('epoch-changed')
   } else if (after > read.head) {
-    return { reset: notice('unknown-id'), events: [], epoch: read.epoch, position: read.head }
+    return { reset: notice('unknown-id'), events: [], epoch: read.epoch, position: read.head, done: true }
   }
 
   const oldestKept = ttlMs > 0 ? now - ttlMs : -Infinity
   const trimmed: string[] = []
   const expired: string[] = []
+  let bound = Infinity
+  for (const history of read.topics) {
+    if (history.events.length >= limit) bound = Math.min(bound, history.events.at(-1)?.id ?? Infinity)
+  }
   const byId = new Map<number, StoredEvent>()
   for (const history of read.topics) {
     if (history.trimmedThrough > after) trimmed.push(history.topic)
     let lostToTime = false
     for (const event of history.events) {
-      if (event.id <= after) continue
+      if (event.id <= after || event.id > bound) continue
       if (event.time < oldestKept) lostToTime = true
       else byId.set(event.id, event)
     }
     if ((lostToTime || history.forgotten) && !trimmed.includes(history.topic)) expired.push(history.topic)
   }
   const events = [...byId.values()].sort((a, b) => a.id - b.id)
-  const position = Math.max(after, events.at(-1)?.id ?? after)
-  const plan: ReplayPlan = { events, epoch: read.epoch, position }
+  const done = bound === Infinity
+  const position = done ? Math.max(after, events.at(-1)?.id ?? after) : bound
+  const plan: ReplayPlan = { events, epoch: read.epoch, position, done }
   if (reset === undefined && (trimmed.length > 0 || expired.length > 0)) {
     reset = {
       reason: trimmed.length > 0 ? 'history-trimmed' : 'history-expired',

@@ -86,6 +86,35 @@ export class Subscription extends Readable {
     return this.readableLength + this.heldBytes + (this.socket?.writableLength ?? 0)
   }
 
+  /** True once the stream is ending or ended: nothing more will be sent. */
+  get closing (): boolean {
+    return this.destroyed || this.finishing
+  }
+
+  /** Bytes sent towards the client that it has not taken yet (held live events not counted). */
+  get pendingBytes (): number {
+    return this.readableLength + (this.socket?.writableLength ?? 0)
+  }
+
+  /** Resolves once fewer than `bytes` are pending, or the stream is ending: a replay's backpressure. */
+  async drained (bytes: number): Promise<void> {
+    while (this.pendingBytes >= bytes && !this.destroyed && !this.finishing) {
+      await new Promise<void>((resolve) => {
+        const socket = this.socket
+        const done = (): void => {
+          this.off('data', done)
+          this.off('close', done)
+          socket?.off('drain', done)
+          resolve()
+        }
+        // Bytes leave the Readable as 'data' (into the socket) and the socket as 'drain'.
+        this.on('data', done)
+        this.on('close', done)
+        socket?.on('drain', done)
+      })
+    }
+  }
+
   /** Starts the stream on a connection: the opening bytes, then every frame, piped under backpressure. */
   connect (socket: Writable, opening: Buffer): void {
     this.socket = socket
@@ -123,16 +152,7 @@ export class Subscription extends Readable {
    */
   release (epoch: string, position: number, events: Iterable<FramedEvent>, reset?: Buffer): void {
     if (this.destroyed) return
-    if (reset !== undefined) this.send(reset, false)
-    if (epoch !== this.epoch) {
-      this.epoch = epoch
-      this.position = 0
-    }
-    for (const event of events) {
-      if (event.id <= this.position) continue
-      this.position = event.id
-      this.send(event.frame, true)
-    }
+    this.replay(epoch, events, reset)
     if (position > this.position) this.position = position
     const held = this.held ?? []
     this.held = undefined
@@ -145,6 +165,21 @@ export class Subscription extends Readable {
     if (otherEpoch && !this.destroyed && !this.finishing) {
       this.hold()
       this.onOtherEpoch(this)
+    }
+  }
+
+  /** Sends part of a catch-up (a reset notice first, then events of `epoch`) while live events stay held. */
+  replay (epoch: string, events: Iterable<FramedEvent>, reset?: Buffer): void {
+    if (this.destroyed) return
+    if (reset !== undefined) this.send(reset, false)
+    if (epoch !== this.epoch) {
+      this.epoch = epoch
+      this.position = 0
+    }
+    for (const event of events) {
+      if (event.id <= this.position) continue
+      this.position = event.id
+      this.send(event.frame, true)
     }
   }
 

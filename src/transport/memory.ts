@@ -69,7 +69,7 @@ export class MemoryTransport implements Transport {
     return { epoch: this.epoch, seq: this.lastId }
   }
 
-  async read (topics: readonly string[], afterId: number): Promise<HistoryRead> {
+  async read (topics: readonly string[], afterId: number, limit: number): Promise<HistoryRead> {
     this.forgetExpiredTopics(Date.now())
     const old = afterId < this.forgottenThrough
     return {
@@ -79,7 +79,7 @@ export class MemoryTransport implements Transport {
         const history = this.histories.get(topic)
         if (history === undefined) return { topic, events: [], trimmedThrough: 0, forgotten: old }
         const forgotten = old && history.trimmedThrough === 0 && history.firstId > afterId + 1
-        return { topic, events: history.after(afterId), trimmedThrough: history.trimmedThrough, forgotten }
+        return { topic, events: history.after(afterId, limit), trimmedThrough: history.trimmedThrough, forgotten }
       })
     }
   }

@@ -103,12 +103,12 @@ return { id, 0 }
 `
 
 /**
- * Reads what a resuming client needs, in one consistent step.
+ * Reads one page of what a resuming client needs, in one consistent step: never the whole retention.
  * KEYS[1] the id counter; KEYS[2] the epoch; KEYS[3] the marks; KEYS[4..] history streams.
- * ARGV[1] the first sequence number to return; ARGV[2] the history retention in ms.
+ * ARGV[1] the first sequence number to return; ARGV[2] the history retention in ms; ARGV[3] events per stream.
  * Returns { epoch ('' when none), head, then per stream: trimmedThrough, entries, forgotten }: trimmedThrough is
  * the newest sequence number the stream no longer holds (its oldest entry's `p`, or its last id when empty, or
- * Redis 7's max-deleted-entry-id after XDEL, whichever is larger); entries are XRANGE results; forgotten is 1
+ * Redis 7's max-deleted-entry-id after XDEL, whichever is larger); entries are XRANGE … COUNT results; forgotten is 1
  * when events after the position may have expired with the stream: the position is older than the retention
  * (by the marks) and the stream is missing or starts afresh (`p` 0-0) after it. A stream left over from another
  * epoch counts as missing.
@@ -155,7 +155,7 @@ for i = 4, #KEYS do
         forgotten = false
       end
       trimmed = math.max(trimmed, number(fields['max-deleted-entry-id'] or '0'))
-      entries = redis.call('XRANGE', KEYS[i], first .. '-0', '+')
+      entries = redis.call('XRANGE', KEYS[i], first .. '-0', '+', 'COUNT', ARGV[3])
     end
   end
   result[#result + 1] = tostring(trimmed)

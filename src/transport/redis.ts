@@ -88,12 +88,12 @@ export class RedisTransport implements Transport {
     }
   }
 
-  async read (topics: readonly string[], afterId: number): Promise<HistoryRead> {
+  async read (topics: readonly string[], afterId: number, limit: number): Promise<HistoryRead> {
     const prefix = this.options.prefix
     const keys = [`${prefix}seq`, `${prefix}epoch`, `${prefix}marks`, ...topics.map((topic) => `${prefix}history:${topic}`)]
     let reply: unknown[]
     try {
-      reply = await this.publisher.heraldRead(keys.length, ...keys, afterId + 1, this.options.historyRetentionMs)
+      reply = await this.publisher.heraldRead(keys.length, ...keys, afterId + 1, this.options.historyRetentionMs, limit)
     } catch (error) {
       throw new BrokerUnavailableError('Redis is unreachable', { cause: error })
     }

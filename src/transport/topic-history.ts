@@ -36,10 +36,10 @@ export class TopicHistory {
     }
   }
 
-  /** Retained events with an id above `afterId`, oldest first. */
-  after (afterId: number): StoredEvent[] {
+  /** Retained events with an id above `afterId`, oldest first, at most `limit`. */
+  after (afterId: number, limit = Infinity): StoredEvent[] {
     const events: StoredEvent[] = []
-    for (let index = 0; index < this.size; index++) {
+    for (let index = 0; index < this.size && events.length < limit; index++) {
       const event = this.ring[(this.start + index) % this.capacity] as StoredEvent
       if (event.id > afterId) events.push(event)
     }

@@ -59,7 +59,7 @@ export interface HistoryRead {
 
 export interface TopicHistory {
   topic: string
-  /** Retained events with an id above the asked-for position, oldest first. */
+  /** Retained events with an id above the asked-for position, oldest first: at most the page's limit. */
   events: StoredEvent[]
   /** The largest id this topic has dropped from its history (0 if none). */
   trimmedThrough: number
@@ -97,8 +97,11 @@ export interface Transport {
   publish (input: PublishInput): Promise<PublishResult>
   /** The current epoch and its newest sequence number. */
   head (): Promise<Head>
-  /** History of the topics after a sequence number of the current epoch, with the head, in one consistent step. */
-  read (topics: readonly string[], afterId: number): Promise<HistoryRead>
+  /**
+   * One page of history: of each topic, at most `limit` events after a sequence number of the current epoch,
+   * with the head, in one consistent step. Never the whole retention at once: the hub reads page after page.
+   */
+  read (topics: readonly string[], afterId: number, limit: number): Promise<HistoryRead>
   /** Starts receiving a topic's live events; resolves once events published afterwards will arrive. */
   listen (topic: string): Promise<void>
   /** Stops receiving a topic. */
