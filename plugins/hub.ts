@@ -21,10 +21,11 @@ export default fp(async (fastify) => {
   const config = fastify.config
   const { publisher, subscriber } = fastify.redis ?? {}
   const transport: Transport = publisher === undefined || subscriber === undefined
-    ? new MemoryTransport({ historySize: config.historySize, idempotencyTtlMs: config.idempotencyTtlMs })
+    ? new MemoryTransport({ historySize: config.historySize, historyRetentionMs: config.historyRetentionMs, idempotencyTtlMs: config.idempotencyTtlMs })
     : new RedisTransport(publisher, subscriber, {
       prefix: config.redisPrefix,
       historySize: config.historySize,
+      historyRetentionMs: config.historyRetentionMs,
       idempotencyTtlMs: config.idempotencyTtlMs,
       onRecoverableError: (error) => fastify.log.warn({ err: error }, 'subscribing again after a Redis reconnect failed; retrying')
     })

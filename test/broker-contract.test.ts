@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { SlowConsumerError } from '../src/hub/subscription.js'
 import { until } from './helper.js'
-import { collect, memoryFactory, redisFactory, subscribed, type HubFactory } from './helpers/brokers.js'
+import { collect, memoryFactory, redisFactory, subscribed, type HubFactory, type HubUnderTest } from './helpers/brokers.js'
+import { epochOf, seq } from './helpers/event-ids.js'
 import { RedisServer } from './helpers/redis-server.js'
 import type { Transport } from '../src/transport/transport.js'
 
@@ -16,9 +17,9 @@ function gatedReads (): { wrap: (inner: Transport) => Transport, reads: () => nu
     bind: (sink) => inner.bind(sink),
     publish: async (input) => await inner.publish(input),
     head: async () => await inner.head(),
-    read: async (topics, afterId) => {
+    read: async (topics, afterId, limit) => {
       reads++
-      const read = await inner.read(topics, afterId)
+      const read = await inner.read(topics, afterId, limit)
       await gate
       return read
     },
@@ -28,6 +29,30 @@ function gatedReads (): { wrap: (inner: Transport) => Transport, reads: () => nu
     close: async () => await inner.close()
   })
   return { wrap, reads: () => reads, open }
+}
+
+/** A transport that counts history reads and the largest page a topic returned, and can act on a read. */
+function countedReads (onRead: (count: number) => void = () => {}): { wrap: (inner: Transport) => Transport, reads: () => number, largestPage: () => number } {
+  let reads = 0
+  let largestPage = 0
+  const wrap = (inner: Transport): Transport => ({
+    kind: inner.kind,
+    bind: (sink) => inner.bind(sink),
+    publish: async (input) => await inner.publish(input),
+    head: async () => await inner.head(),
+    read: async (topics, afterId, limit) => {
+      const read = await inner.read(topics, afterId, limit)
+      reads++
+      for (const history of read.topics) largestPage = Math.max(largestPage, history.events.length)
+      onRead(reads)
+      return read
+    },
+    listen: async (topic) => await inner.listen(topic),
+    unlisten: (topic) => inner.unlisten(topic),
+    health: () => inner.health(),
+    close: async () => await inner.close()
+  })
+  return { wrap, reads: () => reads, largestPage: () => largestPage }
 }
 
 let redis: RedisServer
@@ -51,7 +76,7 @@ for (const [kind, factoryOf] of kinds) {
       await subscribed(subscription)
       const published = await hub.publish({ topics: ['chat'], data: data({ text: 'hi' }), type: 'message' })
       await received.waitFor(1)
-      assert.deepEqual(received.ids(), [Number(published.id)])
+      assert.deepEqual(received.ids(), [seq(published.id)])
       assert.equal(received.text(), `id: ${published.id}\nevent: message\ndata: {"text":"hi"}\n\n`)
       subscription.destroy()
     })
@@ -63,7 +88,7 @@ for (const [kind, factoryOf] of kinds) {
       const received = collect(subscription)
       await subscribed(subscription)
       const ids: number[] = []
-      for (let index = 0; index < 50; index++) ids.push(Number((await hub.publish({ topics: ['a'], data: data(index) })).id))
+      for (let index = 0; index < 50; index++) ids.push(seq((await hub.publish({ topics: ['a'], data: data(index) })).id))
       assert.deepEqual(ids, [...ids].sort((x, y) => x - y))
       assert.equal(new Set(ids).size, ids.length)
       await received.waitFor(50)
@@ -84,7 +109,7 @@ for (const [kind, factoryOf] of kinds) {
       const second = await hub.publish({ topics: ['a', 'b'], data: data(2) })
       const third = await hub.publish({ topics: ['b'], data: data(3) })
       const fourth = await hub.publish({ topics: ['c'], data: data(4) })
-      const ids = [first, second, third, fourth].map((published) => Number(published.id))
+      const ids = [first, second, third, fourth].map((published) => seq(published.id))
       assert.equal(new Set(ids).size, 4, 'an event on several topics takes one id, not one per topic')
       await receivedBoth.waitFor(3)
       await receivedB.waitFor(2)
@@ -121,27 +146,27 @@ for (const [kind, factoryOf] of kinds) {
       const before = await hub.publish({ topics: ['a'], data: data('seen') })
       const missed: number[] = []
       for (let index = 0; index < 10; index++) {
-        missed.push(Number((await hub.publish({ topics: [index % 2 === 0 ? 'a' : 'b'], data: data(index) })).id))
+        missed.push(seq((await hub.publish({ topics: [index % 2 === 0 ? 'a' : 'b'], data: data(index) })).id))
         await hub.publish({ topics: ['other'], data: data(index) })
       }
-      missed.push(Number((await hub.publish({ topics: ['a', 'b'], data: data('both') })).id))
+      missed.push(seq((await hub.publish({ topics: ['a', 'b'], data: data('both') })).id))
       const subscription = hub.subscribe(['a', 'b'], before.id)
       const received = collect(subscription)
       await received.waitFor(missed.length)
       const live = await hub.publish({ topics: ['b'], data: data('live') })
       await received.waitFor(missed.length + 1)
-      assert.deepEqual(received.ids(), [...missed, Number(live.id)])
+      assert.deepEqual(received.ids(), [...missed, seq(live.id)])
       assert.equal(received.resets().length, 0, 'no reset when history covers the gap')
     })
 
     test('hand-over from history to live has no gap and no duplicate under concurrent publishing', async (t) => {
       const { hub, close } = await factoryOf()()
       t.after(close)
-      const published: number[] = []
+      const published: string[] = []
       const state = { publishing: true }
       const publisher = (async () => {
         while (state.publishing) {
-          published.push(Number((await hub.publish({ topics: ['race'], data: data(published.length) })).id))
+          published.push((await hub.publish({ topics: ['race'], data: data(published.length) })).id)
           // The memory broker answers without I/O: let timers and the subscribers run.
           await new Promise((resolve) => setImmediate(resolve))
         }
@@ -149,15 +174,15 @@ for (const [kind, factoryOf] of kinds) {
       const clients = []
       for (let index = 0; index < 10; index++) {
         await new Promise((resolve) => setTimeout(resolve, 5))
-        const start = published.at(-1) ?? 0
-        const subscription = hub.subscribe(['race'], String(start))
+        const start = published.at(-1) ?? '0'
+        const subscription = hub.subscribe(['race'], start)
         clients.push({ start, received: collect(subscription) })
       }
       await new Promise((resolve) => setTimeout(resolve, 100))
       state.publishing = false
       await publisher
       for (const { start, received } of clients) {
-        const expected = published.filter((id) => id > start)
+        const expected = published.filter((id) => start === '0' || seq(id) > seq(start)).map(seq)
         await received.waitFor(expected.length)
         assert.deepEqual(received.ids(), expected)
       }
@@ -168,12 +193,12 @@ for (const [kind, factoryOf] of kinds) {
       const { hub, close } = await factoryOf()({}, gated.wrap)
       t.after(close)
       const seen = await hub.publish({ topics: ['hold'], data: data('seen') })
-      const missed = [Number((await hub.publish({ topics: ['hold'], data: data('missed') })).id)]
+      const missed = [seq((await hub.publish({ topics: ['hold'], data: data('missed') })).id)]
       const subscription = hub.subscribe(['hold'], seen.id)
       const received = collect(subscription)
       await until(() => gated.reads() === 1, 5_000, 'the history read')
       const live: number[] = []
-      for (let index = 0; index < 5; index++) live.push(Number((await hub.publish({ topics: ['hold'], data: data(index) })).id))
+      for (let index = 0; index < 5; index++) live.push(seq((await hub.publish({ topics: ['hold'], data: data(index) })).id))
       // Delivered live to the hub while the read is open: every one of them must wait in the subscription.
       assert.equal(subscription.holding, true)
       assert.deepEqual(received.ids(), [])
@@ -181,6 +206,41 @@ for (const [kind, factoryOf] of kinds) {
       await received.waitFor(missed.length + live.length)
       assert.deepEqual(received.ids(), [...missed, ...live])
       assert.equal(received.resets().length, 0)
+    })
+
+    test('a long replay on several topics is read in pages and arrives whole, in order, each event once', async (t) => {
+      const counted = countedReads()
+      const { hub, close } = await factoryOf()({ historySize: 1000 }, counted.wrap)
+      t.after(close)
+      const published: number[] = []
+      for (let index = 0; index < 600; index++) {
+        const topics = index % 5 === 0 ? ['p1', 'p2'] : [`p${index % 3}`]
+        published.push(seq((await hub.publish({ topics, data: data(index) })).id))
+      }
+      const subscription = hub.subscribe(['p0', 'p1', 'p2'], '0')
+      const received = collect(subscription)
+      await received.waitFor(600)
+      assert.deepEqual(received.ids(), published)
+      assert.equal(received.resets().length, 0)
+      t.diagnostic(`${counted.reads()} history reads, at most ${counted.largestPage()} events of a topic in one`)
+      assert.ok(counted.reads() >= 600 / 100, `${counted.reads()} reads`)
+      assert.ok(counted.largestPage() <= 100, 'never the whole history in one read')
+    })
+
+    test('a client that leaves mid-replay stops the history reads', async (t) => {
+      const client: { subscription?: ReturnType<HubUnderTest['hub']['subscribe']> } = {}
+      const counted = countedReads((count) => { if (count === 3) client.subscription?.destroy() })
+      const { hub, close } = await factoryOf()({ historySize: 1000 }, counted.wrap)
+      t.after(close)
+      for (let index = 0; index < 1000; index++) await hub.publish({ topics: ['long'], data: data(index) })
+      const subscription = hub.subscribe(['long'], '0')
+      client.subscription = subscription
+      collect(subscription)
+      await until(() => subscription.destroyed, 5_000, 'the client to leave')
+      // Time for a further read, which should not come, to start.
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      assert.equal(counted.reads(), 3)
+      assert.equal(hub.streamCount, 0)
     })
 
     test('live events held during a stalled catch-up count against the byte cap', async (t) => {
@@ -205,9 +265,10 @@ for (const [kind, factoryOf] of kinds) {
       t.after(setup.close)
       const { hub } = setup
       const ids: number[] = []
-      for (let index = 0; index < 10; index++) ids.push(Number((await hub.publish({ topics: ['g'], data: data(index) })).id))
+      for (let index = 0; index < 10; index++) ids.push(seq((await hub.publish({ topics: ['g'], data: data(index) })).id))
       await setup.trim('g')
-      const subscription = hub.subscribe(['g'], String(ids[2]))
+      const epoch = epochOf((await hub.publish({ topics: ['other'], data: data('epoch') })).id)
+      const subscription = hub.subscribe(['g'], `${epoch}-${ids[2] as number}`)
       const received = collect(subscription)
       await received.waitFor(3)
       assert.equal(received.events[0]?.event, 'herald.reset', 'reset comes before any event')
@@ -227,14 +288,44 @@ for (const [kind, factoryOf] of kinds) {
       await received.waitFor(1)
       assert.equal(received.events[0]?.event, 'herald.reset')
       assert.deepEqual(received.resets().map((reset) => reset.reason), ['history-expired'])
-      assert.deepEqual(received.ids(), [Number(fresh.id)])
+      assert.deepEqual(received.ids(), [seq(fresh.id)])
     })
 
-    test('a malformed or unknown id gets herald.reset and continues live', async (t) => {
+    test('a topic is forgotten a retention after its last event, and a resume from before gets herald.reset, not a gap', async (t) => {
+      const setup = await factoryOf()({ historyRetentionMs: 200 })
+      t.after(setup.close)
+      const { hub } = setup
+      const seen = await hub.publish({ topics: ['gone'], data: data('seen') })
+      await hub.publish({ topics: ['gone'], data: data('missed') })
+      assert.equal(await setup.historyExists('gone'), true)
+      // Other topics stay busy, so the deployment (its counter and epoch) lives on while 'gone' is forgotten.
+      // The memory broker forgets lazily, on a publish or a read.
+      for (let index = 0; index < 6; index++) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        await hub.publish({ topics: ['other'], data: data(index) })
+      }
+      assert.equal(await setup.historyExists('gone'), false, 'the history expired')
+      const subscription = hub.subscribe(['gone'], seen.id)
+      const received = collect(subscription)
+      await subscribed(subscription)
+      const live = await hub.publish({ topics: ['gone'], data: data('live') })
+      await received.waitFor(1)
+      assert.equal(received.events[0]?.event, 'herald.reset')
+      assert.deepEqual(received.resets().map((reset) => [reset.reason, reset.topics]), [['history-expired', ['gone']]])
+      assert.deepEqual(received.ids(), [seq(live.id)])
+    })
+
+    test('a malformed, unknown or other-epoch id gets herald.reset and continues live', async (t) => {
       const { hub, close } = await factoryOf()()
       t.after(close)
-      await hub.publish({ topics: ['m'], data: data('old') })
-      for (const [lastEventId, reason] of [['not-an-id', 'malformed-id'], ['99999999', 'unknown-id']]) {
+      const old = await hub.publish({ topics: ['m'], data: data('old') })
+      const cases = [
+        ['not-an-id', 'malformed-id'],
+        [`${epochOf(old.id)}-99999999`, 'unknown-id'],
+        ['zzzzzzzzzz-1', 'epoch-changed'],
+        ['17', 'epoch-changed'] // a plain number: an id of Herald 0.1, before epochs
+      ]
+      for (const [lastEventId, reason] of cases) {
         const subscription = hub.subscribe(['m'], lastEventId)
         const received = collect(subscription)
         await subscribed(subscription)
@@ -242,10 +333,41 @@ for (const [kind, factoryOf] of kinds) {
         await received.waitFor(1)
         assert.equal(received.events[0]?.event, 'herald.reset')
         assert.deepEqual(received.resets().map((reset) => reset.reason), [reason])
-        assert.deepEqual(received.ids(), [Number(live.id)])
+        assert.deepEqual(received.ids(), [seq(live.id)])
         subscription.destroy()
       }
     })
+
+    test('ids carry the epoch and sort by sequence within it', async (t) => {
+      const { hub, close } = await factoryOf()()
+      t.after(close)
+      const ids: string[] = []
+      for (let index = 0; index < 12; index++) ids.push((await hub.publish({ topics: [`s${index % 3}`], data: data(index) })).id)
+      assert.equal(new Set(ids.map(epochOf)).size, 1, 'one epoch')
+      assert.match(ids[0] as string, /^[0-9a-z]{1,16}-\d+$/)
+      assert.deepEqual(ids.map(seq), [...ids.map(seq)].sort((x, y) => x - y))
+    })
+
+    if (kind === 'redis') {
+      test('a live stream that meets an event of a new epoch gets herald.reset, then every event of the new epoch', async (t) => {
+        const setup = await factoryOf()()
+        t.after(setup.close)
+        const { hub } = setup
+        const subscription = hub.subscribe(['n'])
+        const received = collect(subscription)
+        await subscribed(subscription)
+        for (let index = 0; index < 5; index++) await hub.publish({ topics: ['n'], data: data(index) })
+        await received.waitFor(5)
+        // The deployment is forgotten (its keys expired): the next publish makes a new epoch, at sequence 1.
+        await setup.forgetAll?.()
+        const fresh: string[] = []
+        for (let index = 0; index < 3; index++) fresh.push((await hub.publish({ topics: ['n'], data: data(index) })).id)
+        assert.deepEqual(fresh.map(seq), [1, 2, 3])
+        await received.waitFor(8)
+        assert.deepEqual(received.events.map((event) => event.event === 'herald.reset' ? JSON.parse(event.data).reason : seq(event.id)), [1, 2, 3, 4, 5, 'epoch-changed', 1, 2, 3])
+        assert.deepEqual(received.events.slice(-3).map((event) => event.id), fresh)
+      })
+    }
 
     test('the same idempotency key twice stores and delivers one event', async (t) => {
       const { hub, close } = await factoryOf()()
@@ -262,7 +384,7 @@ for (const [kind, factoryOf] of kinds) {
       await received.waitFor(2)
       // Time for the duplicate, which should not come, to arrive.
       await new Promise((resolve) => setTimeout(resolve, 50))
-      assert.deepEqual(received.ids(), [Number(first.id), Number(other.id)])
+      assert.deepEqual(received.ids(), [seq(first.id), seq(other.id)])
     })
 
     test('a subscriber that stops reading is ended past its byte cap; others are unaffected', async (t) => {

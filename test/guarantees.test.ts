@@ -9,6 +9,7 @@ import type { Redis } from 'ioredis'
 import { build, publish, until, type Herald } from './helper.js'
 import { RedisProxy } from './helpers/redis-proxy.js'
 import { RedisServer } from './helpers/redis-server.js'
+import { seq } from './helpers/event-ids.js'
 import { tally } from './helpers/resuming-client.js'
 import { openStream, type StreamClient } from './helpers/sse-client.js'
 
@@ -44,14 +45,14 @@ async function numsub (prefix: string, topic: string): Promise<number> {
 }
 
 /** Publishes to `url` every ~2 ms until stopped, keeping the ids Herald accepted. */
-function publishLoop (url: string, topic: string): { accepted: number[], more: (count: number) => Promise<void>, stop: () => Promise<number[]> } {
-  const accepted: number[] = []
+function publishLoop (url: string, topic: string): { accepted: string[], more: (count: number) => Promise<void>, stop: () => Promise<string[]> } {
+  const accepted: string[] = []
   const state = { running: true }
   const done = (async () => {
     for (let seq = 0; state.running; seq++) {
       const reply = await publish(url, { topic, data: { seq } })
       assert.equal(reply.status, 202, 'B publishes on a direct connection: every publish is stored')
-      accepted.push(Number(reply.body.id))
+      accepted.push(reply.body.id as string)
       await sleep(2)
     }
   })()
@@ -71,10 +72,10 @@ function publishLoop (url: string, topic: string): { accepted: number[], more: (
 }
 
 /** Waits (bounded) for a client to have `count` events, then reports what it got against what it should have. */
-async function received (client: StreamClient, expected: number[]): Promise<{ ids: number[], resets: number, counts: ReturnType<typeof tally> }> {
+async function received (client: StreamClient, expected: string[]): Promise<{ ids: string[], resets: number, counts: ReturnType<typeof tally> }> {
   await until(() => client.events.filter((event) => event.event !== 'herald.reset').length >= expected.length || client.ended(), 5_000, 'events')
     .catch(() => {})
-  const ids = client.events.filter((event) => event.event !== 'herald.reset').map((event) => Number(event.id))
+  const ids = client.events.filter((event) => event.event !== 'herald.reset').map((event) => event.id)
   return { ids, resets: client.events.length - ids.length, counts: tally(ids, expected) }
 }
 
@@ -87,12 +88,12 @@ describe('guarantee 1: ordered, exactly once, across reconnects and the historyâ
     // A's SUBSCRIBE takes ~250 ms to reach Redis: a history read that does not wait for it misses what is
     // published in between, live delivery not having started yet.
     proxy.delay('subscriber', 'toRedis', 250)
-    const start = loop.accepted.at(-1) as number
-    const client = await openStream(`${a.url}/v1/stream?topic=resume`, { 'last-event-id': String(start) })
+    const start = loop.accepted.at(-1) as string
+    const client = await openStream(`${a.url}/v1/stream?topic=resume`, { 'last-event-id': start })
     t.after(client.close)
     await until(async () => await numsub(prefix, 'resume') === 1, 5_000, 'A subscribed in Redis')
     await loop.more(20)
-    const expected = (await loop.stop()).filter((id) => id > start)
+    const expected = (await loop.stop()).filter((id) => seq(id) > seq(start))
     const got = await received(client, expected)
     t.diagnostic(`expected ${expected.length} events, got ${got.ids.length}: ${JSON.stringify(got.counts)}`)
     assert.deepEqual(got.counts, { lost: 0, duplicated: 0, outOfOrder: 0, unexpected: 0 })
@@ -195,6 +196,28 @@ describe('guarantee 3 and 5a: bounded memory', () => {
     assert.ok(length >= 100 && length <= 200, `history holds ${length} entries`)
   })
 
+  test('every key Herald writes in Redis has a TTL, and a topic\'s history goes away a retention after its last event', { timeout: 30_000 }, async (t) => {
+    const prefix = `guarantees${++prefixes}:`
+    const { url } = await build(t, { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix, HERALD_HISTORY_RETENTION_MS: '1000' })
+    for (let index = 0; index < 50; index++) {
+      const reply = await publish(url, { topic: [`user/${index}`, 'all'], data: index, idempotencyKey: `k${index}` })
+      assert.equal(reply.status, 202)
+    }
+    const keys: string[] = []
+    let cursor = '0'
+    do {
+      const [next, batch] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+      cursor = next
+      keys.push(...batch)
+    } while (cursor !== '0')
+    const ttls = await Promise.all(keys.map(async (key) => [key, await admin.pttl(key)] as const))
+    t.diagnostic(`${keys.length} keys, TTLs from ${Math.min(...ttls.map(([, ttl]) => ttl))} to ${Math.max(...ttls.map(([, ttl]) => ttl))} ms`)
+    assert.ok(keys.length >= 50 + 51 + 3, `keys: ${keys.length}`)
+    assert.deepEqual(ttls.filter(([, ttl]) => ttl <= 0), [], 'every key expires')
+    assert.equal(await admin.exists(`${prefix}history:user/7`), 1)
+    await until(async () => await admin.exists(`${prefix}history:user/7`) === 0, 5_000, 'the history to expire')
+  })
+
   test('live events held while a catch-up is stalled count against the byte cap: the stream is cut, not grown', { timeout: 30_000 }, async (t) => {
     const cap = 16_384
     const { a, b, proxy, prefix } = await pair(t, { HERALD_MAX_QUEUE_BYTES: String(cap) })
@@ -211,5 +234,54 @@ describe('guarantee 3 and 5a: bounded memory', () => {
     await until(() => client.ended(), 5_000, 'the stalled stream to be cut at its byte cap')
     assert.equal(client.events.length, 0, 'nothing was delivered: the catch-up never finished')
     await until(async () => ((await (await fetch(`${a.url}/health`)).json()) as { subscriptions: number }).subscriptions === 0, 5_000, 'the subscription released')
+  })
+})
+
+describe('guarantee 3: replays are paged, under backpressure, within a budget', () => {
+  test('clients replaying a large history on many topics get every event in order, and publishing on another instance stays fast', { timeout: 60_000 }, async (t) => {
+    const prefix = `guarantees${++prefixes}:`
+    const env = { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix, HERALD_HISTORY_SIZE: '1000', HERALD_MAX_QUEUE_BYTES: String(1 << 20) }
+    const a = await build(t, env)
+    const b = await build(t, env)
+    const topics = ['h0', 'h1', 'h2', 'h3']
+    const payload = 'x'.repeat(4_000)
+    const history: string[] = []
+    let next = 0
+    await Promise.all(Array.from({ length: 8 }, async () => {
+      while (next < 2_000) {
+        const index = next++
+        const reply = await publish(b.url, { topic: topics[index % topics.length], data: { index, payload } })
+        assert.equal(reply.status, 202)
+        history.push(reply.body.id as string)
+      }
+    }))
+    history.sort((x, y) => seq(x) - seq(y))
+
+    // Publishes on B, timed, while 8 clients replay the whole history (about 8 MB each) from A.
+    const latencies: number[] = []
+    const state = { running: true }
+    const pulse = (async () => {
+      while (state.running) {
+        const started = performance.now()
+        assert.equal((await publish(b.url, { topic: 'pulse', data: 'tick' })).status, 202)
+        latencies.push(performance.now() - started)
+        await sleep(5)
+      }
+    })()
+    const query = topics.map((topic) => `topic=${topic}`).join('&')
+    const clients = await Promise.all(Array.from({ length: 8 }, async () => await openStream(`${a.url}/v1/stream?${query}&lastEventId=0`)))
+    for (const client of clients) t.after(client.close)
+    await until(() => clients.every((client) => client.events.length >= history.length || client.ended()), 30_000, 'every replay to finish')
+    state.running = false
+    await pulse
+
+    latencies.sort((x, y) => x - y)
+    const p99 = latencies[Math.floor(latencies.length * 0.99)] ?? 0
+    t.diagnostic(`${latencies.length} publishes on B during the replays: p50 ${latencies[Math.floor(latencies.length / 2)]?.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${latencies.at(-1)?.toFixed(1)} ms`)
+    for (const client of clients) {
+      assert.equal(client.ended(), false, 'no replaying client was cut')
+      assert.deepEqual(client.events.map((event) => event.id), history)
+    }
+    assert.ok(p99 < 1_000, `publish p99 ${p99.toFixed(1)} ms during the replays`)
   })
 })

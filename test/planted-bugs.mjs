@@ -11,7 +11,7 @@ const BUGS = [
   ['read history before the SUBSCRIBE is confirmed', 'src/hub/hub.ts', '    await Promise.all(listening)\n', '', 'test/guarantees.test.ts', 'confirmed the SUBSCRIBE'],
   ['trust ioredis\'s "ready" instead of our own re-SUBSCRIBE', 'src/transport/redis.ts', 'const subscribed = channels.length > 0 ? this.subscriber.subscribe(...channels) : Promise.resolve()', 'const subscribed = Promise.resolve()', 'test/guarantees.test.ts', 'own SUBSCRIBE'],
   ['do not hold live events while the subscriber connection is down', 'src/hub/hub.ts', '    for (const subscription of this.subscriptions) subscription.hold()\n  }', '  }', 'test/guarantees.test.ts', 'arrive before the catch-up'],
-  ['publish script without MAXLEN', 'src/transport/redis-scripts.ts', "redis.call('XADD', KEYS[i], 'MAXLEN', '~', size, id .. '-0'", "redis.call('XADD', KEYS[i], id .. '-0'", 'test/guarantees.test.ts', 'stays near HERALD_HISTORY_SIZE'],
+  ['publish script without MAXLEN', 'src/transport/redis-scripts.ts', "redis.call('XADD', KEYS[i], 'MAXLEN', '~', size, seq .. '-0'", "redis.call('XADD', KEYS[i], seq .. '-0'", 'test/guarantees.test.ts', 'stays near HERALD_HISTORY_SIZE'],
   ['replay boundary: trimmed >= instead of >', 'src/hub/replay.ts', 'if (history.trimmedThrough > after)', 'if (history.trimmedThrough >= after)', 'test/guarantees.test.ts', 'exactly the last seen id'],
   ['replay boundary: head >= instead of >', 'src/hub/replay.ts', 'if (after > read.head)', 'if (after >= read.head)', 'test/guarantees.test.ts', 'exactly the last seen id'],
   ['held events not counted against the byte cap', 'src/hub/subscription.ts', '      this.heldBytes += event.frame.length\n', '', 'test/guarantees.test.ts', 'stalled'],

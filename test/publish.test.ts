@@ -2,14 +2,17 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { build, publish } from './helper.js'
 import { openStream, payloads } from './helpers/sse-client.js'
+import { epochOf, seq } from './helpers/event-ids.js'
 
 test('POST /v1/events answers 202 with the id and topics', async (t) => {
   const { url } = await build(t)
   const one = await publish(url, { topic: 'a', data: { x: 1 } })
   const two = await publish(url, { topic: ['a', 'b', 'a'], data: null, type: 'update', retry: 1000 })
   assert.equal(one.status, 202)
-  assert.deepEqual(one.body, { id: '1', topics: ['a'], duplicate: false })
-  assert.deepEqual(two.body, { id: '2', topics: ['a', 'b'], duplicate: false }, 'topics are de-duplicated')
+  // Ids are `<epoch>-<seq>`: a base-36 epoch, then the sequence number within it.
+  assert.match(one.body.id, /^[0-9a-z]{1,16}-1$/)
+  assert.deepEqual(one.body, { id: one.body.id, topics: ['a'], duplicate: false })
+  assert.deepEqual(two.body, { id: `${epochOf(one.body.id)}-2`, topics: ['a', 'b'], duplicate: false }, 'topics are de-duplicated')
 })
 
 test('an idempotency key in the body or the Idempotency-Key header publishes once', async (t) => {
@@ -79,7 +82,7 @@ test('every bad publish gets its 4xx with a reason, publishes nothing, and other
     assert.match(body.message, bad.message, `${bad.name}: ${body.message}`)
   }
   const after = await publish(url, { topic: 'a', data: 'after' })
-  assert.equal(Number(after.body.id), Number(before.body.id) + 1, 'no id was spent on a rejected publish')
+  assert.equal(seq(after.body.id), seq(before.body.id) + 1, 'no id was spent on a rejected publish')
   const events = await watcher.waitForEvents(2)
   // Time for an event from a rejected publish, which should not come, to arrive.
   await new Promise((resolve) => setTimeout(resolve, 50))

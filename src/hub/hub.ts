@@ -1,6 +1,7 @@
 import { encodeComment, encodeFrame } from '../sse/encode.js'
-import type { HistoryRead, PublishInput, PublishResult, StoredEvent, Transport, TransportHealth, TransportSink } from '../transport/transport.js'
-import { parseEventId, planReplay, type ResetNotice } from './replay.js'
+import { eventId, type PublishInput, type PublishResult, type StoredEvent, type Transport, type TransportHealth, type TransportSink } from '../transport/transport.js'
+import { ReplayBudget } from './replay-budget.js'
+import { parseEventId, planReplay, type ReplayStart, type ResetNotice } from './replay.js'
 import { Subscription, type FramedEvent } from './subscription.js'
 
 export interface HubOptions {
@@ -10,6 +11,8 @@ export interface HubOptions {
   historyTtlMs: number
   /** Milliseconds between keep-alive comments on idle streams. */
   heartbeatMs: number
+  /** History reads (replay pages) this instance runs at once; default 4. */
+  maxConcurrentReads?: number
   /** Told when a catch-up could not reach history; it is retried. */
   onCatchUpError?: (error: unknown) => void
 }
@@ -27,6 +30,13 @@ interface TopicEntry {
 
 /** How long to wait before retrying catch-ups that could not reach history. */
 const CATCH_UP_RETRY_MS = 500
+/** Events one history read returns at most, spread over the stream's topics (at least MIN_PAGE_PER_TOPIC each). */
+const PAGE_EVENTS = 100
+const MIN_PAGE_PER_TOPIC = 10
+/** A replay waits until fewer bytes than this (or a quarter of the queue cap) wait for the client. */
+const REPLAY_LOW_WATER_BYTES = 64 * 1024
+/** History reads one instance runs at once, by default. */
+const REPLAY_READS = 4
 const HEARTBEAT = Buffer.from(encodeComment())
 
 /**
@@ -47,9 +57,13 @@ export class Hub implements TransportSink {
   private closed = false
   private lastEvent: StoredEvent | undefined
   private lastFramed: FramedEvent | undefined
+  private readonly replayBudget: ReplayBudget
+  /** History pages read for replays since start. */
+  pagesRead = 0
 
   constructor (readonly transport: Transport, private readonly options: HubOptions) {
     transport.bind(this)
+    this.replayBudget = new ReplayBudget(options.maxConcurrentReads ?? REPLAY_READS)
     // One shared timer beats for every open stream; a timer per connection would cost a handle each.
     this.heartbeatTimer = setInterval(() => {
       for (const subscription of this.subscriptions) subscription.heartbeat(HEARTBEAT)
@@ -69,7 +83,8 @@ export class Hub implements TransportSink {
   subscribe (topics: readonly string[], lastEventId?: string): Subscription {
     const subscription = new Subscription(topics, {
       maxQueueBytes: this.options.maxQueueBytes,
-      onDestroy: (destroyed) => this.remove(destroyed)
+      onDestroy: (destroyed) => this.remove(destroyed),
+      onOtherEpoch: (held) => this.catchUp(held)
     })
     subscription.lastEventId = lastEventId
     this.subscriptions.add(subscription)
@@ -126,7 +141,7 @@ export class Hub implements TransportSink {
     // An event on several topics comes once per topic as the same object: frame it once.
     let framed = this.lastFramed
     if (event !== this.lastEvent || framed === undefined) {
-      framed = { id: event.id, frame: frameOf(event) }
+      framed = { id: event.id, epoch: event.epoch, frame: frameOf(event) }
       this.lastEvent = event
       this.lastFramed = framed
     }
@@ -208,20 +223,62 @@ export class Hub implements TransportSink {
 
     if (!subscription.started && subscription.lastEventId === undefined) {
       // A new client without an id starts at the newest event: it asked for nothing older.
-      subscription.release(await this.transport.head(), [])
+      const head = await this.transport.head()
+      subscription.release(head.epoch, head.seq, [])
       subscription.started = true
       return
     }
-    const lastEventId = subscription.started ? String(subscription.position) : subscription.lastEventId ?? '0'
-    const after = parseEventId(lastEventId)
-    const read: HistoryRead = after === undefined
-      ? { head: await this.transport.head(), topics: subscription.topics.map((topic) => ({ topic, events: [], trimmedThrough: 0 })) }
-      : await this.transport.read(subscription.topics, after)
-    if (subscription.destroyed) return
-    const plan = planReplay(lastEventId, read, Date.now(), this.options.historyTtlMs)
-    const events = plan.events.map((event) => ({ id: event.id, frame: frameOf(event) }))
-    subscription.release(plan.position, events, plan.reset === undefined ? undefined : resetFrame(plan.reset))
-    subscription.started = true
+    let start: ReplayStart
+    if (subscription.started) {
+      // A catch-up after an interruption or a new epoch: from the stream's own position.
+      const lastEventId = eventId(subscription.epoch, subscription.position)
+      start = { lastEventId, epoch: subscription.epoch, after: subscription.position, live: true }
+    } else {
+      const lastEventId = subscription.lastEventId ?? '0'
+      const point = parseEventId(lastEventId)
+      if (point === undefined || point.kind === 'legacy') {
+        const head = await this.transport.head()
+        if (subscription.destroyed) return
+        const reset = resetFrame({ reason: point === undefined ? 'malformed-id' : 'epoch-changed', topics: [...subscription.topics], lastEventId })
+        subscription.release(head.epoch, head.seq, [], reset)
+        subscription.started = true
+        return
+      }
+      start = point.kind === 'start'
+        ? { lastEventId, epoch: undefined, after: 0, live: false }
+        : { lastEventId, epoch: point.epoch, after: point.seq, live: false }
+    }
+    // Page after page, each read within the instance's budget, each page sent under the client's backpressure.
+    const topics = subscription.topics
+    const limit = Math.max(MIN_PAGE_PER_TOPIC, Math.ceil(PAGE_EVENTS / topics.length))
+    const lowWater = Math.max(1, Math.min(REPLAY_LOW_WATER_BYTES, Math.floor(this.options.maxQueueBytes / 4)))
+    for (let page = 0; ; page++) {
+      if (subscription.pendingBytes >= lowWater) await subscription.drained(lowWater)
+      if (subscription.closing) return
+      let read = await this.replayBudget.run(async () => await this.transport.read(topics, start.after, limit))
+      // A live stream whose epoch was replaced gets the new epoch from its start.
+      if (start.live && read.epoch !== start.epoch && start.after > 0) {
+        read = await this.replayBudget.run(async () => await this.transport.read(topics, 0, limit))
+      }
+      if (subscription.closing) return
+      this.pagesRead++
+      // Whether a topic expired before the client's position is asked once; later pages start from our own.
+      if (page > 0) for (const history of read.topics) history.forgotten = false
+      const plan = planReplay(start, read, Date.now(), this.options.historyTtlMs, limit)
+      // The notice goes first, before any event it concerns.
+      if (plan.reset !== undefined) subscription.replay(plan.epoch, [], resetFrame(plan.reset))
+      for (const event of plan.events) {
+        subscription.replay(plan.epoch, [{ id: event.id, epoch: event.epoch, frame: frameOf(event) }])
+        if (subscription.pendingBytes >= lowWater) await subscription.drained(lowWater)
+        if (subscription.closing) return
+      }
+      if (plan.done) {
+        subscription.release(plan.epoch, plan.position, [])
+        subscription.started = true
+        return
+      }
+      start = { lastEventId: eventId(plan.epoch, plan.position), epoch: plan.epoch, after: plan.position, live: true }
+    }
   }
 
   /** Retries, after a pause, the catch-ups that failed; after an interruption, `restored` does it instead. */
@@ -240,7 +297,7 @@ export class Hub implements TransportSink {
 
 /** The SSE frame of a stored event. */
 function frameOf (event: StoredEvent): Buffer {
-  return Buffer.from(encodeFrame({ id: event.id, event: event.type, retry: event.retry, data: event.data }))
+  return Buffer.from(encodeFrame({ id: eventId(event.epoch, event.id), event: event.type, retry: event.retry, data: event.data }))
 }
 
 /** The in-band notice that comes before a replay whose start could not be honoured. */

@@ -2,7 +2,9 @@ import { Readable, type Writable } from 'node:stream'
 
 /** An event on the delivery path: its id, and its SSE frame, encoded once and shared by every subscriber. */
 export interface FramedEvent {
+  /** The sequence number within its epoch. */
   readonly id: number
+  readonly epoch: string
   readonly frame: Buffer
 }
 
@@ -20,6 +22,11 @@ export interface SubscriptionOptions {
   maxQueueBytes: number
   /** Called once when the subscription is destroyed, to release its listeners. */
   onDestroy: (subscription: Subscription) => void
+  /**
+   * Called when a live event of another epoch arrives: the id counter was lost and made anew. Live events are
+   * held from then on; the hub catches up (a reset, then the new epoch's events) and releases them.
+   */
+  onOtherEpoch: (subscription: Subscription) => void
 }
 
 /**
@@ -38,6 +45,8 @@ export interface SubscriptionOptions {
 export class Subscription extends Readable {
   readonly topics: readonly string[]
   readonly openedAt = Date.now()
+  /** The epoch of `position` ('' before the first catch-up, or while no epoch exists). */
+  epoch = ''
   /** The highest id delivered (or skipped as already seen); live events at or below it are dropped. */
   position = 0
   /** Events and bytes handed to the connection. */
@@ -57,12 +66,14 @@ export class Subscription extends Readable {
   private finishing = false
   private readonly maxQueueBytes: number
   private readonly onDestroy: (subscription: Subscription) => void
+  private readonly onOtherEpoch: (subscription: Subscription) => void
 
   constructor (topics: readonly string[], options: SubscriptionOptions) {
     super()
     this.topics = topics
     this.maxQueueBytes = options.maxQueueBytes
     this.onDestroy = options.onDestroy
+    this.onOtherEpoch = options.onOtherEpoch
   }
 
   /** True while live events are held back for a catch-up. */
@@ -73,6 +84,35 @@ export class Subscription extends Readable {
   /** Bytes the client has not taken yet. */
   get queuedBytes (): number {
     return this.readableLength + this.heldBytes + (this.socket?.writableLength ?? 0)
+  }
+
+  /** True once the stream is ending or ended: nothing more will be sent. */
+  get closing (): boolean {
+    return this.destroyed || this.finishing
+  }
+
+  /** Bytes sent towards the client that it has not taken yet (held live events not counted). */
+  get pendingBytes (): number {
+    return this.readableLength + (this.socket?.writableLength ?? 0)
+  }
+
+  /** Resolves once fewer than `bytes` are pending, or the stream is ending: a replay's backpressure. */
+  async drained (bytes: number): Promise<void> {
+    while (this.pendingBytes >= bytes && !this.destroyed && !this.finishing) {
+      await new Promise<void>((resolve) => {
+        const socket = this.socket
+        const done = (): void => {
+          this.off('data', done)
+          this.off('close', done)
+          socket?.off('drain', done)
+          resolve()
+        }
+        // Bytes leave the Readable as 'data' (into the socket) and the socket as 'drain'.
+        this.on('data', done)
+        this.on('close', done)
+        socket?.on('drain', done)
+      })
+    }
   }
 
   /** Starts the stream on a connection: the opening bytes, then every frame, piped under backpressure. */
@@ -89,6 +129,11 @@ export class Subscription extends Readable {
       this.held.push(event)
       this.heldBytes += event.frame.length
       this.checkCap()
+    } else if (event.epoch !== this.epoch) {
+      // Never compared with a position of another epoch: held, and the hub finds out what the new epoch holds.
+      this.hold()
+      this.deliver(event)
+      this.onOtherEpoch(this)
     } else if (event.id > this.position) {
       this.position = event.id
       this.send(event.frame, true)
@@ -100,20 +145,42 @@ export class Subscription extends Readable {
     this.held ??= []
   }
 
-  /** Sends a catch-up (a reset notice first, then events), then releases held live events above it. */
-  release (position: number, events: Iterable<FramedEvent>, reset?: Buffer): void {
+  /**
+   * Sends a catch-up (a reset notice first, then events of `epoch`), then releases held live events above it.
+   * Held events of another epoch are dropped: the catch-up found `epoch` current, so they are older, or newer
+   * than the read; for the second case the hub is told (onOtherEpoch) and catches up again.
+   */
+  release (epoch: string, position: number, events: Iterable<FramedEvent>, reset?: Buffer): void {
+    if (this.destroyed) return
+    this.replay(epoch, events, reset)
+    if (position > this.position) this.position = position
+    const held = this.held ?? []
+    this.held = undefined
+    this.heldBytes = 0
+    let otherEpoch = false
+    for (const event of held) {
+      if (event.epoch === epoch) this.deliver(event)
+      else otherEpoch = true
+    }
+    if (otherEpoch && !this.destroyed && !this.finishing) {
+      this.hold()
+      this.onOtherEpoch(this)
+    }
+  }
+
+  /** Sends part of a catch-up (a reset notice first, then events of `epoch`) while live events stay held. */
+  replay (epoch: string, events: Iterable<FramedEvent>, reset?: Buffer): void {
     if (this.destroyed) return
     if (reset !== undefined) this.send(reset, false)
+    if (epoch !== this.epoch) {
+      this.epoch = epoch
+      this.position = 0
+    }
     for (const event of events) {
       if (event.id <= this.position) continue
       this.position = event.id
       this.send(event.frame, true)
     }
-    if (position > this.position) this.position = position
-    const held = this.held ?? []
-    this.held = undefined
-    this.heldBytes = 0
-    for (const event of held) this.deliver(event)
   }
 
   /** Writes a keep-alive comment unless bytes are already on their way (they keep the line alive). */

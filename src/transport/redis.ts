@@ -1,11 +1,13 @@
 import type { Redis } from 'ioredis'
 import { BrokerUnavailableError } from '../errors.js'
 import { PUBLISH_SCRIPT, READ_SCRIPT } from './redis-scripts.js'
-import type { HistoryRead, PublishInput, PublishResult, StoredEvent, TopicHistory, Transport, TransportHealth, TransportSink } from './transport.js'
+import type { Head, HistoryRead, PublishInput, PublishResult, StoredEvent, TopicHistory, Transport, TransportHealth, TransportSink } from './transport.js'
 
 export interface RedisTransportOptions {
   prefix: string
   historySize: number
+  /** How long a topic's history is kept after its last event: every key Herald writes expires. */
+  historyRetentionMs: number
   idempotencyTtlMs: number
   /** Told about failures the transport recovers from by itself (a re-subscribe that failed is retried). */
   onRecoverableError?: (error: unknown) => void
@@ -55,11 +57,12 @@ export class RedisTransport implements Transport {
 
   async publish (input: PublishInput): Promise<PublishResult> {
     const prefix = this.options.prefix
-    const keys = [`${prefix}seq`, `${prefix}idem:${input.idempotencyKey ?? ''}`]
+    const keys = [`${prefix}seq`, `${prefix}epoch`, `${prefix}marks`, `${prefix}idem:${input.idempotencyKey ?? ''}`]
     for (const topic of input.topics) keys.push(`${prefix}history:${topic}`)
     const args: Array<string | number> = [
       this.channelPrefix,
       this.options.historySize,
+      this.options.historyRetentionMs,
       input.idempotencyKey === undefined ? 0 : this.options.idempotencyTtlMs,
       input.type ?? '',
       input.retry ?? '',
@@ -75,29 +78,33 @@ export class RedisTransport implements Transport {
     return { id: String(reply[0]), topics: input.topics, duplicate: reply[1] === 1 }
   }
 
-  async head (): Promise<number> {
+  async head (): Promise<Head> {
+    const prefix = this.options.prefix
     try {
-      return Number(await this.publisher.get(`${this.options.prefix}seq`) ?? 0)
+      const [epoch, seq] = await this.publisher.mget(`${prefix}epoch`, `${prefix}seq`)
+      return { epoch: epoch ?? '', seq: epoch === null ? 0 : Number(seq ?? 0) }
     } catch (error) {
       throw new BrokerUnavailableError('Redis is unreachable', { cause: error })
     }
   }
 
-  async read (topics: readonly string[], afterId: number): Promise<HistoryRead> {
+  async read (topics: readonly string[], afterId: number, limit: number): Promise<HistoryRead> {
     const prefix = this.options.prefix
-    const keys = [`${prefix}seq`, ...topics.map((topic) => `${prefix}history:${topic}`)]
+    const keys = [`${prefix}seq`, `${prefix}epoch`, `${prefix}marks`, ...topics.map((topic) => `${prefix}history:${topic}`)]
     let reply: unknown[]
     try {
-      reply = await this.publisher.heraldRead(keys.length, ...keys, afterId + 1)
+      reply = await this.publisher.heraldRead(keys.length, ...keys, afterId + 1, this.options.historyRetentionMs, limit)
     } catch (error) {
       throw new BrokerUnavailableError('Redis is unreachable', { cause: error })
     }
+    const epoch = reply[0] as string
     const histories: TopicHistory[] = topics.map((topic, index) => ({
       topic,
-      trimmedThrough: parseInt(reply[1 + index * 2] as string, 10),
-      events: (reply[2 + index * 2] as StreamEntry[]).map(parseEntry)
+      trimmedThrough: parseInt(reply[2 + index * 3] as string, 10),
+      events: (reply[3 + index * 3] as StreamEntry[]).map((entry) => parseEntry(epoch, entry)),
+      forgotten: reply[4 + index * 3] === 1
     }))
-    return { head: Number(reply[0]), topics: histories }
+    return { epoch, head: epoch === '' ? 0 : Number(reply[1]), topics: histories }
   }
 
   async listen (topic: string): Promise<void> {
@@ -133,10 +140,12 @@ export class RedisTransport implements Transport {
     const topic = channel.slice(this.channelPrefix.length)
     // An event published to several topics arrives once per channel, back to back: decode it once.
     const idEnd = message.indexOf('\n')
-    const id = Number(message.slice(0, idEnd))
+    const dash = message.lastIndexOf('-', idEnd)
+    const epoch = message.slice(0, dash)
+    const id = Number(message.slice(dash + 1, idEnd))
     let event = this.lastReceived
-    if (event === undefined || event.id !== id) {
-      event = parseMessage(id, message, idEnd)
+    if (event === undefined || event.id !== id || event.epoch !== epoch) {
+      event = parseMessage(epoch, id, message, idEnd)
       this.lastReceived = event
     }
     this.sink.deliver(topic, event)
@@ -172,10 +181,10 @@ export class RedisTransport implements Transport {
   }
 }
 
-function parseMessage (id: number, message: string, idEnd: number): StoredEvent {
+function parseMessage (epoch: string, id: number, message: string, idEnd: number): StoredEvent {
   const typeEnd = message.indexOf('\n', idEnd + 1)
   const retryEnd = message.indexOf('\n', typeEnd + 1)
-  const event: StoredEvent = { id, data: message.slice(retryEnd + 1), time: Date.now() }
+  const event: StoredEvent = { id, epoch, data: message.slice(retryEnd + 1), time: Date.now() }
   const type = message.slice(idEnd + 1, typeEnd)
   const retry = message.slice(typeEnd + 1, retryEnd)
   if (type !== '') event.type = type
@@ -183,10 +192,10 @@ function parseMessage (id: number, message: string, idEnd: number): StoredEvent 
   return event
 }
 
-function parseEntry ([streamId, fields]: StreamEntry): StoredEvent {
+function parseEntry (epoch: string, [streamId, fields]: StreamEntry): StoredEvent {
   const values: Record<string, string> = {}
   for (let index = 0; index < fields.length; index += 2) values[fields[index] as string] = fields[index + 1] as string
-  const event: StoredEvent = { id: parseInt(streamId, 10), data: values.d ?? '', time: Number(values.ms ?? 0) }
+  const event: StoredEvent = { id: parseInt(streamId, 10), epoch, data: values.d ?? '', time: Number(values.ms ?? 0) }
   if (values.t !== undefined && values.t !== '') event.type = values.t
   if (values.r !== undefined && values.r !== '') event.retry = Number(values.r)
   return event

@@ -9,12 +9,19 @@ export class TopicHistory {
   private start = 0
   private size = 0
   trimmedThrough = 0
+  /** The first id this history ever held, its newest id, and when its newest event was published (ms). */
+  firstId = 0
+  newestId = 0
+  newestTime = 0
 
   constructor (readonly capacity: number) {
     this.ring = new Array<StoredEvent | undefined>(capacity)
   }
 
   append (event: StoredEvent): void {
+    if (this.firstId === 0) this.firstId = event.id
+    this.newestId = event.id
+    this.newestTime = event.time
     if (this.capacity === 0) {
       this.trimmedThrough = event.id
       return
@@ -29,10 +36,10 @@ export class TopicHistory {
     }
   }
 
-  /** Retained events with an id above `afterId`, oldest first. */
-  after (afterId: number): StoredEvent[] {
+  /** Retained events with an id above `afterId`, oldest first, at most `limit`. */
+  after (afterId: number, limit = Infinity): StoredEvent[] {
     const events: StoredEvent[] = []
-    for (let index = 0; index < this.size; index++) {
+    for (let index = 0; index < this.size && events.length < limit; index++) {
       const event = this.ring[(this.start + index) % this.capacity] as StoredEvent
       if (event.id > afterId) events.push(event)
     }

@@ -15,16 +15,21 @@ export interface PublishInput {
 }
 
 export interface PublishResult {
-  /** The event's id: a decimal integer that grows with publish order. */
+  /** The event's id, `<epoch>-<sequence>` (see eventId). */
   id: string
   topics: string[]
   /** True when an earlier publish with the same idempotency key already stored this event. */
   duplicate: boolean
 }
 
-/** An event as history keeps it and as live delivery carries it. */
+/**
+ * An event as history keeps it and as live delivery carries it. Its id on the wire is `<epoch>-<id>`: the
+ * sequence `id` grows with publish order within one epoch, and an epoch is one life of the id counter.
+ */
 export interface StoredEvent {
+  /** The sequence number within the epoch. */
   id: number
+  epoch: string
   type?: string
   retry?: number
   data: string
@@ -32,19 +37,38 @@ export interface StoredEvent {
   time: number
 }
 
-/** What a history read returns for a resume: the newest id, and per topic what it still holds. */
+/** The newest id of the current epoch. */
+export interface Head {
+  /**
+   * The current epoch: created with the id counter, so a counter that was lost (Redis restarted empty, keys
+   * expired) comes back with a new one. '' while none exists yet (no publish since the counter was lost).
+   */
+  epoch: string
+  /** The newest sequence number assigned in the epoch (0 before its first publish). */
+  seq: number
+}
+
+/** What a history read returns for a resume: the head, and per topic what it still holds. */
 export interface HistoryRead {
-  /** The newest id ever assigned (0 before the first publish). */
+  /** The current epoch ('' when none exists yet): the events and positions below are in it. */
+  epoch: string
+  /** The newest sequence number assigned in the epoch (0 before the first publish). */
   head: number
   topics: TopicHistory[]
 }
 
 export interface TopicHistory {
   topic: string
-  /** Retained events with an id above the asked-for position, oldest first. */
+  /** Retained events with an id above the asked-for position, oldest first: at most the page's limit. */
   events: StoredEvent[]
   /** The largest id this topic has dropped from its history (0 if none). */
   trimmedThrough: number
+  /**
+   * True when events after the position may have been forgotten with the whole topic: its history expired
+   * (retention after its last event) and the position is older than the retention. Conservative: a topic that
+   * never had an event after an old position counts too.
+   */
+  forgotten: boolean
 }
 
 export interface TransportHealth {
@@ -71,10 +95,13 @@ export interface Transport {
   bind (sink: TransportSink): void
   /** Stores an event and sends it live; rejects with BrokerUnavailableError when it cannot store it now. */
   publish (input: PublishInput): Promise<PublishResult>
-  /** The newest id ever assigned. */
-  head (): Promise<number>
-  /** History of the topics after an id, with the head, in one consistent step. */
-  read (topics: readonly string[], afterId: number): Promise<HistoryRead>
+  /** The current epoch and its newest sequence number. */
+  head (): Promise<Head>
+  /**
+   * One page of history: of each topic, at most `limit` events after a sequence number of the current epoch,
+   * with the head, in one consistent step. Never the whole retention at once: the hub reads page after page.
+   */
+  read (topics: readonly string[], afterId: number, limit: number): Promise<HistoryRead>
   /** Starts receiving a topic's live events; resolves once events published afterwards will arrive. */
   listen (topic: string): Promise<void>
   /** Stops receiving a topic. */
@@ -82,4 +109,9 @@ export interface Transport {
   health (): TransportHealth
   /** Stops receiving anything; connections it was given are closed by whoever opened them. */
   close (): Promise<void>
+}
+
+/** The id an event carries on the wire: `<epoch>-<seq>`, e.g. `m5x8k2qz3f-17`. */
+export function eventId (epoch: string, seq: number): string {
+  return `${epoch}-${seq}`
 }

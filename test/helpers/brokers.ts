@@ -6,11 +6,13 @@ import { MemoryTransport } from '../../src/transport/memory.js'
 import { RedisTransport } from '../../src/transport/redis.js'
 import type { Transport } from '../../src/transport/transport.js'
 import { until } from '../helper.js'
+import { seq } from './event-ids.js'
 import type { RedisServer } from './redis-server.js'
 
 export interface HubLimits {
   historySize?: number
   historyTtlMs?: number
+  historyRetentionMs?: number
   idempotencyTtlMs?: number
   maxQueueBytes?: number
   heartbeatMs?: number
@@ -21,6 +23,10 @@ export interface HubUnderTest {
   transport: Transport
   /** Makes history keep only the newest `historySize` events, as retention does (Redis trims lazily). */
   trim: (topic: string) => Promise<void>
+  /** True while the transport holds history for a topic. */
+  historyExists: (topic: string) => Promise<boolean>
+  /** Redis only: deletes every key of the deployment, as expiry after a long idle time does (a new epoch follows). */
+  forgetAll?: () => Promise<void>
   /** Upstream subscriptions for a topic: Redis PUBSUB NUMSUB, or local listeners for memory. */
   upstreamSubscribers: (topic: string) => Promise<number>
   close: () => Promise<void>
@@ -29,7 +35,7 @@ export interface HubUnderTest {
 /** Builds a hub over a transport; `wrap` may stand between them (to delay history reads, say). */
 export type HubFactory = (limits?: HubLimits, wrap?: (transport: Transport) => Transport) => Promise<HubUnderTest>
 
-const defaults = { historySize: 100, historyTtlMs: 0, idempotencyTtlMs: 60_000, maxQueueBytes: 1 << 20, heartbeatMs: 60_000 }
+const defaults = { historySize: 100, historyTtlMs: 0, historyRetentionMs: 3_600_000, idempotencyTtlMs: 60_000, maxQueueBytes: 1 << 20, heartbeatMs: 60_000 }
 
 export function memoryFactory (): HubFactory {
   return async (limits = {}, wrap = (transport) => transport) => {
@@ -41,6 +47,7 @@ export function memoryFactory (): HubFactory {
       transport,
       // The ring buffer already keeps only `historySize` events: trimming happens as it fills.
       trim: async () => {},
+      historyExists: async (topic) => (await transport.read([topic], 0, 1)).topics[0]?.events.length !== 0,
       upstreamSubscribers: async (topic) => hub.listenerCount(topic),
       close: async () => await hub.close(0)
     }
@@ -64,6 +71,11 @@ export function redisFactory (server: RedisServer): HubFactory {
       transport,
       // MAXLEN ~ trims whole stream nodes of 100 entries; trim exactly, as a long-running deployment would.
       trim: async (topic) => { await admin.xtrim(`${options.prefix}history:${topic}`, 'MAXLEN', options.historySize) },
+      historyExists: async (topic) => await admin.exists(`${options.prefix}history:${topic}`) === 1,
+      forgetAll: async () => {
+        const keys = await admin.keys(`${options.prefix}*`)
+        if (keys.length > 0) await admin.del(...keys)
+      },
       upstreamSubscribers: async (topic) => {
         const reply = await admin.pubsub('NUMSUB', `${options.prefix}topic:${topic}`) as [string, number]
         return Number(reply[1])
@@ -81,7 +93,7 @@ export interface Collected {
   events: ParsedEvent[]
   /** The bytes received, as text. */
   text: () => string
-  /** Ids of the events that are not reset notices. */
+  /** Sequence numbers of the events that are not reset notices (ids are `<epoch>-<seq>`). */
   ids: () => number[]
   /** The reset notices, parsed. */
   resets: () => Array<{ reason: string, topics: string[], lastEventId: string }>
@@ -98,7 +110,7 @@ export function collect (subscription: Subscription): Collected {
     parser.push(chunk.toString('utf8'))
   })
   subscription.on('error', () => {})
-  const ids = () => events.flatMap((event) => event.event === 'herald.reset' ? [] : [Number(event.id)])
+  const ids = () => events.flatMap((event) => event.event === 'herald.reset' ? [] : [seq(event.id)])
   return {
     events,
     text: () => text,

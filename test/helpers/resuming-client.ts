@@ -1,5 +1,6 @@
 import { request } from 'node:http'
 import { SseParser } from '../../src/sse/parser.js'
+import { parseId } from './event-ids.js'
 
 /**
  * A client that behaves like a browser's EventSource across failures: when its stream ends or breaks it
@@ -7,7 +8,9 @@ import { SseParser } from '../../src/sse/parser.js'
  * It records every event id it saw, to count what was lost or duplicated.
  */
 export class ResumingClient {
-  readonly ids: number[] = []
+  readonly ids: string[] = []
+  /** Reset notices received, with how many events had arrived before each. */
+  readonly resets: Array<{ reason: string, afterEvents: number }> = []
   connections = 0
   private lastEventId: string | undefined
   private current: ReturnType<typeof request> | undefined
@@ -35,9 +38,12 @@ export class ResumingClient {
     const headers: Record<string, string> = { accept: 'text/event-stream' }
     if (this.lastEventId !== undefined) headers['last-event-id'] = this.lastEventId
     const parser = new SseParser((event) => {
-      if (event.event === 'herald.reset') return
+      if (event.event === 'herald.reset') {
+        this.resets.push({ reason: (JSON.parse(event.data) as { reason: string }).reason, afterEvents: this.ids.length })
+        return
+      }
       this.lastEventId = event.id
-      this.ids.push(Number(event.id))
+      this.ids.push(event.id)
     })
     let retried = false
     const retry = (): void => {
@@ -64,17 +70,21 @@ export class ResumingClient {
   }
 }
 
-/** Lost, duplicated and out-of-order counts of what a client saw against what was accepted. */
-export function tally (received: number[], accepted: number[], ambiguous: number[] = []): { lost: number, duplicated: number, outOfOrder: number, unexpected: number } {
-  const seen = new Set<number>()
+/**
+ * Lost, duplicated and out-of-order counts of what a client saw against what was accepted. Ids are
+ * `<epoch>-<seq>`: order is checked within an epoch (a new epoch starts its sequence again).
+ */
+export function tally (received: string[], accepted: string[], ambiguous: string[] = []): { lost: number, duplicated: number, outOfOrder: number, unexpected: number } {
+  const seen = new Set<string>()
   let duplicated = 0
   let outOfOrder = 0
-  let previous = 0
+  let previous = { epoch: '', seq: 0 }
   for (const id of received) {
     if (seen.has(id)) duplicated++
     seen.add(id)
-    if (id <= previous) outOfOrder++
-    previous = Math.max(previous, id)
+    const current = parseId(id)
+    if (current.epoch === previous.epoch && current.seq <= previous.seq) outOfOrder++
+    if (current.epoch !== previous.epoch || current.seq > previous.seq) previous = current
   }
   const known = new Set([...accepted, ...ambiguous])
   return {

@@ -1,0 +1,26 @@
+/**
+ * The parts of an event id, `<epoch>-<seq>`: tests compare sequence numbers within one epoch. A plain number
+ * (Herald 0.1's ids, before epochs) reads as epoch '', so a test can also be run against the old code.
+ */
+export function parseId (id: string): { epoch: string, seq: number } {
+  const dash = id.lastIndexOf('-')
+  if (dash < 0 && /^\d+$/.test(id)) return { epoch: '', seq: Number(id) }
+  if (dash <= 0) throw new Error(`not an event id: ${JSON.stringify(id)}`)
+  return { epoch: id.slice(0, dash), seq: Number(id.slice(dash + 1)) }
+}
+
+/** The sequence number of an event id. */
+export function seq (id: string): number {
+  return parseId(id).seq
+}
+
+/** The epoch of an event id. */
+export function epochOf (id: string): string {
+  return parseId(id).epoch
+}
+
+/** True when `a` comes before `b`: same epoch and a smaller sequence number. */
+export function before (a: string, b: string): boolean {
+  const [x, y] = [parseId(a), parseId(b)]
+  return x.epoch === y.epoch && x.seq < y.seq
+}
