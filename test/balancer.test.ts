@@ -77,14 +77,14 @@ async function probeStreaming (balancer: BalancerProcess, instances: HeraldProce
 
 /** Publishes through the balancer until stopped, one at a time, keeping each publish's start and outcome. */
 function publishLoop (url: string, topic: string) {
-  const results: Array<{ startedAt: number, status: number, id?: number, body?: unknown }> = []
+  const results: Array<{ startedAt: number, status: number, id?: string, body?: unknown }> = []
   const state = { running: true }
   const done = (async () => {
     for (let seq = 0; state.running; seq++) {
       const startedAt = Date.now()
       try {
         const reply = await publish(url, { topic, data: { seq } }, PUBLISHER)
-        results.push(reply.status === 202 ? { startedAt, status: reply.status, id: Number(reply.body.id) } : { startedAt, status: reply.status, body: reply.body })
+        results.push(reply.status === 202 ? { startedAt, status: reply.status, id: String(reply.body.id) } : { startedAt, status: reply.status, body: reply.body })
       } catch {
         results.push({ startedAt, status: 0 })
       }
