@@ -50,6 +50,9 @@ const settings = [
   setting('LOG_LEVEL', OneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'one of fatal, error, warn, info, debug, trace, silent', 'info'), 'logLevel'),
   setting('HERALD_HEARTBEAT_MS', Integer('milliseconds between heartbeat comments, at least 50', 50, 15_000), 'heartbeatMs'),
   setting('HERALD_RETRY_MS', Integer('milliseconds a client waits before reconnecting, sent as `retry:`', 0, 2_000), 'retryMs'),
+  // A hung Redis (stopped, swapping, a blocked script) holds a connection open and answers nothing: without a
+  // timeout a publish would wait forever instead of answering 503.
+  setting('HERALD_REDIS_COMMAND_TIMEOUT_MS', Integer('milliseconds a Redis command may take before it fails (a publish answers 503), at least 10', 10, 1_000), 'redisCommandTimeoutMs'),
   setting('HERALD_REDIS_PREFIX', Type.String({ description: 'a key prefix such as herald:', pattern: '^[^\\s]*$', default: 'herald:' }), 'redisPrefix'),
   setting('HERALD_MAX_BODY_BYTES', Integer('the largest publish body in bytes, at least 1024', 1024, 65_536), 'maxBodyBytes'),
   setting('HERALD_MAX_TOPICS_PER_STREAM', Integer('how many topics one stream may subscribe to, at least 1', 1, 32), 'maxTopicsPerStream'),
