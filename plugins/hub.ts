@@ -32,6 +32,7 @@ export default fp(async (fastify) => {
     maxQueueBytes: config.maxQueueBytes,
     historyTtlMs: config.historyTtlMs,
     heartbeatMs: config.heartbeatMs,
+    stallTimeoutMs: config.stallTimeoutMs,
     onCatchUpError: (error) => fastify.log.warn({ err: error }, 'catch-up from history failed; retrying')
   })
   fastify.decorate('hub', hub)

@@ -57,6 +57,7 @@ const settings = [
   setting('HERALD_MAX_BODY_BYTES', Integer('the largest publish body in bytes, at least 1024', 1024, 65_536), 'maxBodyBytes'),
   setting('HERALD_MAX_TOPICS_PER_STREAM', Integer('how many topics one stream may subscribe to, at least 1', 1, 32), 'maxTopicsPerStream'),
   setting('HERALD_MAX_QUEUE_BYTES', Integer('bytes queued for one slow connection before it is ended, at least 1024', 1024, 1_048_576), 'maxQueueBytes'),
+  setting('HERALD_STALL_TIMEOUT_MS', Integer('milliseconds a connection may take no byte while bytes wait for it before it is reset, checked every heartbeat, at least 100', 100, 30_000), 'stallTimeoutMs'),
   setting('HERALD_HISTORY_SIZE', Integer('events kept per topic for resume, 0 or more', 0, 1_000), 'historySize'),
   setting('HERALD_HISTORY_TTL_MS', Integer('milliseconds an event stays replayable, 0 = no time limit', 0, 0), 'historyTtlMs'),
   setting('HERALD_IDEMPOTENCY_TTL_MS', Integer('milliseconds an idempotency key is remembered, at least 1', 1, 86_400_000), 'idempotencyTtlMs'),

@@ -10,6 +10,8 @@ export interface HubOptions {
   historyTtlMs: number
   /** Milliseconds between keep-alive comments on idle streams. */
   heartbeatMs: number
+  /** A connection whose socket took nothing for this long while bytes waited is reset (checked each heartbeat). */
+  stallTimeoutMs?: number
   /** Told when a catch-up could not reach history; it is retried. */
   onCatchUpError?: (error: unknown) => void
 }
@@ -51,8 +53,14 @@ export class Hub implements TransportSink {
   constructor (readonly transport: Transport, private readonly options: HubOptions) {
     transport.bind(this)
     // One shared timer beats for every open stream; a timer per connection would cost a handle each.
+    // It also resets stalled connections: no timer per connection for that either.
+    const stallTimeoutMs = options.stallTimeoutMs
     this.heartbeatTimer = setInterval(() => {
-      for (const subscription of this.subscriptions) subscription.heartbeat(HEARTBEAT)
+      const now = Date.now()
+      for (const subscription of this.subscriptions) {
+        if (stallTimeoutMs !== undefined) subscription.checkStall(now, stallTimeoutMs)
+        subscription.heartbeat(HEARTBEAT)
+      }
     }, options.heartbeatMs)
     this.heartbeatTimer.unref()
   }
