@@ -74,6 +74,14 @@ const settings = [
   setting('HERALD_CORS_ORIGINS', Type.String({ description: 'comma-separated origins such as https://app.example.com, or *', pattern: '^(\\*|(https?://[^,\\s/]+)(,\\s*https?://[^,\\s/]+)*)?$', default: '' }),
     'corsOrigins', (value): string[] | '*' => value.trim() === '*' ? '*' : list(value)),
   setting('HERALD_MAX_CONNECTIONS', Integer('open streams one instance accepts, at least 1', 1, 10_000), 'maxConnections'),
+  // Per client: defaults no honest page reaches (a browser opens at most a few streams per tab), far below the
+  // instance cap, so one host or one user cannot take every slot.
+  setting('HERALD_MAX_STREAMS_PER_ADDRESS', Integer('open streams one client address may hold on an instance (see HERALD_TRUST_PROXY), 0 = no limit', 0, 1_000), 'maxStreamsPerAddress'),
+  setting('HERALD_MAX_STREAMS_PER_SUBJECT', Integer('open streams one verified token subject may hold on an instance, 0 = no limit', 0, 100), 'maxStreamsPerSubject'),
+  // Every socket costs a file descriptor: past this Node closes new ones at once, before the process runs out.
+  setting('HERALD_MAX_SOCKETS', Integer('open TCP connections one instance accepts (streams, publishes, idle keep-alive), at least 1; keep it below the file descriptor limit', 1, 20_000), 'maxSockets'),
+  setting('HERALD_HEADERS_TIMEOUT_MS', Integer('milliseconds a connection has to send its request headers (from its first byte, or from opening it), at least 100', 100, 10_000), 'headersTimeoutMs'),
+  setting('HERALD_REQUEST_TIMEOUT_MS', Integer('milliseconds a client has to send a whole request, body included, at least 100 and at least HERALD_HEADERS_TIMEOUT_MS', 100, 30_000), 'requestTimeoutMs'),
   setting('HERALD_RATE_LIMIT_PER_MINUTE', Integer('publishes per minute per token (or per address without one), 0 = no limit', 0, 0), 'rateLimitPerMinute'),
   // Fastify's trustProxy: which proxies' X-Forwarded-For gives the client address (rate limits key on it).
   // True, or the list of proxy addresses as Fastify takes it; unset and false trust no proxy.
@@ -155,6 +163,9 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
   const config = fields as unknown as SettingFields
 
   const extra: string[] = []
+  if (config.requestTimeoutMs < config.headersTimeoutMs) {
+    extra.push(`HERALD_REQUEST_TIMEOUT_MS=${config.requestTimeoutMs}: expected at least HERALD_HEADERS_TIMEOUT_MS (${config.headersTimeoutMs})`)
+  }
   for (const pattern of config.privateTopics) {
     const problem = patternProblem(pattern)
     if (problem !== undefined) extra.push(`HERALD_PRIVATE_TOPICS=${JSON.stringify(valid.HERALD_PRIVATE_TOPICS)}: pattern ${JSON.stringify(pattern)}: ${problem}`)
