@@ -14,6 +14,8 @@ export interface HubOptions {
   stallTimeoutMs?: number
   /** Told when a catch-up could not reach history; it is retried. */
   onCatchUpError?: (error: unknown) => void
+  /** Told when a catch-up succeeded, so a caller can log an outage's end once. */
+  onCatchUpDone?: () => void
 }
 
 export interface HubHealth extends TransportHealth {
@@ -189,6 +191,7 @@ export class Hub implements TransportSink {
     subscription.catchingUp = true
     this.runCatchUp(subscription).then(() => {
       subscription.catchingUp = false
+      this.options.onCatchUpDone?.()
       if (subscription.catchUpAgain && !subscription.destroyed) {
         subscription.catchUpAgain = false
         this.catchUp(subscription)
