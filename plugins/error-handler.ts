@@ -1,7 +1,15 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { STATUS_CODES } from 'node:http'
-import { DEFAULT_RETRY_AFTER_SECONDS, NotFoundError, RETRY_AFTER_SECONDS } from '../src/errors.js'
+import { DEFAULT_RETRY_AFTER_SECONDS, NotFoundError, RETRY_AFTER_SECONDS, STREAM_REFUSALS } from '../src/errors.js'
+import { encodeFrame, encodeRetry } from '../src/sse/encode.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** An event stream route: temporary refusals (STREAM_REFUSALS) are answered in band, as a 200 stream. */
+    eventStream?: boolean
+  }
+}
 
 /** What every error reply looks like; `error` is the status's standard reason phrase. */
 export interface ErrorBody {
@@ -21,6 +29,8 @@ export function errorHandler (error: FastifyError, request: FastifyRequest, repl
   const code = typeof error.code === 'string' ? error.code : undefined
   const herald = code?.startsWith('HERALD_') === true
 
+  const refusal = herald && request.routeOptions.config.eventStream === true ? STREAM_REFUSALS[code as string] : undefined
+  if (refusal !== undefined) return refuseStream(request, reply, refusal.reason, refusal.retryMs, error)
   if (statusCode >= 500 && !herald) {
     request.log.error({ err: error }, 'request failed')
     return send(reply, { statusCode, error: reason(statusCode), message: 'internal error' })
@@ -35,6 +45,24 @@ export function errorHandler (error: FastifyError, request: FastifyRequest, repl
   }
   if (statusCode === 401) reply.header('www-authenticate', 'Bearer')
   return send(reply, { statusCode, error: reason(statusCode), ...(code === undefined ? {} : { code }), message: error.message })
+}
+
+/**
+ * A temporary refusal of an event stream, as a stream EventSource retries: 200, a `retry:` jittered over
+ * 0.5-1.5 times the reason's delay (so refused clients do not come back together), an in-band
+ * `herald.unavailable` event `{ reason, retryMs }`, and the end. Logged as the one `stream closed` line.
+ */
+function refuseStream (request: FastifyRequest, reply: FastifyReply, reason: string, baseMs: number, error: FastifyError): FastifyReply {
+  const retryMs = Math.round(baseMs * (0.5 + Math.random()))
+  const body = encodeRetry(retryMs) + encodeFrame({ event: 'herald.unavailable', data: JSON.stringify({ reason, retryMs }) })
+  const level = (error.statusCode ?? 500) >= 500 ? 'warn' : 'info'
+  request.log[level]({ reason: 'refused', refusal: reason, code: error.code, message: error.message, retryMs, durationMs: 0, events: 0, bytes: body.length }, 'stream closed')
+  return reply.code(200)
+    .header('content-type', 'text/event-stream; charset=utf-8')
+    .header('cache-control', 'no-cache, no-transform')
+    .header('x-accel-buffering', 'no')
+    .header('connection', 'close')
+    .send(body)
 }
 
 function send (reply: FastifyReply, body: ErrorBody): FastifyReply {

@@ -1,7 +1,7 @@
 import type { FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
 import type { OutgoingHttpHeaders } from 'node:http'
-import { SlowConsumerError, type Subscription } from '../src/hub/subscription.js'
+import { SlowConsumerError, StalledClientError, type Subscription } from '../src/hub/subscription.js'
 import { encodeComment, encodeRetry } from '../src/sse/encode.js'
 
 declare module 'fastify' {
@@ -63,9 +63,11 @@ export default fp(async (fastify) => {
     subscription.on('close', () => {
       if (expiry !== undefined) clearTimeout(expiry.timer)
       const error = subscription.errored
-      // Ended normally, pipe() ends the socket after its last bytes; otherwise cut it at once. A slow client gets
-      // a reset: a plain close would leave its unsent bytes in the kernel's buffer for as long as it holds on.
-      if (error instanceof SlowConsumerError) socket.resetAndDestroy()
+      const dropped = error instanceof SlowConsumerError || error instanceof StalledClientError
+      // Ended normally, pipe() ends the socket after its last bytes; otherwise cut it at once. A slow or stalled
+      // client gets a reset: a plain close would leave its unsent bytes in the kernel's buffer (up to the
+      // kernel's send buffer, ~4 MB) for as long as it holds on.
+      if (dropped) socket.resetAndDestroy()
       else if (!subscription.readableEnded) socket.destroy()
       const fields: Record<string, unknown> = {
         reason: subscription.endReason ?? (error === null ? 'client-closed' : 'failed'),
@@ -76,10 +78,13 @@ export default fp(async (fastify) => {
       if (error instanceof SlowConsumerError) {
         fields.queuedBytes = error.queuedBytes
         fields.limit = error.limit
+      } else if (error instanceof StalledClientError) {
+        fields.queuedBytes = error.queuedBytes
+        fields.stalledMs = error.stalledMs
       } else if (error !== null) {
         fields.err = error
       }
-      request.log[error === null || error instanceof SlowConsumerError ? 'info' : 'warn'](fields, 'stream closed')
+      request.log[error === null || dropped ? 'info' : 'warn'](fields, 'stream closed')
     })
     subscription.connect(socket, opening)
     return reply

@@ -29,11 +29,23 @@ export default fp(async (fastify) => {
       idempotencyTtlMs: config.idempotencyTtlMs,
       onRecoverableError: (error) => fastify.log.warn({ err: error }, 'subscribing again after a Redis reconnect failed; retrying')
     })
+  // One warning per outage, not one per subscription: every open stream's catch-up fails while Redis is away.
+  let catchUpFailing = false
   const hub = new Hub(transport, {
     maxQueueBytes: config.maxQueueBytes,
     historyTtlMs: config.historyTtlMs,
     heartbeatMs: config.heartbeatMs,
-    onCatchUpError: (error) => fastify.log.warn({ err: error }, 'catch-up from history failed; retrying')
+    stallTimeoutMs: config.stallTimeoutMs,
+    onCatchUpError: (error) => {
+      if (catchUpFailing) return
+      catchUpFailing = true
+      fastify.log.warn({ err: error }, 'catch-up from history failed; retrying (logged once until one succeeds)')
+    },
+    onCatchUpDone: () => {
+      if (!catchUpFailing) return
+      catchUpFailing = false
+      fastify.log.info('catch-up from history works again')
+    }
   })
   fastify.decorate('hub', hub)
   fastify.log.info({ broker: transport.kind }, `using the ${transport.kind} broker`)

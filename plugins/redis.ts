@@ -2,6 +2,27 @@ import fastifyRedis from '@fastify/redis'
 import fp from 'fastify-plugin'
 import { Redis, type RedisOptions } from 'ioredis'
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * Whether Redis answers a PING within the command timeout, checked at most once per PING_CACHE_MS however
+     * often it is asked; undefined without Redis. A stopped or hung Redis keeps its connections open and
+     * `ready`: only an answer tells it is there.
+     */
+    redisAnswers: () => Promise<RedisAnswer | undefined>
+  }
+}
+
+export interface RedisAnswer {
+  ok: boolean
+  /** Round trip of the PING, or why there was no answer. */
+  latencyMs?: number
+  error?: string
+}
+
+/** How long a PING's outcome stands for: health checks from several balancers cost one PING a second. */
+const PING_CACHE_MS = 1_000
+
 /**
  * Two Redis connections per process, as @fastify/redis namespaces: `publisher` runs commands (the publish
  * and read scripts), `subscriber` only SUBSCRIBEs. Never a connection per client.
@@ -9,7 +30,10 @@ import { Redis, type RedisOptions } from 'ioredis'
  */
 export default fp(async (fastify) => {
   const url = fastify.config.redisUrl
-  if (url === undefined) return
+  if (url === undefined) {
+    fastify.decorate('redisAnswers', async () => undefined)
+    return
+  }
   const name = `herald-${process.pid}`
   const options: Record<'publisher' | 'subscriber', RedisOptions> = {
     publisher: {
@@ -20,7 +44,10 @@ export default fp(async (fastify) => {
       // No auto-pipelining: measured on an idle machine it cut publish-only throughput by ~20% (25k -> 20k/s), its
       // batches keeping commands alive long enough to be promoted out of the young generation.
       autoResendUnfulfilledCommands: false,
-      maxRetriesPerRequest: 0
+      maxRetriesPerRequest: 0,
+      // A Redis that keeps the connection but does not answer (stopped, hung) fails the command, so a publish
+      // answers 503 within about this long instead of hanging.
+      commandTimeout: fastify.config.redisCommandTimeoutMs
     },
     subscriber: {
       connectionName: `${name}-subscriber`,
@@ -29,23 +56,63 @@ export default fp(async (fastify) => {
     }
   }
 
+  let closing = false
   for (const namespace of ['publisher', 'subscriber'] as const) {
     const client = new Redis(url, options[namespace])
-    // ioredis reports every failed reconnect as an 'error' event: log the outage once, and the recovery.
+    const connection = { connection: namespace, name: options[namespace].connectionName }
+    // Once per drop, and the recovery. ioredis reports every failed reconnect as an 'error': only the first of
+    // an outage is logged. A drop without an error (Redis closed the connection: CLIENT KILL, or the subscriber
+    // past `client-output-buffer-limit pubsub`) is logged from 'close', even when the reconnect succeeds at once.
     let down = false
     client.on('error', (error: Error) => {
-      if (down) return
+      if (down || closing) return
       down = true
-      fastify.log.warn({ err: error, connection: namespace }, 'Redis connection lost; reconnecting')
+      fastify.log.warn({ err: error, ...connection }, 'Redis connection lost; reconnecting')
+    })
+    client.on('close', () => {
+      if (down || closing) return
+      down = true
+      fastify.log.warn(connection, namespace === 'subscriber'
+        ? 'Redis closed the subscriber connection (CLIENT KILL, or its pub/sub output buffer limit); reconnecting, then streams resume from history'
+        : 'Redis closed the publisher connection; reconnecting')
     })
     client.on('ready', () => {
       if (!down) return
       down = false
-      fastify.log.info({ connection: namespace }, 'Redis connection restored')
+      fastify.log.info(connection, 'Redis connection restored')
     })
     await fastify.register(fastifyRedis, { namespace, client })
     // Not QUIT: it waits for a live connection, and one that dies meanwhile leaves it pending forever.
     // Nothing is lost by closing at once: publishes have answered and subscriptions have ended.
-    fastify.addHook('onClose', async () => client.disconnect())
+    fastify.addHook('onClose', async () => {
+      closing = true
+      client.disconnect()
+    })
   }
+
+  const publisher = fastify.redis.publisher as Redis
+  let last: { at: number, answer: Promise<RedisAnswer> } | undefined
+  let answering = true
+  const ping = async (): Promise<RedisAnswer> => {
+    const started = performance.now()
+    let answer: RedisAnswer
+    try {
+      // The publisher's command timeout bounds it.
+      await publisher.ping()
+      answer = { ok: true, latencyMs: Math.round(performance.now() - started) }
+    } catch (error) {
+      answer = { ok: false, error: (error as Error).message }
+    }
+    if (answer.ok !== answering) {
+      answering = answer.ok
+      if (answer.ok) fastify.log.info({ latencyMs: answer.latencyMs }, 'Redis answers PING again')
+      else fastify.log.warn({ error: answer.error }, 'Redis does not answer PING; publishes answer 503')
+    }
+    return answer
+  }
+  fastify.decorate('redisAnswers', async () => {
+    const now = Date.now()
+    if (last === undefined || now - last.at >= PING_CACHE_MS) last = { at: now, answer: ping() }
+    return await last.answer
+  })
 }, { name: 'redis', dependencies: ['config'] })

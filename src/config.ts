@@ -50,10 +50,14 @@ const settings = [
   setting('LOG_LEVEL', OneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'one of fatal, error, warn, info, debug, trace, silent', 'info'), 'logLevel'),
   setting('HERALD_HEARTBEAT_MS', Integer('milliseconds between heartbeat comments, at least 50', 50, 15_000), 'heartbeatMs'),
   setting('HERALD_RETRY_MS', Integer('milliseconds a client waits before reconnecting, sent as `retry:`', 0, 2_000), 'retryMs'),
+  // A hung Redis (stopped, swapping, a blocked script) holds a connection open and answers nothing: without a
+  // timeout a publish would wait forever instead of answering 503.
+  setting('HERALD_REDIS_COMMAND_TIMEOUT_MS', Integer('milliseconds a Redis command may take before it fails (a publish answers 503), at least 10', 10, 1_000), 'redisCommandTimeoutMs'),
   setting('HERALD_REDIS_PREFIX', Type.String({ description: 'a key prefix such as herald:', pattern: '^[^\\s]*$', default: 'herald:' }), 'redisPrefix'),
   setting('HERALD_MAX_BODY_BYTES', Integer('the largest publish body in bytes, at least 1024', 1024, 65_536), 'maxBodyBytes'),
   setting('HERALD_MAX_TOPICS_PER_STREAM', Integer('how many topics one stream may subscribe to, at least 1', 1, 32), 'maxTopicsPerStream'),
   setting('HERALD_MAX_QUEUE_BYTES', Integer('bytes queued for one slow connection before it is ended, at least 1024', 1024, 1_048_576), 'maxQueueBytes'),
+  setting('HERALD_STALL_TIMEOUT_MS', Integer('milliseconds a connection may take no byte while bytes wait for it before it is reset, checked every heartbeat, at least 100', 100, 30_000), 'stallTimeoutMs'),
   setting('HERALD_HISTORY_SIZE', Integer('events kept per topic for resume, 0 or more', 0, 1_000), 'historySize'),
   setting('HERALD_HISTORY_TTL_MS', Integer('milliseconds an event stays replayable, 0 = no time limit', 0, 0), 'historyTtlMs'),
   setting('HERALD_HISTORY_RETENTION_MS', Integer('milliseconds a topic\'s history is kept after its last event, at least 1000', 1000, 86_400_000), 'historyRetentionMs'),
@@ -71,6 +75,14 @@ const settings = [
   setting('HERALD_CORS_ORIGINS', Type.String({ description: 'comma-separated origins such as https://app.example.com, or *', pattern: '^(\\*|(https?://[^,\\s/]+)(,\\s*https?://[^,\\s/]+)*)?$', default: '' }),
     'corsOrigins', (value): string[] | '*' => value.trim() === '*' ? '*' : list(value)),
   setting('HERALD_MAX_CONNECTIONS', Integer('open streams one instance accepts, at least 1', 1, 10_000), 'maxConnections'),
+  // Per client: defaults no honest page reaches (a browser opens at most a few streams per tab), far below the
+  // instance cap, so one host or one user cannot take every slot.
+  setting('HERALD_MAX_STREAMS_PER_ADDRESS', Integer('open streams one client address may hold on an instance (see HERALD_TRUST_PROXY), 0 = no limit', 0, 1_000), 'maxStreamsPerAddress'),
+  setting('HERALD_MAX_STREAMS_PER_SUBJECT', Integer('open streams one verified token subject may hold on an instance, 0 = no limit', 0, 100), 'maxStreamsPerSubject'),
+  // Every socket costs a file descriptor: past this Node closes new ones at once, before the process runs out.
+  setting('HERALD_MAX_SOCKETS', Integer('open TCP connections one instance accepts (streams, publishes, idle keep-alive), at least 1; keep it below the file descriptor limit', 1, 20_000), 'maxSockets'),
+  setting('HERALD_HEADERS_TIMEOUT_MS', Integer('milliseconds a connection has to send its request headers (from its first byte, or from opening it), at least 100', 100, 10_000), 'headersTimeoutMs'),
+  setting('HERALD_REQUEST_TIMEOUT_MS', Integer('milliseconds a client has to send a whole request, body included, at least 100 and at least HERALD_HEADERS_TIMEOUT_MS', 100, 30_000), 'requestTimeoutMs'),
   setting('HERALD_RATE_LIMIT_PER_MINUTE', Integer('publishes per minute per token (or per address without one), 0 = no limit', 0, 0), 'rateLimitPerMinute'),
   // Fastify's trustProxy: which proxies' X-Forwarded-For gives the client address (rate limits key on it).
   // True, or the list of proxy addresses as Fastify takes it; unset and false trust no proxy.
@@ -152,6 +164,9 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
   const config = fields as unknown as SettingFields
 
   const extra: string[] = []
+  if (config.requestTimeoutMs < config.headersTimeoutMs) {
+    extra.push(`HERALD_REQUEST_TIMEOUT_MS=${config.requestTimeoutMs}: expected at least HERALD_HEADERS_TIMEOUT_MS (${config.headersTimeoutMs})`)
+  }
   for (const pattern of config.privateTopics) {
     const problem = patternProblem(pattern)
     if (problem !== undefined) extra.push(`HERALD_PRIVATE_TOPICS=${JSON.stringify(valid.HERALD_PRIVATE_TOPICS)}: pattern ${JSON.stringify(pattern)}: ${problem}`)

@@ -12,6 +12,10 @@ export const TooManyTopicsError = createError<'HERALD_TOO_MANY_TOPICS', 400, [nu
   'HERALD_TOO_MANY_TOPICS', 'a stream may subscribe to at most %d topics; this one asked for %d', 400)
 export const TooManyConnectionsError = createError<'HERALD_TOO_MANY_CONNECTIONS', 503, [number]>(
   'HERALD_TOO_MANY_CONNECTIONS', 'this instance serves at most %d streams; retry shortly or elsewhere', 503)
+export const StreamsPerAddressError = createError<'HERALD_TOO_MANY_STREAMS_PER_ADDRESS', 429, [number]>(
+  'HERALD_TOO_MANY_STREAMS_PER_ADDRESS', 'a client address may hold at most %d streams on this instance', 429)
+export const StreamsPerSubjectError = createError<'HERALD_TOO_MANY_STREAMS_PER_SUBJECT', 429, [number]>(
+  'HERALD_TOO_MANY_STREAMS_PER_SUBJECT', 'a token subject may hold at most %d streams on this instance', 429)
 export const DataTooDeepError = createError<'HERALD_DATA_TOO_DEEP', 400, [number]>(
   'HERALD_DATA_TOO_DEEP', 'body/data nests deeper than %d levels', 400)
 export const TokenMissingError = createError<'HERALD_TOKEN_MISSING', 401, [string]>(
@@ -36,3 +40,15 @@ export const RETRY_AFTER_SECONDS: Readonly<Record<string, number>> = {
   HERALD_TOO_MANY_CONNECTIONS: 5
 }
 export const DEFAULT_RETRY_AFTER_SECONDS = 1
+
+/**
+ * Temporary refusals of a stream, by code: EventSource gives up for good on any status but 200, so these are
+ * answered as a short 200 event stream (a jittered `retry:`, a `herald.unavailable` event saying why, the end)
+ * that it retries. `retryMs` is the middle of the jittered delay.
+ */
+export const STREAM_REFUSALS: Readonly<Record<string, { reason: string, retryMs: number }>> = {
+  HERALD_BROKER_UNAVAILABLE: { reason: 'broker-unavailable', retryMs: 1_000 },
+  HERALD_TOO_MANY_CONNECTIONS: { reason: 'instance-full', retryMs: 5_000 },
+  HERALD_TOO_MANY_STREAMS_PER_ADDRESS: { reason: 'address-limit', retryMs: 10_000 },
+  HERALD_TOO_MANY_STREAMS_PER_SUBJECT: { reason: 'subject-limit', retryMs: 10_000 }
+}

@@ -57,6 +57,14 @@ export const StreamQuery = Type.Object({
   access_token: Type.Optional(Type.String({ maxLength: 8192, description: 'a subscriber token (JWT)' }))
 })
 
+/**
+ * Browsers send back the id of the last event they received: one of ours is short. A longer header is not one
+ * of ours, and is refused with a 400 rather than carried into a reset notice or a log at length.
+ */
+export const StreamHeaders = Type.Object({
+  'last-event-id': Type.Optional(Type.String({ maxLength: 64, description: 'the id of the last event seen, at most 64 characters' }))
+})
+
 export const ErrorReply = Type.Object({
   statusCode: Type.Integer(),
   error: Type.String(),

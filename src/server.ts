@@ -5,6 +5,8 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifySche
 import type { FastifyValidationResult } from 'fastify/types/schema.js'
 import fp from 'fastify-plugin'
 import { createRequire } from 'node:module'
+import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
 import app from './app.js'
@@ -20,15 +22,49 @@ export async function createServer (config: Config, logger: FastifyBaseLogger = 
     bodyLimit: config.maxBodyBytes,
     // SSE responses are long-lived: no timeout may cut them, and close() ends them in preClose.
     connectionTimeout: 0,
-    requestTimeout: 30_000,
+    // These bound receiving a request only, never the response. Node checks them every
+    // connectionsCheckingInterval (30 s by default): check often enough that they hold at their values.
+    requestTimeout: config.requestTimeoutMs,
+    http: { headersTimeout: config.headersTimeoutMs, requestTimeout: config.requestTimeoutMs, connectionsCheckingInterval: Math.min(1_000, config.headersTimeoutMs) },
     keepAliveTimeout: 72_000,
     return503OnClosing: true,
     trustProxy: config.trustProxy
   })
+  limitSockets(server, config)
   server.setValidatorCompiler((route) => route.httpPart === 'headers' ? checkHeaders(route.schema) : TypeBoxValidatorCompiler(route))
   // The app's decorators (config, hub) and handlers belong to the root instance, as in fastify/demo.
   await server.register(fp(app), { config })
   return server
+}
+
+/** How often, at most, the warning about dropped connections is repeated while connections keep coming. */
+const DROP_LOG_INTERVAL_MS = 10_000
+
+/**
+ * Caps open sockets below the file descriptor limit (Node closes new ones past `maxConnections` and emits
+ * 'drop'), says so in the log, and closes a connection that sends nothing: Node's headersTimeout starts only with
+ * a request's first byte, so without this an idle connection would hold its descriptor forever.
+ */
+function limitSockets (server: FastifyInstance, config: Config): void {
+  const http = server.server
+  http.maxConnections = config.maxSockets
+  let dropped = 0
+  let loggedAt = 0
+  http.on('drop', (data?: { remoteAddress?: string }) => {
+    dropped++
+    const now = Date.now()
+    if (now - loggedAt < DROP_LOG_INTERVAL_MS) return
+    loggedAt = now
+    server.log.warn({ maxSockets: config.maxSockets, dropped, remoteAddress: data?.remoteAddress },
+      `HERALD_MAX_SOCKETS (${config.maxSockets}) reached: new connections are closed at once`)
+    dropped = 0
+  })
+  // Node's own socket timeout handler destroys the socket. Not a 'data' listener to stop it: that would take the
+  // socket off Node's native HTTP parsing. The headers must come within headersTimeout anyway.
+  http.on('connection', (socket: Socket) => socket.setTimeout(config.headersTimeoutMs))
+  http.on('request', (request: IncomingMessage) => {
+    if (request.socket.timeout !== 0) request.socket.setTimeout(0)
+  })
 }
 
 export interface LoggerSettings {

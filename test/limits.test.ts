@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { loadConfig } from '../src/config.js'
 import { build, publish, until } from './helper.js'
-import { openStream } from './helpers/sse-client.js'
+import { EventSource } from 'eventsource'
+import { openStream, type StreamClient } from './helpers/sse-client.js'
 import { SECRET, token } from './helpers/tokens.js'
 
 test('body size: exactly the limit is accepted, one byte more is 413', async (t) => {
@@ -29,20 +30,94 @@ test('topics per stream: N allowed, N+1 is 400', async (t) => {
   assert.match(tooMany.text(), /at most 3 topics/)
 })
 
-test('concurrent streams per instance: N allowed, N+1 is 503 with Retry-After, and a slot frees on close', async (t) => {
+/** A refusal as EventSource sees it: 200, a jittered `retry:`, one `herald.unavailable` event, then the end. */
+function assertRefused (stream: StreamClient, reason: string, baseMs: number): void {
+  assert.equal(stream.status, 200)
+  assert.match(String(stream.headers['content-type']), /^text\/event-stream/)
+  assert.equal(stream.ended(), true, 'the refusal ends the stream, so EventSource retries')
+  const retry = Number(/^retry: (\d+)$/m.exec(stream.text())?.[1])
+  assert.ok(retry >= baseMs / 2 && retry <= baseMs * 1.5, `retry ${retry} jittered around ${baseMs}`)
+  assert.equal(stream.events.length, 1)
+  assert.equal(stream.events[0]?.event, 'herald.unavailable')
+  assert.deepEqual(JSON.parse(stream.events[0]?.data ?? ''), { reason, retryMs: retry })
+}
+
+test('concurrent streams per instance: N allowed, N+1 is refused in band (200, retry, herald.unavailable), and a slot frees on close', async (t) => {
   const { app, url } = await build(t, { HERALD_MAX_CONNECTIONS: '3' })
   const streams = await Promise.all([1, 2, 3].map(async () => await openStream(`${url}/v1/stream?topic=a`)))
   t.after(() => { for (const stream of streams) stream.close() })
   assert.deepEqual(streams.map((stream) => stream.status), [200, 200, 200])
   const refused = await openStream(`${url}/v1/stream?topic=a`)
-  assert.equal(refused.status, 503)
-  assert.equal(refused.headers['retry-after'], '5')
-  assert.match(refused.text(), /at most 3 streams/)
+  await until(() => refused.ended(), 2_000, 'the refusal to end')
+  assertRefused(refused, 'instance-full', 5_000)
+  assert.equal(app.hub.streamCount, 3)
   streams[0]?.close()
   await until(() => app.hub.streamCount === 2, 2_000, 'a slot to free')
   const again = await openStream(`${url}/v1/stream?topic=a`)
   again.close()
   assert.equal(again.status, 200)
+  assert.equal(again.events.length, 0)
+})
+
+test('streams per client address: N allowed, N+1 refused in band; behind a trusted proxy each forwarded address has its own', async (t) => {
+  const { app, url } = await build(t, { HERALD_MAX_STREAMS_PER_ADDRESS: '2', HERALD_TRUST_PROXY: '127.0.0.1' })
+  const open = async (address: string) => await openStream(`${url}/v1/stream?topic=a`, { 'x-forwarded-for': address })
+  const streams = [await open('203.0.113.1'), await open('203.0.113.1')]
+  t.after(() => { for (const stream of streams) stream.close() })
+  const refused = await open('203.0.113.1')
+  await until(() => refused.ended(), 2_000, 'the refusal to end')
+  assertRefused(refused, 'address-limit', 10_000)
+  const other = await open('203.0.113.2')
+  streams.push(other)
+  assert.equal(other.ended(), false, 'another address has its own budget')
+  assert.equal(app.hub.streamCount, 3)
+  streams[0]?.close()
+  await until(() => app.hub.streamCount === 2, 2_000, 'a slot to free')
+  const again = await open('203.0.113.1')
+  streams.push(again)
+  assert.equal(again.ended(), false, 'the address got its slot back')
+  assert.equal(app.hub.streamCount, 3)
+})
+
+test('streams per verified token subject: N allowed, N+1 refused in band; another subject and anonymous streams are not counted', async (t) => {
+  const { app, url } = await build(t, { HERALD_JWT_SECRET: SECRET, HERALD_MAX_STREAMS_PER_SUBJECT: '2', HERALD_PRIVATE_TOPICS: 'private/**' })
+  const as = (subject: string) => ({ authorization: `Bearer ${token({ subscribe: ['**'], subject })}` })
+  const streams = [await openStream(`${url}/v1/stream?topic=a`, as('alice')), await openStream(`${url}/v1/stream?topic=a`, as('alice'))]
+  t.after(() => { for (const stream of streams) stream.close() })
+  const refused = await openStream(`${url}/v1/stream?topic=a`, as('alice'))
+  await until(() => refused.ended(), 2_000, 'the refusal to end')
+  assertRefused(refused, 'subject-limit', 10_000)
+  streams.push(await openStream(`${url}/v1/stream?topic=a`, as('bob')), await openStream(`${url}/v1/stream?topic=a`))
+  assert.equal(app.hub.streamCount, 4)
+  // A token that does not verify buys no budget, and on a public topic it is not needed: counted by address only.
+  const forged = await openStream(`${url}/v1/stream?topic=a`, { authorization: `Bearer ${token({ subscribe: ['**'], subject: 'alice', key: 'not-the-secret-but-long-enough-0123456789' })}` })
+  streams.push(forged)
+  assert.equal(forged.ended(), false)
+  // 401 and 403 stay plain statuses, even for a subject at its cap: the client must change something.
+  assert.equal((await openStream(`${url}/v1/stream?topic=private/x`)).status, 401)
+  const narrow = { authorization: `Bearer ${token({ subscribe: ['a'], subject: 'alice' })}` }
+  assert.equal((await openStream(`${url}/v1/stream?topic=private/x`, narrow)).status, 403)
+})
+
+test('EventSource retries a refused stream and gets through once a slot frees', { timeout: 30_000 }, async (t) => {
+  const { app, url } = await build(t, { HERALD_MAX_CONNECTIONS: '1' })
+  const holder = await openStream(`${url}/v1/stream?topic=a`)
+  t.after(() => holder.close())
+  const source = new EventSource(`${url}/v1/stream?topic=a`)
+  t.after(() => source.close())
+  const refusals: Array<{ reason: string, retryMs: number }> = []
+  const received: string[] = []
+  source.addEventListener('herald.unavailable', (event) => refusals.push(JSON.parse(event.data)))
+  source.addEventListener('message', (event) => received.push(event.data))
+  await until(() => refusals.length >= 1, 5_000, 'a refusal')
+  const refusedAt = performance.now()
+  holder.close()
+  await until(() => app.hub.streamCount === 1 && source.readyState === EventSource.OPEN, 15_000, 'EventSource to reconnect')
+  // The reconnected stream is subscribed once its first bytes arrived (OPEN); an event now reaches it.
+  await until(async () => (await publish(url, { topic: 'a', data: 'through' })).status === 202 && received.length > 0, 5_000, 'an event')
+  assert.deepEqual(refusals.map((refusal) => refusal.reason), ['instance-full'])
+  assert.equal(received[0], '"through"')
+  t.diagnostic(`EventSource was refused once (retry ${refusals[0]?.retryMs} ms) and got through ${(performance.now() - refusedAt).toFixed(0)} ms after the slot freed`)
 })
 
 test('publish rate without a key: N per minute per address, N+1 is 429 with Retry-After; tokens open no new budget', async (t) => {

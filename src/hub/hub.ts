@@ -13,8 +13,12 @@ export interface HubOptions {
   heartbeatMs: number
   /** History reads (replay pages) this instance runs at once; default 4. */
   maxConcurrentReads?: number
+  /** A connection whose socket took nothing for this long while bytes waited is reset (checked each heartbeat). */
+  stallTimeoutMs?: number
   /** Told when a catch-up could not reach history; it is retried. */
   onCatchUpError?: (error: unknown) => void
+  /** Told when a catch-up succeeded, so a caller can log an outage's end once. */
+  onCatchUpDone?: () => void
 }
 
 export interface HubHealth extends TransportHealth {
@@ -65,8 +69,14 @@ export class Hub implements TransportSink {
     transport.bind(this)
     this.replayBudget = new ReplayBudget(options.maxConcurrentReads ?? REPLAY_READS)
     // One shared timer beats for every open stream; a timer per connection would cost a handle each.
+    // It also resets stalled connections: no timer per connection for that either.
+    const stallTimeoutMs = options.stallTimeoutMs
     this.heartbeatTimer = setInterval(() => {
-      for (const subscription of this.subscriptions) subscription.heartbeat(HEARTBEAT)
+      const now = Date.now()
+      for (const subscription of this.subscriptions) {
+        if (stallTimeoutMs !== undefined) subscription.checkStall(now, stallTimeoutMs)
+        subscription.heartbeat(HEARTBEAT)
+      }
     }, options.heartbeatMs)
     this.heartbeatTimer.unref()
   }
@@ -196,6 +206,7 @@ export class Hub implements TransportSink {
     subscription.catchingUp = true
     this.runCatchUp(subscription).then(() => {
       subscription.catchingUp = false
+      this.options.onCatchUpDone?.()
       if (subscription.catchUpAgain && !subscription.destroyed) {
         subscription.catchUpAgain = false
         this.catchUp(subscription)

@@ -9,12 +9,20 @@ export interface FramedEvent {
 }
 
 /** Why a stream ended, for the log line written when it closes. */
-export type EndReason = 'client-closed' | 'server-closing' | 'token-expired' | 'slow-client' | 'failed'
+export type EndReason = 'client-closed' | 'server-closing' | 'token-expired' | 'slow-client' | 'stalled' | 'failed'
 
 export class SlowConsumerError extends Error {
   constructor (readonly queuedBytes: number, readonly limit: number) {
     super(`client fell ${queuedBytes} bytes behind (limit ${limit}); connection ended, it can resume from history`)
     this.name = 'SlowConsumerError'
+  }
+}
+
+/** The connection's socket took no byte for `stalledMs` while bytes waited for it (a client that stopped reading). */
+export class StalledClientError extends Error {
+  constructor (readonly stalledMs: number, readonly queuedBytes: number) {
+    super(`client took no byte for ${stalledMs} ms with ${queuedBytes} bytes waiting; connection reset, it can resume from history`)
+    this.name = 'StalledClientError'
   }
 }
 
@@ -60,9 +68,12 @@ export class Subscription extends Readable {
   catchingUp = false
   catchUpAgain = false
 
+  /** Stall detection: when the socket last took bytes (or had none waiting), and how many it had taken then. */
+  private progressAt = this.openedAt
+  private takenAtCheck = 0
   private held: FramedEvent[] | undefined = []
   private heldBytes = 0
-  private socket: Writable | undefined
+  private socket: (Writable & { bytesWritten?: number }) | undefined
   private finishing = false
   private readonly maxQueueBytes: number
   private readonly onDestroy: (subscription: Subscription) => void
@@ -186,6 +197,28 @@ export class Subscription extends Readable {
   /** Writes a keep-alive comment unless bytes are already on their way (they keep the line alive). */
   heartbeat (comment: Buffer): void {
     if (this.queuedBytes === 0) this.send(comment, false)
+  }
+
+  /**
+   * Resets the connection (StalledClientError) when its socket has taken no byte for `stallMs` while bytes
+   * wait in it; called from the hub's shared heartbeat loop, so it is noticed within one heartbeat after.
+   * A client that reads, however slowly, makes progress and stays (the byte cap bounds what it may leave).
+   */
+  checkStall (now: number, stallMs: number): void {
+    const socket = this.socket
+    if (socket === undefined || this.destroyed) return
+    const waiting = socket.writableLength
+    // Bytes handed to the socket minus those still waiting in it: what the kernel took. It grows while the
+    // client reads, even when the socket refills between two checks.
+    const taken = (socket.bytesWritten ?? 0) - waiting
+    if (waiting === 0 || taken !== this.takenAtCheck) {
+      this.progressAt = now
+      this.takenAtCheck = taken
+      return
+    }
+    if (now - this.progressAt < stallMs) return
+    this.endReason ??= 'stalled'
+    this.destroy(new StalledClientError(now - this.progressAt, this.queuedBytes))
   }
 
   /** Ends the stream after what is already queued; held live events are dropped (history keeps them). */

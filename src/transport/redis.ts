@@ -73,7 +73,7 @@ export class RedisTransport implements Transport {
     try {
       reply = await this.publisher.heraldPublish(keys.length, ...keys, ...args)
     } catch (error) {
-      throw new BrokerUnavailableError('Redis is unreachable; the event was not stored', { cause: error })
+      throw new BrokerUnavailableError(publishFailure(error), { cause: error })
     }
     return { id: String(reply[0]), topics: input.topics, duplicate: reply[1] === 1 }
   }
@@ -179,6 +179,17 @@ export class RedisTransport implements Transport {
       this.retryTimer.unref()
     })
   }
+}
+
+/**
+ * Why a publish failed, as the 503 says it. A command that was never sent (no connection) stored nothing; one
+ * that timed out was sent, and a Redis that wakes up runs it: the client cannot know, and retries with an
+ * idempotency key.
+ */
+function publishFailure (error: unknown): string {
+  return (error as Error).message === 'Command timed out'
+    ? 'Redis did not answer in time; the event may or may not be stored: retry with the same idempotency key'
+    : 'Redis is unreachable; the event was not stored'
 }
 
 function parseMessage (epoch: string, id: number, message: string, idEnd: number): StoredEvent {

@@ -80,12 +80,27 @@ export class RedisServer {
     throw new Error(`redis-server did not answer on port ${this.port} within 10 s`)
   }
 
+  /**
+   * Stops the server without closing anything (SIGSTOP): connections stay open and commands get no answer, as
+   * with a hung or swapping Redis. Pair with `resume` in `t.after`; `stop` resumes first.
+   */
+  pause (): void {
+    this.process?.kill('SIGSTOP')
+  }
+
+  /** Lets a paused server run again (SIGCONT); it then answers what it was sent meanwhile. */
+  resume (): void {
+    this.process?.kill('SIGCONT')
+  }
+
   /** Kills the server at once (SIGKILL), as a crash would. */
   async kill (): Promise<void> {
     await this.signal('SIGKILL')
   }
 
   async stop (): Promise<void> {
+    // A stopped process keeps SIGTERM pending until it runs again.
+    this.resume()
     await this.signal('SIGTERM')
     rmSync(this.directory, { recursive: true, force: true })
   }

@@ -1,0 +1,83 @@
+// Limits on connections themselves: open sockets per instance, and how long a client may take to send a request.
+import assert from 'node:assert/strict'
+import { connect, type Socket } from 'node:net'
+import { test, type TestContext } from 'node:test'
+import { loadConfig } from '../src/config.js'
+import { createLogger, createServer } from '../src/server.js'
+import { until } from './helper.js'
+import { openStream } from './helpers/sse-client.js'
+
+/** Herald on a free loopback port, with its log lines kept for the test. */
+async function buildLogged (t: TestContext, env: Record<string, string>) {
+  const config = loadConfig({ LOG_LEVEL: 'info', PORT: '0', ...env })
+  const lines: Array<Record<string, any>> = []
+  const app = await createServer(config, createLogger(config, { destination: { write: (line: string) => { lines.push(JSON.parse(line)) } } }))
+  t.after(() => app.close())
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const port = (app.server.address() as { port: number }).port
+  return { app, lines, port, url: `http://127.0.0.1:${port}` }
+}
+
+/** A raw client connection that records when it closes and what it received. */
+function rawClient (t: TestContext, port: number): { socket: Socket, closed: () => number | undefined, received: () => string } {
+  const socket = connect(port, '127.0.0.1')
+  const opened = performance.now()
+  let closedAfter: number | undefined
+  let received = ''
+  socket.on('data', (chunk: Buffer) => { received += chunk.toString() })
+  socket.on('error', () => {})
+  socket.on('close', () => { closedAfter = performance.now() - opened })
+  t.after(() => socket.destroy())
+  return { socket, closed: () => closedAfter, received: () => received }
+}
+
+test('open sockets per instance: past HERALD_MAX_SOCKETS new connections are closed at once, with one warning', async (t) => {
+  const { lines, port, url } = await buildLogged(t, { HERALD_MAX_SOCKETS: '3' })
+  const streams = await Promise.all([1, 2, 3].map(async () => await openStream(`${url}/v1/stream?topic=a`)))
+  t.after(() => { for (const stream of streams) stream.close() })
+  const extra = [rawClient(t, port), rawClient(t, port), rawClient(t, port)]
+  await until(() => extra.every((client) => client.closed() !== undefined), 2_000, 'connections past the cap to be closed')
+  const warnings = lines.filter((line) => typeof line.msg === 'string' && line.msg.includes('HERALD_MAX_SOCKETS'))
+  assert.equal(warnings.length, 1, 'one line for a burst, not one per connection')
+  assert.equal(warnings[0]?.level, 40)
+  assert.equal(warnings[0]?.maxSockets, 3)
+  assert.ok(streams.every((stream) => !stream.ended()), 'open streams are untouched')
+  streams[0]?.close()
+  await until(async () => await openStream(`${url}/v1/stream?topic=a`).then((stream) => { streams.push(stream); return stream.status === 200 }, () => false), 2_000, 'a socket slot to free')
+})
+
+test('request timeouts hold at their configured values: no bytes, partial headers, a slow body; a stream outlives them', { timeout: 30_000 }, async (t) => {
+  const { port, url } = await buildLogged(t, { HERALD_HEADERS_TIMEOUT_MS: '300', HERALD_REQUEST_TIMEOUT_MS: '600' })
+  const stream = await openStream(`${url}/v1/stream?topic=a`)
+  t.after(() => stream.close())
+  const silent = rawClient(t, port)
+  const partial = rawClient(t, port)
+  partial.socket.write('GET /health HTTP/1.1\r\nHost: localhost\r\n')
+  const slowBody = rawClient(t, port)
+  slowBody.socket.write('POST /v1/events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"topic":')
+  const drip = setInterval(() => slowBody.socket.write(' '), 100)
+  t.after(() => clearInterval(drip))
+  await until(() => silent.closed() !== undefined && partial.closed() !== undefined && slowBody.closed() !== undefined, 5_000, 'slow clients to be cut')
+  clearInterval(drip)
+  const [silentMs, partialMs, slowBodyMs] = [silent.closed() ?? 0, partial.closed() ?? 0, slowBody.closed() ?? 0]
+  t.diagnostic(`closed after: no bytes ${silentMs.toFixed(0)} ms, partial headers ${partialMs.toFixed(0)} ms, slow body ${slowBodyMs.toFixed(0)} ms (headers 300 ms, request 600 ms)`)
+  // Generous bounds: Node checks every second at most; the defaults would leave them open for 30-60 s or forever.
+  for (const ms of [silentMs, partialMs]) assert.ok(ms >= 250 && ms < 2_500, `${ms} ms`)
+  assert.ok(slowBodyMs >= 550 && slowBodyMs < 2_500, `${slowBodyMs} ms`)
+  assert.equal(stream.ended(), false, 'a stream is not a request in progress: it stays open')
+})
+
+test('a Last-Event-ID header longer than 64 characters is a 400 that does not echo it', async (t) => {
+  const { lines, url } = await buildLogged(t, {})
+  const long = '7'.repeat(10_000)
+  const refused = await openStream(`${url}/v1/stream?topic=a`, { 'last-event-id': long })
+  assert.equal(refused.status, 400)
+  const body = JSON.parse(refused.text()) as { code: string, message: string }
+  assert.equal(body.code, 'FST_ERR_VALIDATION')
+  assert.match(body.message, /last-event-id/)
+  assert.ok(body.message.length < 200, body.message)
+  assert.equal(lines.some((line) => JSON.stringify(line).includes('7'.repeat(65))), false, 'never logged at length')
+  const ok = await openStream(`${url}/v1/stream?topic=a`, { 'last-event-id': '7'.repeat(64) })
+  ok.close()
+  assert.equal(ok.status, 200)
+})
