@@ -31,6 +31,29 @@ function gatedReads (): { wrap: (inner: Transport) => Transport, reads: () => nu
   return { wrap, reads: () => reads, open }
 }
 
+/** A transport whose `listen` resolves only when the test says: the SUBSCRIBE of a new topic is still on its way. */
+function gatedListen (): { wrap: (inner: Transport) => Transport, listens: () => number, open: () => void } {
+  let open!: () => void
+  const gate = new Promise<void>((resolve) => { open = resolve })
+  let listens = 0
+  const wrap = (inner: Transport): Transport => ({
+    kind: inner.kind,
+    bind: (sink) => inner.bind(sink),
+    publish: async (input) => await inner.publish(input),
+    head: async () => await inner.head(),
+    read: async (topics, afterId, limit) => await inner.read(topics, afterId, limit),
+    listen: async (topic) => {
+      listens++
+      await gate
+      await inner.listen(topic)
+    },
+    unlisten: (topic) => inner.unlisten(topic),
+    health: () => inner.health(),
+    close: async () => await inner.close()
+  })
+  return { wrap, listens: () => listens, open }
+}
+
 /** A transport that counts history reads and the largest page a topic returned, and can act on a read. */
 function countedReads (onRead: (count: number) => void = () => {}): { wrap: (inner: Transport) => Transport, reads: () => number, largestPage: () => number } {
   let reads = 0
@@ -186,6 +209,24 @@ for (const [kind, factoryOf] of kinds) {
         await received.waitFor(expected.length)
         assert.deepEqual(received.ids(), expected)
       }
+    })
+
+    test('a new stream gets what is published after it opened, also before its SUBSCRIBE took effect', async (t) => {
+      const gated = gatedListen()
+      const { hub, close } = await factoryOf()({}, gated.wrap)
+      t.after(async () => { gated.open(); await close() })
+      await hub.publish({ topics: ['early'], data: data('before the stream') })
+      const subscription = hub.subscribe(['early'])
+      const received = collect(subscription)
+      await until(() => gated.listens() === 1, 5_000, 'the SUBSCRIBE to be asked for')
+      // Published while the stream is open but not yet subscribed upstream: neither live nor older than the stream.
+      const meanwhile = await hub.publish({ topics: ['early'], data: data('meanwhile') })
+      gated.open()
+      await subscribed(subscription)
+      const after = await hub.publish({ topics: ['early'], data: data('after') })
+      await received.waitFor(2)
+      assert.deepEqual(received.ids(), [meanwhile.id, after.id].map(seq))
+      assert.equal(received.resets().length, 0)
     })
 
     test('live events published during a slow history read are held, then follow the replay: no gap, no duplicate', async (t) => {

@@ -17,6 +17,7 @@ const BUGS = [
   ['held events not counted against the byte cap', 'src/hub/subscription.ts', '      this.heldBytes += event.frame.length\n', '', 'test/guarantees.test.ts', 'stalled'],
   ['a heartbeat timer per stream', 'src/hub/hub.ts', '    this.subscriptions.add(subscription)\n', '    this.subscriptions.add(subscription)\n    setInterval(() => subscription.heartbeat(HEARTBEAT), this.options.heartbeatMs).unref()\n', 'test/stream.test.ts', 'shared timer'],
   ['a live event at the current position let through again (an event on two topics twice)', 'src/hub/subscription.ts', '    } else if (event.id > this.position) {', '    } else if (event.id >= this.position) {', 'test/broker-contract.test.ts', 'several topics: each event once'],
+  ['a new stream starts at the head read after its SUBSCRIBE', 'src/hub/hub.ts', '      const opening = subscription.openingHead ?? this.transport.head()', '      const opening = this.transport.head()', 'test/broker-contract.test.ts', 'new stream gets what is published'],
   ['a 16-character JWT secret accepted', 'src/config.ts', "description: 'an HS256 secret of at least 32 characters', minLength: 32", "description: 'an HS256 secret of at least 32 characters', minLength: 16", 'test/config.test.ts', 'JWT secret']
 ]
 

@@ -97,6 +97,12 @@ export class Hub implements TransportSink {
       onOtherEpoch: (held) => this.catchUp(held)
     })
     subscription.lastEventId = lastEventId
+    if (lastEventId === undefined) {
+      // Where a new client starts: the head now, as it arrives, before its topics are listened to. Its catch-up
+      // replays from here, so an event published between now and the SUBSCRIBE taking effect is not lost.
+      subscription.openingHead = this.transport.head()
+      subscription.openingHead.catch(() => {})
+    }
     this.subscriptions.add(subscription)
     for (const topic of topics) {
       let entry = this.topics.get(topic)
@@ -232,15 +238,15 @@ export class Hub implements TransportSink {
     await Promise.all(listening)
     if (subscription.destroyed) return
 
-    if (!subscription.started && subscription.lastEventId === undefined) {
-      // A new client without an id starts at the newest event: it asked for nothing older.
-      const head = await this.transport.head()
-      subscription.release(head.epoch, head.seq, [])
-      subscription.started = true
-      return
-    }
     let start: ReplayStart
-    if (subscription.started) {
+    if (!subscription.started && subscription.lastEventId === undefined) {
+      // A new client without an id asked for nothing older than its arrival: replay only what came since.
+      const opening = subscription.openingHead ?? this.transport.head()
+      subscription.openingHead = undefined
+      const head = await opening
+      if (subscription.destroyed) return
+      start = { lastEventId: eventId(head.epoch, head.seq), epoch: head.epoch, after: head.seq, live: true }
+    } else if (subscription.started) {
       // A catch-up after an interruption or a new epoch: from the stream's own position.
       const lastEventId = eventId(subscription.epoch, subscription.position)
       start = { lastEventId, epoch: subscription.epoch, after: subscription.position, live: true }

@@ -1,4 +1,5 @@
 import { Readable, type Writable } from 'node:stream'
+import type { Head } from '../transport/transport.js'
 
 /** An event on the delivery path: its id, and its SSE frame, encoded once and shared by every subscriber. */
 export interface FramedEvent {
@@ -64,6 +65,8 @@ export class Subscription extends Readable {
 
   /** The hub's catch-up bookkeeping: the client's Last-Event-ID until the first catch-up honoured it. */
   lastEventId: string | undefined
+  /** A new client's starting point, read as it arrived; its first catch-up replays from there. */
+  openingHead: Promise<Head> | undefined
   started = false
   catchingUp = false
   catchUpAgain = false
