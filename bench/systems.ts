@@ -30,6 +30,8 @@ export interface System {
 export const heraldEnv: Record<string, string> = {
   LOG_LEVEL: 'warn',
   HERALD_MAX_CONNECTIONS: '20000',
+  // Every load client comes from 127.0.0.1: the per-address cap (an honest page's guard) would refuse them.
+  HERALD_MAX_STREAMS_PER_ADDRESS: '0',
   HERALD_RATE_LIMIT_PER_MINUTE: '0'
 }
 
