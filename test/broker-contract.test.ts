@@ -7,49 +7,53 @@ import { epochOf, seq } from './helpers/event-ids.js'
 import { RedisServer } from './helpers/redis-server.js'
 import type { Transport } from '../src/transport/transport.js'
 
-/** A transport whose history reads return only when the test says, to hold a catch-up open. */
-function gatedReads (): { wrap: (inner: Transport) => Transport, reads: () => number, open: () => void } {
-  let open!: () => void
-  const gate = new Promise<void>((resolve) => { open = resolve })
-  let reads = 0
-  const wrap = (inner: Transport): Transport => ({
+/** A transport that passes everything to `inner` but the history read or the listen a test replaces. */
+function standIn (inner: Transport, replaced: Partial<Pick<Transport, 'read' | 'listen'>>): Transport {
+  return {
     kind: inner.kind,
     bind: (sink) => inner.bind(sink),
     publish: async (input) => await inner.publish(input),
     head: async () => await inner.head(),
-    read: async (topics, afterId, limit) => {
-      reads++
-      const read = await inner.read(topics, afterId, limit)
-      await gate
-      return read
-    },
-    listen: async (topic) => await inner.listen(topic),
+    read: replaced.read ?? (async (topics, afterId, limit) => await inner.read(topics, afterId, limit)),
+    listen: replaced.listen ?? (async (topic) => await inner.listen(topic)),
     unlisten: (topic) => inner.unlisten(topic),
     health: () => inner.health(),
     close: async () => await inner.close()
+  }
+}
+
+/** A gate a test opens: until then, whatever awaits it waits. */
+function gate (): { passed: Promise<void>, open: () => void } {
+  let open!: () => void
+  const passed = new Promise<void>((resolve) => { open = resolve })
+  return { passed, open }
+}
+
+/** A transport whose history reads return only when the test says, to hold a catch-up open. */
+function gatedReads (): { wrap: (inner: Transport) => Transport, reads: () => number, open: () => void } {
+  const { passed, open } = gate()
+  let reads = 0
+  const wrap = (inner: Transport): Transport => standIn(inner, {
+    read: async (topics, afterId, limit) => {
+      reads++
+      const read = await inner.read(topics, afterId, limit)
+      await passed
+      return read
+    }
   })
   return { wrap, reads: () => reads, open }
 }
 
 /** A transport whose `listen` resolves only when the test says: the SUBSCRIBE of a new topic is still on its way. */
 function gatedListen (): { wrap: (inner: Transport) => Transport, listens: () => number, open: () => void } {
-  let open!: () => void
-  const gate = new Promise<void>((resolve) => { open = resolve })
+  const { passed, open } = gate()
   let listens = 0
-  const wrap = (inner: Transport): Transport => ({
-    kind: inner.kind,
-    bind: (sink) => inner.bind(sink),
-    publish: async (input) => await inner.publish(input),
-    head: async () => await inner.head(),
-    read: async (topics, afterId, limit) => await inner.read(topics, afterId, limit),
+  const wrap = (inner: Transport): Transport => standIn(inner, {
     listen: async (topic) => {
       listens++
-      await gate
+      await passed
       await inner.listen(topic)
-    },
-    unlisten: (topic) => inner.unlisten(topic),
-    health: () => inner.health(),
-    close: async () => await inner.close()
+    }
   })
   return { wrap, listens: () => listens, open }
 }
@@ -58,22 +62,14 @@ function gatedListen (): { wrap: (inner: Transport) => Transport, listens: () =>
 function countedReads (onRead: (count: number) => void = () => {}): { wrap: (inner: Transport) => Transport, reads: () => number, largestPage: () => number } {
   let reads = 0
   let largestPage = 0
-  const wrap = (inner: Transport): Transport => ({
-    kind: inner.kind,
-    bind: (sink) => inner.bind(sink),
-    publish: async (input) => await inner.publish(input),
-    head: async () => await inner.head(),
+  const wrap = (inner: Transport): Transport => standIn(inner, {
     read: async (topics, afterId, limit) => {
       const read = await inner.read(topics, afterId, limit)
       reads++
       for (const history of read.topics) largestPage = Math.max(largestPage, history.events.length)
       onRead(reads)
       return read
-    },
-    listen: async (topic) => await inner.listen(topic),
-    unlisten: (topic) => inner.unlisten(topic),
-    health: () => inner.health(),
-    close: async () => await inner.close()
+    }
   })
   return { wrap, reads: () => reads, largestPage: () => largestPage }
 }
