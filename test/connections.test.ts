@@ -2,20 +2,13 @@
 import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
 import { test, type TestContext } from 'node:test'
-import { loadConfig } from '../src/config.js'
-import { createLogger, createServer } from '../src/server.js'
-import { until } from './helper.js'
+import { build, until } from './helper.js'
 import { openStream } from './helpers/sse-client.js'
 
 /** Herald on a free loopback port, with its log lines kept for the test. */
 async function buildLogged (t: TestContext, env: Record<string, string>) {
-  const config = loadConfig({ LOG_LEVEL: 'info', PORT: '0', ...env })
-  const lines: Array<Record<string, any>> = []
-  const app = await createServer(config, createLogger(config, { destination: { write: (line: string) => { lines.push(JSON.parse(line)) } } }))
-  t.after(() => app.close())
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const port = (app.server.address() as { port: number }).port
-  return { app, lines, port, url: `http://127.0.0.1:${port}` }
+  const { app, url, log: lines } = await build(t, { LOG_LEVEL: 'info', ...env })
+  return { app, lines, port: Number(new URL(url).port), url }
 }
 
 /** A raw client connection that records when it closes and what it received. */

@@ -8,6 +8,8 @@ export interface Herald {
   config: Config
   /** http://127.0.0.1:<port> */
   url: string
+  /** What Herald logged at the environment's LOG_LEVEL (silent unless set), as parsed JSON lines. */
+  log: Array<Record<string, any>>
 }
 
 /**
@@ -16,12 +18,13 @@ export interface Herald {
  */
 export async function build (t: Pick<TestContext, 'after'> | undefined, env: Record<string, string> = {}): Promise<Herald> {
   const config = loadConfig({ LOG_LEVEL: 'silent', PORT: '0', ...env })
-  const app = await createServer(config, createLogger(config, { pretty: false }))
+  const log: Array<Record<string, any>> = []
+  const app = await createServer(config, createLogger(config, { destination: { write: (line: string) => { log.push(JSON.parse(line)) } } }))
   t?.after(() => app.close())
   await app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
-  return { app, config, url: `http://127.0.0.1:${port}` }
+  return { app, config, url: `http://127.0.0.1:${port}`, log }
 }
 
 /** Publishes through the HTTP API; returns status and parsed body. */

@@ -1,21 +1,14 @@
 // What Herald says about Redis: each drop of a connection once, an outage once however many streams it touches.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { loadConfig } from '../src/config.js'
-import { createLogger, createServer } from '../src/server.js'
-import { publish, until } from './helper.js'
+import { build, publish, until } from './helper.js'
 import { RedisServer } from './helpers/redis-server.js'
 import { openStream } from './helpers/sse-client.js'
 
 test('CLIENT KILL TYPE pubsub (as Redis does past the pub/sub output buffer limit): one warn line naming the subscriber connection; streams go on', { timeout: 30_000 }, async (t) => {
   const redis = await RedisServer.start()
   t.after(async () => await redis.stop())
-  const config = loadConfig({ LOG_LEVEL: 'info', PORT: '0', REDIS_URL: redis.url })
-  const lines: Array<Record<string, any>> = []
-  const app = await createServer(config, createLogger(config, { destination: { write: (line: string) => { lines.push(JSON.parse(line)) } } }))
-  t.after(() => app.close())
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  const { url, log: lines } = await build(t, { LOG_LEVEL: 'info', REDIS_URL: redis.url })
   const streams = await Promise.all([1, 2, 3, 4, 5].map(async () => await openStream(`${url}/v1/stream?topic=killed`)))
   t.after(() => { for (const stream of streams) stream.close() })
   const admin = redis.client()
@@ -38,12 +31,7 @@ test('CLIENT KILL TYPE pubsub (as Redis does past the pub/sub output buffer limi
 test('a Redis outage with many open streams: the failing catch-ups are logged once, not once per stream', { timeout: 30_000 }, async (t) => {
   const redis = await RedisServer.start()
   t.after(async () => await redis.stop())
-  const config = loadConfig({ LOG_LEVEL: 'info', PORT: '0', REDIS_URL: redis.url })
-  const lines: Array<Record<string, any>> = []
-  const app = await createServer(config, createLogger(config, { destination: { write: (line: string) => { lines.push(JSON.parse(line)) } } }))
-  t.after(() => app.close())
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+  const { app, url, log: lines } = await build(t, { LOG_LEVEL: 'info', REDIS_URL: redis.url })
   const streams = await Promise.all(Array.from({ length: 20 }, async () => await openStream(`${url}/v1/stream?topic=outage`)))
   t.after(() => { for (const stream of streams) stream.close() })
   // Only the publisher is killed: the subscriber stays, and each stream's catch-up (after the drop of the

@@ -2,9 +2,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { test } from 'node:test'
-import { loadConfig } from '../src/config.js'
-import { createLogger, createServer } from '../src/server.js'
-import { publish, until } from './helper.js'
+import { build, publish, until } from './helper.js'
 
 /**
  * The kernel's TCP state of the server's side of a loopback connection (Linux /proc/net/tcp), or undefined when
@@ -22,13 +20,8 @@ function kernelSocketState (serverPort: number, clientPort: number): string | un
 
 test('a client that never reads is reset after the stall timeout, its server socket is gone, and it is logged once', { timeout: 60_000 }, async (t) => {
   // A byte cap far above what the test sends: only the stall timeout can end this stream.
-  const config = loadConfig({ LOG_LEVEL: 'info', PORT: '0', HERALD_HEARTBEAT_MS: '100', HERALD_STALL_TIMEOUT_MS: '500', HERALD_MAX_QUEUE_BYTES: String(256 * 2 ** 20) })
-  const lines: Array<Record<string, any>> = []
-  const app = await createServer(config, createLogger(config, { destination: { write: (line: string) => { lines.push(JSON.parse(line)) } } }))
-  t.after(() => app.close())
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  const port = (app.server.address() as { port: number }).port
-  const url = `http://127.0.0.1:${port}`
+  const { app, url, log: lines } = await build(t, { LOG_LEVEL: 'info', HERALD_HEARTBEAT_MS: '100', HERALD_STALL_TIMEOUT_MS: '500', HERALD_MAX_QUEUE_BYTES: String(256 * 2 ** 20) })
+  const port = Number(new URL(url).port)
   const serverSockets = new Map<number, Socket>()
   app.server.on('connection', (socket: Socket) => { if (socket.remotePort !== undefined) serverSockets.set(socket.remotePort, socket) })
 
