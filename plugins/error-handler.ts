@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { STATUS_CODES } from 'node:http'
-import { DEFAULT_RETRY_AFTER_SECONDS, NotFoundError, RETRY_AFTER_SECONDS, STREAM_REFUSALS } from '../src/errors.js'
+import { DEFAULT_RETRY_AFTER_SECONDS, NotFoundError, STREAM_REFUSALS } from '../src/errors.js'
 import { encodeFrame, encodeRetry } from '../src/sse/encode.js'
 
 declare module 'fastify' {
@@ -67,7 +67,8 @@ function refuseStream (request: FastifyRequest, reply: FastifyReply, reason: str
 
 function send (reply: FastifyReply, body: ErrorBody): FastifyReply {
   if (body.statusCode === 503 && !reply.hasHeader('retry-after')) {
-    reply.header('retry-after', String(RETRY_AFTER_SECONDS[body.code ?? ''] ?? DEFAULT_RETRY_AFTER_SECONDS))
+    const refusal = STREAM_REFUSALS[body.code ?? '']
+    reply.header('retry-after', String(refusal === undefined ? DEFAULT_RETRY_AFTER_SECONDS : Math.ceil(refusal.retryMs / 1000)))
   }
   return reply.code(body.statusCode).send(body)
 }

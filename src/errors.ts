@@ -32,19 +32,11 @@ export const NotFoundError = createError<'HERALD_NOT_FOUND', 404, [string, strin
   'HERALD_NOT_FOUND', 'no route for %s %s', 404)
 
 /**
- * Seconds a client should wait before retrying a 503, by code: a lost broker usually comes back within a
- * second; a full instance frees a slot only when a stream ends. Any other 503 gets the default.
- */
-export const RETRY_AFTER_SECONDS: Readonly<Record<string, number>> = {
-  HERALD_BROKER_UNAVAILABLE: 1,
-  HERALD_TOO_MANY_CONNECTIONS: 5
-}
-export const DEFAULT_RETRY_AFTER_SECONDS = 1
-
-/**
  * Temporary refusals of a stream, by code: EventSource gives up for good on any status but 200, so these are
  * answered as a short 200 event stream (a jittered `retry:`, a `herald.unavailable` event saying why, the end)
- * that it retries. `retryMs` is the middle of the jittered delay.
+ * that it retries. `retryMs` is the middle of the jittered delay; thrown anywhere else, the same delay is the 503's
+ * `Retry-After` (a lost broker usually comes back within a second, a full instance frees a slot only when a
+ * stream ends).
  */
 export const STREAM_REFUSALS: Readonly<Record<string, { reason: string, retryMs: number }>> = {
   HERALD_BROKER_UNAVAILABLE: { reason: 'broker-unavailable', retryMs: 1_000 },
@@ -52,3 +44,6 @@ export const STREAM_REFUSALS: Readonly<Record<string, { reason: string, retryMs:
   HERALD_TOO_MANY_STREAMS_PER_ADDRESS: { reason: 'address-limit', retryMs: 10_000 },
   HERALD_TOO_MANY_STREAMS_PER_SUBJECT: { reason: 'subject-limit', retryMs: 10_000 }
 }
+
+/** Seconds a client waits before retrying a 503 that is not a stream refusal. */
+export const DEFAULT_RETRY_AFTER_SECONDS = 1

@@ -62,8 +62,6 @@ export class Hub implements TransportSink {
   private lastEvent: StoredEvent | undefined
   private lastFramed: FramedEvent | undefined
   private readonly replayBudget: ReplayBudget
-  /** History pages read for replays since start. */
-  pagesRead = 0
 
   constructor (readonly transport: Transport, private readonly options: HubOptions) {
     transport.bind(this)
@@ -79,10 +77,6 @@ export class Hub implements TransportSink {
       }
     }, options.heartbeatMs)
     this.heartbeatTimer.unref()
-  }
-
-  get kind (): 'memory' | 'redis' {
-    return this.transport.kind
   }
 
   async publish (input: PublishInput): Promise<PublishResult> {
@@ -120,11 +114,6 @@ export class Hub implements TransportSink {
   /** Open streams on this instance. */
   get streamCount (): number {
     return this.subscriptions.size
-  }
-
-  /** Topics with at least one subscription on this instance. */
-  get topicCount (): number {
-    return this.topics.size
   }
 
   /** Subscriptions to a topic on this instance. */
@@ -278,7 +267,6 @@ export class Hub implements TransportSink {
         read = await this.replayBudget.run(async () => await this.transport.read(topics, 0, limit))
       }
       if (subscription.closing) return
-      this.pagesRead++
       // Whether a topic expired before the client's position is asked once; later pages start from our own.
       if (page > 0) for (const history of read.topics) history.forgotten = false
       const plan = planReplay(start, read, Date.now(), this.options.historyTtlMs, limit)

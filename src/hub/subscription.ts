@@ -112,7 +112,7 @@ export class Subscription extends Readable {
 
   /** Resolves once fewer than `bytes` are pending, or the stream is ending: a replay's backpressure. */
   async drained (bytes: number): Promise<void> {
-    while (this.pendingBytes >= bytes && !this.destroyed && !this.finishing) {
+    while (this.pendingBytes >= bytes && !this.closing) {
       await new Promise<void>((resolve) => {
         const socket = this.socket
         const done = (): void => {
