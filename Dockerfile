@@ -1,8 +1,9 @@
+# Node 24, an LTS line package.json's engines accept (test/engines.test.ts checks every dependency against them).
 # Build stage: compile TypeScript with the dev dependencies, then keep only production ones.
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+RUN npm ci --engine-strict --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY plugins ./plugins
@@ -10,7 +11,7 @@ COPY routes ./routes
 RUN npm run build && npm prune --omit=dev
 
 # Runtime stage: compiled code, production modules and the demo pages, run as the unprivileged `node` user.
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080
 WORKDIR /app
 COPY --from=build --chown=node:node /app/node_modules ./node_modules

@@ -1,0 +1,32 @@
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { test } from 'node:test'
+import semver from 'semver'
+
+interface LockEntry { version?: string, engines?: Record<string, string> | string[] }
+
+const manifest = JSON.parse(readFileSync('package.json', 'utf8')) as { engines: { node: string } }
+const lock = JSON.parse(readFileSync('package-lock.json', 'utf8')) as { packages: Record<string, LockEntry> }
+const declared = manifest.engines.node
+
+test('package.json declares a Node range, the lockfile agrees, and this machine runs inside it', () => {
+  assert.ok(semver.validRange(declared) !== null, `engines.node ${JSON.stringify(declared)} is a semver range`)
+  assert.deepEqual(lock.packages['']?.engines, { node: declared }, 'package-lock.json is out of date: run npm install')
+  assert.ok(semver.satisfies(process.version, declared), `Node ${process.version} is outside engines.node ${declared}`)
+})
+
+// npm ci warns EBADENGINE (and fails with --engine-strict, as .ci/run runs it) for any installed package whose
+// engines exclude the running Node. Every Node that package.json accepts must satisfy every package, so the check
+// is that the declared range is a subset of each package's range, not only that this machine's version fits.
+test('every package in the lockfile accepts every Node version package.json declares', () => {
+  const mismatches: string[] = []
+  for (const [path, entry] of Object.entries(lock.packages)) {
+    if (path === '' || entry.engines === undefined || Array.isArray(entry.engines)) continue
+    const wanted = entry.engines.node
+    if (wanted === undefined) continue
+    const name = path.slice(path.lastIndexOf('node_modules/') + 'node_modules/'.length)
+    if (semver.validRange(wanted) === null) mismatches.push(`${name}@${entry.version}: engines.node ${JSON.stringify(wanted)} is not a range`)
+    else if (!semver.subset(declared, wanted)) mismatches.push(`${name}@${entry.version} wants Node ${wanted}`)
+  }
+  assert.deepEqual(mismatches, [], `engines.node is ${declared}; pick versions (or npm overrides) that accept it, or narrow it`)
+})
