@@ -23,18 +23,25 @@ export default fp(async (fastify) => {
   if (authorizer.open) {
     fastify.log.warn('OPEN DEVELOPMENT MODE: no HERALD_JWT_SECRET or HERALD_JWT_PUBLIC_KEY, so anyone who reaches this port may publish. Set a key before exposing Herald.')
   }
-  if (authorizer.open && !config.allowInsecure) {
-    // Open mode trusts whoever reaches a loopback port. A web page whose DNS name is rebound to 127.0.0.1
-    // reaches it too, as its own origin: such requests name the page's host, so only loopback names pass.
-    // The Host header itself, not request.hostname: that may come from X-Forwarded-Host, which a page can set.
-    let lastLoopbackHost: string | undefined
+  if (authorizer.open && config.allowedHosts !== '*') {
+    // Open mode trusts whoever reaches its port. A web page whose DNS name is rebound to Herald's address reaches
+    // it too, as its own origin: such requests name the page's host, so only loopback names and the names the
+    // operator listed (HERALD_ALLOWED_HOSTS: a balancer's, a container's) pass. HERALD_ALLOW_INSECURE lets open
+    // mode bind a public address and leaves this guard on: compose publishes its port on the host's loopback,
+    // which rebinding reaches as well. The Host header itself, not request.hostname: that may come from
+    // X-Forwarded-Host, which a page can set.
+    const allowedHosts = new Set(config.allowedHosts)
+    let lastAllowedHost: string | undefined
     fastify.addHook('onRequest', async (request) => {
       // Clients send the same Host on every request: parsing it once (new URL) saves ~3% of a publish.
       const host = request.headers.host
-      if (host !== undefined && host === lastLoopbackHost) return
+      if (host !== undefined && host === lastAllowedHost) return
+      // Health checks from balancers and orchestrators name the instance by its address or container name; what
+      // they answer (up or not, a count of streams) is no use to a rebinding page.
+      if (request.routeOptions.url?.startsWith('/health') === true) return
       const hostname = hostnameOf(host)
-      if (hostname !== undefined && isLoopback(hostname)) {
-        lastLoopbackHost = host
+      if (hostname !== undefined && (isLoopback(hostname) || allowedHosts.has(hostname))) {
+        lastAllowedHost = host
         return
       }
       throw new HostRefusedError(JSON.stringify(hostname ?? request.headers.host ?? ''))

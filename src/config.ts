@@ -36,6 +36,12 @@ const Flag = (description: string, fallback: 'true' | 'false') => OneOf(['1', '0
 const Integer = (description: string, minimum: number, fallback: number, maximum?: number) =>
   Type.Integer({ description, minimum, default: fallback, ...(maximum === undefined ? {} : { maximum }) })
 
+/** A DNS name or IPv4 address, or an IPv6 address in brackets, as it stands in a Host header without its port. */
+const HOST_NAME = '([A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*|\\[[0-9A-Fa-f:.]+\\])'
+
+/** One HERALD_TRUST_PROXY entry: an address or CIDR, or a range name proxy-addr knows. */
+const PROXY = '(loopback|linklocal|uniquelocal|[0-9A-Fa-f.:/]+)'
+
 const isSet = (flag: string) => flag === 'true' || flag === '1'
 const list = (value: string) => value.split(',').map((item) => item.trim()).filter((item) => item !== '')
 
@@ -68,6 +74,13 @@ const settings = [
   setting('HERALD_JWT_ISSUER', Type.Optional(Type.String({ description: 'the issuer (iss) tokens must carry', minLength: 1 }))),
   setting('HERALD_JWT_AUDIENCE', Type.Optional(Type.String({ description: 'the audience (aud) tokens must carry', minLength: 1 }))),
   setting('HERALD_ALLOW_INSECURE', Flag('1 or true to allow open development mode on a non-loopback address', 'false'), 'allowInsecure', isSet),
+  // Open development mode answers loopback Host names only (the DNS-rebinding guard in plugins/auth.ts): behind a
+  // balancer, or reached by a container name, the names it is reached by are listed here; * switches the guard off.
+  setting('HERALD_ALLOWED_HOSTS', Type.String({
+    description: 'comma-separated host names (no port) that open development mode answers besides loopback ones, such as push.internal,herald; * for any',
+    pattern: `^(\\*|${HOST_NAME}(,\\s*${HOST_NAME})*)?$`,
+    default: ''
+  }), 'allowedHosts', (value): string[] | '*' => value.trim() === '*' ? '*' : list(value).map((host) => host.toLowerCase())),
   setting('HERALD_PRIVATE_TOPICS', Type.String({ description: 'comma-separated topic patterns that need a subscriber token, e.g. private/**,users/*', default: '' }), 'privateTopics', list),
   setting('HERALD_PUBLIC_SUBSCRIBE', Flag('true (topics are public unless private) or false (every topic needs a token)', 'true'), 'publicSubscribe', isSet),
   setting('HERALD_COOKIE_NAME', Type.String({ description: 'a cookie name (letters, digits, - and _)', pattern: '^[A-Za-z0-9_-]{1,64}$', default: 'herald_token' }), 'cookieName'),
@@ -85,10 +98,11 @@ const settings = [
   setting('HERALD_REQUEST_TIMEOUT_MS', Integer('milliseconds a client has to send a whole request, body included, at least 100 and at least HERALD_HEADERS_TIMEOUT_MS', 100, 30_000), 'requestTimeoutMs'),
   setting('HERALD_RATE_LIMIT_PER_MINUTE', Integer('publishes per minute per token (or per address without one), 0 = no limit', 0, 0), 'rateLimitPerMinute'),
   // Fastify's trustProxy: which proxies' X-Forwarded-For gives the client address (rate limits key on it).
-  // True, or the list of proxy addresses as Fastify takes it; unset and false trust no proxy.
+  // True, or the list of proxy addresses as Fastify takes it (proxy-addr's range names too: in compose the
+  // balancer's address is whatever Docker gives it, within uniquelocal); unset and false trust no proxy.
   setting('HERALD_TRUST_PROXY', Type.String({
-    description: 'true to take client addresses from X-Forwarded-For through any proxy, or comma-separated proxy addresses or CIDRs such as 10.0.0.0/8',
-    pattern: '^(true|false|[0-9A-Fa-f.:/]+(,\\s*[0-9A-Fa-f.:/]+)*)?$',
+    description: 'true to take client addresses from X-Forwarded-For through any proxy, or comma-separated proxy addresses, CIDRs such as 10.0.0.0/8, or the names loopback, linklocal, uniquelocal (the private ranges)',
+    pattern: `^(true|false|${PROXY}(,\\s*${PROXY})*)?$`,
     default: ''
   }), 'trustProxy', (value): boolean | string => value === 'true' || (value !== '' && value !== 'false' && value))
 ]

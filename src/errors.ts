@@ -25,7 +25,7 @@ export const TokenInvalidError = createError<'HERALD_TOKEN_INVALID', 401, [strin
 export const ForbiddenError = createError<'HERALD_FORBIDDEN', 403, [string]>(
   'HERALD_FORBIDDEN', '%s', 403)
 export const HostRefusedError = createError<'HERALD_HOST_REFUSED', 403, [string]>(
-  'HERALD_HOST_REFUSED', 'open development mode answers only requests to a loopback host (localhost, 127.0.0.1, [::1]), not %s', 403)
+  'HERALD_HOST_REFUSED', 'open development mode answers only requests to a loopback host (localhost, 127.0.0.1, [::1]) or one in HERALD_ALLOWED_HOSTS, not %s', 403)
 export const RateLimitedError = createError<'HERALD_RATE_LIMITED', 429, [number, string, number]>(
   'HERALD_RATE_LIMITED', 'at most %d publishes per %s; retry in %d s', 429)
 export const NotFoundError = createError<'HERALD_NOT_FOUND', 404, [string, string]>(

@@ -236,7 +236,7 @@ test('open development mode stays on loopback unless HERALD_ALLOW_INSECURE is se
   assert.match(run.stderr, /open development mode/)
 })
 
-test('open development mode refuses requests that name a non-loopback host (DNS rebinding); a key or HERALD_ALLOW_INSECURE lifts it', async (t) => {
+test('open development mode refuses requests that name a non-loopback host (DNS rebinding); HERALD_ALLOWED_HOSTS adds names, * or a key lifts it', async (t) => {
   const status = async (url: string, host: string, path = '/v1/stream?topic=a'): Promise<{ status: number, body: string }> => await new Promise((resolve, reject) => {
     const req = request(`${url}${path}`, { headers: { host } }, (response) => {
       let body = ''
@@ -269,8 +269,16 @@ test('open development mode refuses requests that name a non-loopback host (DNS 
   assert.equal(forwarded, 403, 'X-Forwarded-Host cannot stand in for the Host header')
   const publishRefused = await status(open.url, 'attacker.example', '/')
   assert.equal(publishRefused.status, 403, 'pages too')
+  const health = await status(open.url, 'herald-1:8080', '/health')
+  assert.equal(health.status, 200, 'health checks name the instance as balancers and orchestrators reach it')
+
   const insecure = await build(t, { HERALD_ALLOW_INSECURE: '1' })
-  assert.equal((await status(insecure.url, 'herald.internal')).status, 200)
+  assert.equal((await status(insecure.url, 'herald.internal')).status, 403, 'HERALD_ALLOW_INSECURE (binding a public address) leaves the guard on')
+  const named = await build(t, { HERALD_ALLOWED_HOSTS: 'Herald.Internal,push,[fd00::1]' })
+  for (const host of ['herald.internal', `HERALD.internal:${port}`, 'push:8080', '[fd00::1]:8080', `127.0.0.1:${port}`]) assert.equal((await status(named.url, host)).status, 200, host)
+  for (const host of ['attacker.example', 'herald.internal.attacker.example', 'pushy', '[fd00::2]']) assert.equal((await status(named.url, host)).status, 403, host)
+  const any = await build(t, { HERALD_ALLOWED_HOSTS: '*' })
+  assert.equal((await status(any.url, 'attacker.example')).status, 200)
   const keyed = await build(t, { HERALD_JWT_SECRET: SECRET })
   assert.equal((await status(keyed.url, 'push.example.com')).status, 200)
 })

@@ -174,6 +174,28 @@ async function failover (t: TestContext, balancer: BalancerProcess, a: HeraldPro
   return report
 }
 
+/**
+ * One request through the balancer from a chosen loopback source address (Linux answers all of 127.0.0.0/8), with
+ * a chosen Host. A stream's answer ends after its first bytes.
+ */
+async function send (url: string, { from, host, method = 'GET', path, body }: { from: string, host: string, method?: string, path: string, body?: unknown }): Promise<{ status: number, text: string }> {
+  return await new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { host }
+    if (body !== undefined) headers['content-type'] = 'application/json'
+    const req = request(`${url}${path}`, { method, localAddress: from, headers }, (response) => {
+      let text = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => {
+        text += chunk
+        if (String(response.headers['content-type']).startsWith('text/event-stream')) req.destroy()
+      })
+      response.on('close', () => resolve({ status: response.statusCode ?? 0, text }))
+    })
+    req.on('error', reject)
+    req.end(body === undefined ? undefined : JSON.stringify(body))
+  })
+}
+
 test('the README shows each deploy/ config exactly as the tests run it', () => {
   const readme = readFileSync('README.md', 'utf8')
   for (const kind of KINDS) {
@@ -217,5 +239,44 @@ for (const kind of ['haproxy', 'caddy'] as const) {
     t.diagnostic(`${kind} streaming: ${JSON.stringify(probe)}`)
     assert.ok(probe.firstBytesMs < 1_000 && probe.eventMs < 1_000, JSON.stringify(probe))
     await failover(t, balancer, a, b, 20, PUBLISHES_CUT_AFTER_KILL[kind])
+  })
+}
+
+// Open development mode behind a balancer: before HERALD_ALLOWED_HOSTS every request there was a 403 (the balancer
+// passes on the client's Host, which is no loopback name), and the only way out switched the guard off.
+for (const kind of KINDS) {
+  test(`open development mode behind ${kind}: HERALD_ALLOWED_HOSTS admits its name, and limits and logs see each client's address`, { timeout: 30_000, skip: missing(kind) }, async (t) => {
+    const herald = await HeraldProcess.start({ HERALD_ALLOWED_HOSTS: 'push.example', HERALD_TRUST_PROXY: '127.0.0.1', HERALD_RATE_LIMIT_PER_MINUTE: '1', LOG_LEVEL: 'info' })
+    t.after(async () => await herald.kill())
+    // One instance behind both upstream slots: the rate limit is counted per instance.
+    const upstream = `127.0.0.1:${herald.port}`
+    const balancer = await BalancerProcess.start(kind, [upstream, upstream])
+    t.after(async () => await balancer.stop())
+    const event = { topic: 'behind', data: 'hi' }
+
+    const stream = await send(balancer.url, { from: '127.0.0.2', host: 'push.example', path: '/v1/stream?topic=behind' })
+    assert.equal(stream.status, 200, stream.text)
+    assert.match(stream.text, /^retry: \d+\n/)
+    const refused = await send(balancer.url, { from: '127.0.0.2', host: 'attacker.example', path: '/v1/stream?topic=behind' })
+    assert.equal(refused.status, 403)
+    assert.equal(JSON.parse(refused.text).code, 'HERALD_HOST_REFUSED')
+
+    // Each client's own publish budget (1 a minute): Herald keys it on the address X-Forwarded-For gives, not on
+    // the balancer's, which every client shares.
+    assert.equal((await send(balancer.url, { from: '127.0.0.2', host: 'push.example', method: 'POST', path: '/v1/events', body: event })).status, 202)
+    assert.equal((await send(balancer.url, { from: '127.0.0.2', host: 'push.example', method: 'POST', path: '/v1/events', body: event })).status, 429)
+    assert.equal((await send(balancer.url, { from: '127.0.0.3', host: 'push.example', method: 'POST', path: '/v1/events', body: event })).status, 202, 'another client has a budget of its own')
+
+    const publishers = () => herald.output().split('\n').flatMap((line) => {
+      try {
+        const entry = JSON.parse(line) as { req?: { method: string, remoteAddress: string } }
+        return entry.req?.method === 'POST' ? [entry.req.remoteAddress] : []
+      } catch {
+        return []
+      }
+    })
+    // The child's log reaches this process a little after its answers.
+    await until(() => publishers().length >= 3, 5_000, 'the request log lines of the 3 publishes')
+    assert.deepEqual(publishers(), ['127.0.0.2', '127.0.0.2', '127.0.0.3'], 'the request log names each client')
   })
 }

@@ -80,6 +80,18 @@ test('each variable maps to its Config field: flags, lists, * for any origin, tr
   assert.deepEqual(secured.jwt, { key: 'x'.repeat(32), algorithms: ['HS256'], issuer: 'me' })
 })
 
+test('HERALD_ALLOWED_HOSTS: host names without a port, lowercased, or *; HERALD_TRUST_PROXY takes proxy-addr range names', () => {
+  assert.deepEqual(loadConfig({}).allowedHosts, [])
+  assert.deepEqual(loadConfig({ HERALD_ALLOWED_HOSTS: 'Push.Example.com, herald-1,10.0.0.7,[fd00::1]' }).allowedHosts, ['push.example.com', 'herald-1', '10.0.0.7', '[fd00::1]'])
+  assert.equal(loadConfig({ HERALD_ALLOWED_HOSTS: '*' }).allowedHosts, '*')
+  for (const bad of ['push.example.com:8080', 'http://push.example.com', 'a b', '*.example.com', 'fd00::1', 'a,,b']) {
+    assert.throws(() => loadConfig({ HERALD_ALLOWED_HOSTS: bad }), (error: unknown) =>
+      error instanceof ConfigError && error.problems.length === 1 && error.problems[0]?.startsWith(`HERALD_ALLOWED_HOSTS=${JSON.stringify(bad)}: expected comma-separated host names (no port)`) === true, bad)
+  }
+  assert.equal(loadConfig({ HERALD_TRUST_PROXY: 'uniquelocal, loopback' }).trustProxy, 'uniquelocal, loopback')
+  assert.throws(() => loadConfig({ HERALD_TRUST_PROXY: 'privatenets' }), /HERALD_TRUST_PROXY="privatenets"/)
+})
+
 test('an empty variable counts as unset', () => {
   const config = loadConfig({ PORT: '', HOST: '', HERALD_JWT_SECRET: '', HERALD_HEARTBEAT_MS: '' })
   assert.equal(config.port, 8080)

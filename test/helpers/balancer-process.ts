@@ -53,10 +53,12 @@ export function validate (kind: BalancerKind, upstreams: [string, string]): { ok
 
 /**
  * Writes what a balancer needs into `dir` around the deploy/ file: for nginx a main config (temp paths under the
- * prefix) that includes it, for Caddy a global block (no admin endpoint, so runs do not collide) that imports it.
+ * prefix) that includes it, for Caddy a global block (no admin endpoint, so runs do not collide; bound to the listen
+ * address, not every interface) that imports it.
  */
 function prepare (kind: BalancerKind, dir: string, listen: string, upstreams: [string, string], text?: string): { command: string, args: string[], env: NodeJS.ProcessEnv } {
-  const values = { HERALD_1: upstreams[0], HERALD_2: upstreams[1], LISTEN: listen, SITE: `http://${listen}` }
+  // Caddy's site: any Host on the port (as nginx and HAProxy answer), bound to loopback by default_bind below.
+  const values = { HERALD_1: upstreams[0], HERALD_2: upstreams[1], LISTEN: listen, SITE: `http://:${listen.slice(listen.lastIndexOf(':') + 1)}` }
   if (kind === 'nginx') {
     for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, sub))
     writeFileSync(join(dir, 'herald.conf'), fillConfig(kind, values, text))
@@ -79,7 +81,7 @@ function prepare (kind: BalancerKind, dir: string, listen: string, upstreams: [s
     return { command: 'haproxy', args: ['-db', '-f', join(dir, 'haproxy.cfg')], env: process.env }
   }
   writeFileSync(join(dir, 'herald.caddy'), fillConfig(kind, values, text))
-  writeFileSync(join(dir, 'Caddyfile'), `{\n\tadmin off\n}\n\nimport ${join(dir, 'herald.caddy')}\n`)
+  writeFileSync(join(dir, 'Caddyfile'), `{\n\tadmin off\n\tdefault_bind ${listen.slice(0, listen.lastIndexOf(':'))}\n}\n\nimport ${join(dir, 'herald.caddy')}\n`)
   // Caddy keeps state under HOME/XDG dirs: the temp dir, not the user's.
   const env = { ...process.env, HOME: dir, XDG_DATA_HOME: dir, XDG_CONFIG_HOME: dir }
   return { command: 'caddy', args: ['run', '--config', join(dir, 'Caddyfile'), '--adapter', 'caddyfile'], env }
