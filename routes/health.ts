@@ -13,13 +13,24 @@ const HealthReply = Type.Object({
   subscriptions: Type.Integer()
 })
 
+const LiveReply = Type.Object({ status: Type.Literal('ok') })
+
+const ReadyReply = Type.Object({
+  status: Type.Union([Type.Literal('ready'), Type.Literal('not-ready')]),
+  /** Why not, when not: draining, redis-not-answering, subscriber-not-subscribed. */
+  reasons: Type.Array(Type.String())
+})
+
 /**
- * GET /health: 200 while the process serves. `status` is `degraded` while Redis is unreachable or does not
- * answer a PING (a stopped Redis keeps its connections open): streams stay open and publishes answer 503, so a
- * balancer should keep sending subscribers here.
+ * GET /health: 200 while the process serves, with a summary. `status` is `degraded` while Redis is unreachable or
+ * does not answer a PING (a stopped Redis keeps its connections open): streams stay open and publishes answer 503.
+ * GET /health/live: 200 while the process serves (restart it if not).
+ * GET /health/ready: 200 when this instance should get traffic: Redis answers a PING within the command timeout,
+ * the subscriber connection is subscribed again after any drop, and the instance is not draining; 503 otherwise,
+ * with the reasons. Balancers route on it.
  */
 const health: FastifyPluginAsyncTypebox = async (fastify) => {
-  fastify.get('/health', { schema: { summary: 'Health', response: { 200: HealthReply } } }, async () => {
+  fastify.get('/health', { schema: { summary: 'Health summary', tags: ['health'], response: { 200: HealthReply } } }, async () => {
     const { status, broker, redis } = fastify.hub.health()
     const answer = await fastify.redisAnswers()
     const subscriptions = fastify.hub.streamCount
@@ -30,6 +41,17 @@ const health: FastifyPluginAsyncTypebox = async (fastify) => {
       redis: { ...redis, pingMs: answer.latencyMs ?? null },
       subscriptions
     }
+  })
+
+  fastify.get('/health/live', { schema: { summary: 'Liveness: the process serves', tags: ['health'], response: { 200: LiveReply } } }, async () => ({ status: 'ok' as const }))
+
+  fastify.get('/health/ready', { schema: { summary: 'Readiness: this instance should get traffic', tags: ['health'], response: { 200: ReadyReply, 503: ReadyReply } } }, async (_request, reply) => {
+    const reasons: string[] = []
+    if (fastify.hub.draining) reasons.push('draining')
+    const answer = await fastify.redisAnswers()
+    if (answer !== undefined && !answer.ok) reasons.push('redis-not-answering')
+    if (fastify.hub.health().status !== 'ok') reasons.push('subscriber-not-subscribed')
+    return await reply.code(reasons.length === 0 ? 200 : 503).send({ status: reasons.length === 0 ? 'ready' : 'not-ready', reasons })
   })
 }
 

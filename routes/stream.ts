@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { BrokerUnavailableError, StreamsPerAddressError, StreamsPerSubjectError, TooManyConnectionsError, TooManyTopicsError } from '../src/errors.js'
+import { BrokerUnavailableError, DrainingError, StreamsPerAddressError, StreamsPerSubjectError, TooManyConnectionsError, TooManyTopicsError } from '../src/errors.js'
 import { ErrorReply, StreamHeaders, StreamQuery } from '../src/schemas.js'
 import { StreamQuota } from '../src/stream-quota.js'
 import { uniqueTopics } from '../src/topics.js'
@@ -32,6 +32,7 @@ const stream: FastifyPluginAsyncTypebox = async (fastify) => {
     // Before any stream byte: a refused topic gets a plain 401/403 with a reason.
     const token = fastify.subscriberToken(request)
     const grant = fastify.authorizer.authorizeSubscribe(token, topics)
+    if (fastify.hub.draining) throw new DrainingError()
     if (fastify.hub.health().status !== 'ok') throw new BrokerUnavailableError('Redis is not ready; retry shortly')
     if (fastify.hub.streamCount >= maxConnections) throw new TooManyConnectionsError(maxConnections)
     // request.ip honours HERALD_TRUST_PROXY; only a verified subject has a budget of its own.

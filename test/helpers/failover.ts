@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict'
 import type { TestContext } from 'node:test'
-import { publish, until } from '../helper.js'
+import { until } from '../helper.js'
 import type { HeraldProcess } from './herald-process.js'
+import { publishLoop } from './publish-loop.js'
 import { ResumingClient, tally } from './resuming-client.js'
-
-const sleep = async (ms: number) => await new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Something clients and publishers reach the instances through: a balancer process. */
 export interface Front { kind: string, url: string }
@@ -12,29 +11,6 @@ export interface Front { kind: string, url: string }
 /** Streams open on an instance, from its /health. */
 export async function openStreams (instance: HeraldProcess): Promise<number> {
   return ((await (await fetch(`${instance.url}/health`)).json()) as { subscriptions: number }).subscriptions
-}
-
-/** Publishes through `url` until stopped, one at a time, keeping each publish's start and outcome. */
-export function publishLoop (url: string, topic: string, headers: Record<string, string>) {
-  const results: Array<{ startedAt: number, status: number, id?: string, body?: unknown }> = []
-  const state = { running: true }
-  const done = (async () => {
-    for (let seq = 0; state.running; seq++) {
-      const startedAt = Date.now()
-      try {
-        const reply = await publish(url, { topic, data: { seq } }, headers)
-        results.push(reply.status === 202 ? { startedAt, status: reply.status, id: String(reply.body.id) } : { startedAt, status: reply.status, body: reply.body })
-      } catch {
-        results.push({ startedAt, status: 0 })
-      }
-      await sleep(5)
-    }
-  })()
-  return {
-    results,
-    accepted: () => results.flatMap((result) => result.id === undefined ? [] : [result.id]),
-    stop: async () => { state.running = false; await done }
-  }
 }
 
 /**
@@ -60,7 +36,7 @@ export async function failover (t: TestContext, balancer: Front, a: HeraldProces
   const onA = await openStreams(a)
   assert.ok(onA > 0 && onA < count, `streams spread over both instances (${onA} of ${count} on A)`)
 
-  const loop = publishLoop(balancer.url, topic, publisher)
+  const loop = publishLoop(balancer.url, topic, { headers: publisher })
   await until(() => loop.accepted().length >= 50, 10_000, 'publishing')
   await beforeKill?.()
   const connectionsAtKill = clients.map((client) => client.connections)
