@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { test, type TestContext } from 'node:test'
 import { parse, stringify } from 'yaml'
@@ -13,22 +14,37 @@ import { freePort, RedisServer } from './helpers/redis-server.js'
 const DASHBOARD = 'deploy/grafana/dashboards/herald.json'
 
 /** What each compose service becomes here: the same settings, with loopback addresses and free ports. */
-interface Instance { herald: HeraldProcess, metricsUrl: string, composeTarget: string }
+interface Instance {
+  herald: HeraldProcess
+  metricsUrl: string
+  composeTarget: string
+  /** The service's Docker healthcheck run against this process: its exit status (0 healthy). */
+  healthcheck: () => number | null
+}
 
 /**
  * A Herald instance as docker-compose.yml runs `service`: its environment, except where it listens and where
  * Redis is (loopback and free ports here, service names there), and warn-level logs to keep the test quiet.
  */
 async function startInstance (t: TestContext, service: string, redisUrl: string): Promise<Instance> {
-  const environment = composeFile().services[service]?.environment
-  assert.ok(environment !== undefined, `docker-compose.yml has a ${service} service with an environment`)
+  const { environment, healthcheck } = composeFile().services[service] ?? {}
+  assert.ok(environment !== undefined && healthcheck !== undefined, `docker-compose.yml has a ${service} service with an environment and a healthcheck`)
+  const [kind, command, ...args] = healthcheck.test
+  assert.deepEqual([kind, command, args[0]], ['CMD', 'node', '-e'], 'the healthcheck is a node -e script')
   const local: Record<string, string> = { HOST: '127.0.0.1', REDIS_URL: redisUrl, HERALD_METRICS_HOST: '127.0.0.1', HERALD_METRICS_PORT: String(await freePort()), LOG_LEVEL: 'warn' }
   for (const name of [...Object.keys(local), 'PORT']) assert.ok(name in environment, `${service} sets ${name}`)
   // HeraldProcess picks a free PORT itself.
-  const { PORT: _, ...composed } = environment
+  const { PORT, ...composed } = environment
   const herald = await HeraldProcess.start({ ...composed, ...local })
   t.after(async () => await herald.kill())
-  return { herald, metricsUrl: `http://127.0.0.1:${local.HERALD_METRICS_PORT}/metrics`, composeTarget: `${service}:${environment.HERALD_METRICS_PORT}` }
+  const script = (args[1] ?? '').replace(`127.0.0.1:${PORT}`, `127.0.0.1:${herald.port}`)
+  assert.notEqual(script, args[1], 'the healthcheck asks the instance\'s own port')
+  return {
+    herald,
+    metricsUrl: `http://127.0.0.1:${local.HERALD_METRICS_PORT}/metrics`,
+    composeTarget: `${service}:${environment.HERALD_METRICS_PORT}`,
+    healthcheck: () => spawnSync(process.execPath, ['-e', script], { timeout: 10_000 }).status
+  }
 }
 
 /** deploy/prometheus.yml scraping the local instances instead of the compose services, every second. */
@@ -116,6 +132,7 @@ test('the compose topology as local processes: nginx on deploy/nginx.conf before
   const prometheus = await PrometheusProcess.start(prometheusConfig([one, two]))
   t.after(async () => await prometheus.stop())
   await until(async () => Object.values(await prometheus.targets()).filter((health) => health === 'up').length === 2, 15_000, 'Prometheus to scrape both instances')
+  assert.deepEqual([one.healthcheck(), two.healthcheck()], [0, 0], 'both instances healthy by their compose healthcheck (/health/ready)')
 
   const clients = 100
   await failover(t, nginx, one.herald, two.herald, clients, {
@@ -128,6 +145,8 @@ test('the compose topology as local processes: nginx on deploy/nginx.conf before
     }
   })
 
+  assert.equal(one.healthcheck(), 1, 'the killed instance fails its healthcheck')
+  assert.equal(two.healthcheck(), 0)
   const killed = new URL(one.metricsUrl).host
   const alive = new URL(two.metricsUrl).host
   await until(async () => (await prometheus.targets())[killed] === 'down', 10_000, 'Prometheus to see the killed instance down')
