@@ -269,8 +269,9 @@ test('open development mode refuses requests that name a non-loopback host (DNS 
   assert.equal(forwarded, 403, 'X-Forwarded-Host cannot stand in for the Host header')
   const publishRefused = await status(open.url, 'attacker.example', '/')
   assert.equal(publishRefused.status, 403, 'pages too')
-  const health = await status(open.url, 'herald-1:8080', '/health')
-  assert.equal(health.status, 200, 'health checks name the instance as balancers and orchestrators reach it')
+  for (const path of ['/health', '/health/live', '/health/ready']) {
+    assert.equal((await status(open.url, 'herald-1:8080', path)).status, 200, `${path}: health checks name the instance as balancers and orchestrators reach it`)
+  }
 
   const insecure = await build(t, { HERALD_ALLOW_INSECURE: '1' })
   assert.equal((await status(insecure.url, 'herald.internal')).status, 403, 'HERALD_ALLOW_INSECURE (binding a public address) leaves the guard on')
