@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
+import { errorReplies, hostRefused } from '../src/error-replies.js'
 
 const HealthReply = Type.Object({
   status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
@@ -11,7 +12,7 @@ const HealthReply = Type.Object({
     pingMs: Type.Union([Type.Integer(), Type.Null()])
   })),
   subscriptions: Type.Integer()
-})
+}, { description: 'the process serves; `degraded` while Redis is unreachable or does not answer a PING' })
 
 /**
  * GET /health: 200 while the process serves. `status` is `degraded` while Redis is unreachable or does not
@@ -19,7 +20,18 @@ const HealthReply = Type.Object({
  * balancer should keep sending subscribers here.
  */
 const health: FastifyPluginAsyncTypebox = async (fastify) => {
-  fastify.get('/health', { schema: { summary: 'Health', response: { 200: HealthReply } } }, async () => {
+  fastify.get('/health', {
+    schema: {
+      summary: 'Health',
+      description: 'Always 200 while the process serves; `status` says whether Redis answers. Open streams stay up ' +
+        'while it is `degraded`, so a balancer should keep routing subscribers here.',
+      tags: ['health'],
+      response: {
+        200: HealthReply,
+        ...errorReplies([hostRefused])
+      }
+    }
+  }, async () => {
     const { status, broker, redis } = fastify.hub.health()
     const answer = await fastify.redisAnswers()
     const subscriptions = fastify.hub.streamCount
