@@ -280,34 +280,68 @@ test('/openapi.json and /docs need no token and do not count against the publish
   assert.equal((await publish(url, { topic: 'chat', data: 2 }, publisher)).status, 429, 'the publish budget is spent')
 })
 
-/** The README's curl publishes: method, path and the JSON body each sends. */
-function readmePublishes (readme: string): Array<{ command: string, method: string, path: string, body: unknown }> {
+interface CurlRequest { command: string, method: string, path: string, query: URLSearchParams, headers: Array<[string, string]>, body?: string }
+
+/** The README's curl commands to the API (`/v1/…`): method, path, query, headers and the body each sends. */
+function readmeRequests (readme: string): CurlRequest[] {
   const blocks = [...readme.matchAll(/```(?:sh|bash|shell)\n([\s\S]*?)```/g)].map((match) => match[1] ?? '')
   const commands = blocks.flatMap((block) => block.replace(/\\\n\s*/g, ' ').split('\n')).filter((line) => /^\s*curl\b/.test(line))
   return commands.flatMap((command) => {
-    const target = /https?:\/\/[^/\s'"]+(\/v1\/[^?\s'"]*)/.exec(command)
-    const data = /(?:-d|--data(?:-raw)?)\s+'([^']*)'/.exec(command)
-    if (target === null || data === null) return []
-    const method = /-X\s+([A-Z]+)/.exec(command)?.[1] ?? 'POST'
-    return [{ command, method, path: target[1] as string, body: JSON.parse(data[1] as string) as unknown }]
+    const target = /'?(https?:\/\/[^\s']+\/v1\/[^\s']*)'?/.exec(command)
+    if (target === null) return []
+    const address = new URL(target[1] as string)
+    const headers = [...command.matchAll(/-H\s+(?:'([^']*)'|"([^"]*)")/g)].map((match) => {
+      const [name = '', ...value] = (match[1] ?? match[2] ?? '').split(':')
+      return [name.trim().toLowerCase(), value.join(':').trim()] as [string, string]
+    })
+    const data = /(?:-d|--data(?:-raw|-binary)?)\s+(?:'([^']*)'|(\S+))/.exec(command)
+    const method = /-X\s+([A-Z]+)/.exec(command)?.[1] ?? (data === null ? 'GET' : 'POST')
+    const request: CurlRequest = { command, method, path: address.pathname, query: address.searchParams, headers }
+    if (data !== null) request.body = data[1] ?? data[2] ?? ''
+    return [request]
   })
 }
 
-test("the README's curl publishes send bodies the documented request schema accepts", async (t) => {
+test("the README's curl requests send what the document accepts: publish bodies, stream parameters and headers", async (t) => {
   const { url } = await build(t)
   const document = await fetchDocument(url)
   const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
-  const examples = readmePublishes(readme)
-  assert.ok(examples.length >= 2, `${examples.length} curl publishes found in the README`)
-  for (const { command, method, path, body } of examples) {
-    const schema = operation(document, method, path).requestBody?.content['application/json']?.schema
-    assert.ok(schema !== undefined, `${method} ${path} documents a JSON body`)
-    assertMatches(schema, body, command)
+  const requests = readmeRequests(readme)
+  assert.ok(requests.filter((request) => request.method === 'POST').length >= 2, 'curl publishes found in the README')
+  assert.ok(requests.filter((request) => request.method === 'GET').length >= 2, 'curl streams found in the README')
+  for (const { command, method, path, query, headers, body } of requests) {
+    const documented = operation(document, method, path)
+    if (method === 'POST') {
+      const schema = documented.requestBody?.content['application/json']?.schema
+      assert.ok(schema !== undefined, `${method} ${path} documents a JSON body`)
+      assert.ok(body !== undefined && /^\{/.test(body), `a JSON body in single quotes: ${command}`)
+      assertMatches(schema, JSON.parse(body), command)
+    }
+    const parameters = (documented.parameters ?? []) as Array<{ name: string, in: string, schema: object }>
+    for (const name of new Set(query.keys())) {
+      const schemes = (documented.security ?? []).flatMap((requirement) => Object.keys(requirement)).map((scheme) => document.components.securitySchemes[scheme])
+      if (schemes.some((scheme) => scheme?.in === 'query' && scheme.name === name)) continue
+      const parameter = parameters.find((candidate) => candidate.in === 'query' && candidate.name === name)
+      assert.ok(parameter !== undefined, `query parameter ${name} is documented: ${command}`)
+      const values = query.getAll(name)
+      assertMatches(parameter.schema, values.length === 1 ? values[0] : values, `${name} in ${command}`)
+    }
+    for (const [name, value] of headers) {
+      // Transport headers are HTTP's; the API's own headers must be documented and valid.
+      if (['content-type', 'authorization', 'accept'].includes(name)) continue
+      const parameter = parameters.find((candidate) => candidate.in === 'header' && candidate.name === name)
+      assert.ok(parameter !== undefined, `header ${name} is documented: ${command}`)
+      assertMatches(parameter.schema, value, `${name} in ${command}`)
+    }
   }
-  // The check bites: a drifted example (a misspelt field) is refused by the same schema.
-  const schema = operation(document, 'POST', '/v1/events').requestBody?.content['application/json']?.schema as object
-  assert.equal(ajv.compile(schema)({ topics: ['chat'], data: 1 }), false)
-  assert.deepEqual(readmePublishes("```sh\ncurl -X POST http://h/v1/events \\\n  -d '{\"topic\": \"a\", \"data\": 1}'\n```\n").map(({ path, body }) => ({ path, body })), [{ path: '/v1/events', body: { topic: 'a', data: 1 } }])
+  // The check bites: a drifted body (a misspelt field) or parameter is refused by the same schemas.
+  const publishing = operation(document, 'POST', '/v1/events').requestBody?.content['application/json']?.schema as object
+  assert.equal(ajv.compile(publishing)({ topics: ['chat'], data: 1 }), false)
+  const parsed = readmeRequests("```sh\ncurl -X POST http://h/v1/events \\\n  -H 'content-type: application/json' -d '{\"topic\": \"a\", \"data\": 1}'\ncurl -N -H 'Last-Event-ID: 4' 'http://h/v1/stream?topic=a&topic=b'\n```\n")
+  assert.deepEqual(parsed.map(({ method, path, query, headers, body }) => ({ method, path, query: query.getAll('topic'), headers, body })), [
+    { method: 'POST', path: '/v1/events', query: [], headers: [['content-type', 'application/json']], body: '{"topic": "a", "data": 1}' },
+    { method: 'GET', path: '/v1/stream', query: ['a', 'b'], headers: [['last-event-id', '4']], body: undefined }
+  ])
 })
 
 test('/docs renders the reference in Chromium under the CSP, showing the publish operation', { timeout: 60_000 }, async (t) => {
