@@ -32,7 +32,9 @@ export const heraldEnv: Record<string, string> = {
   HERALD_MAX_CONNECTIONS: '20000',
   // Every load client comes from 127.0.0.1: the per-address cap (an honest page's guard) would refuse them.
   HERALD_MAX_STREAMS_PER_ADDRESS: '0',
-  HERALD_RATE_LIMIT_PER_MINUTE: '0'
+  HERALD_RATE_LIMIT_PER_MINUTE: '0',
+  // Several instances on one host: each its own free metrics port.
+  HERALD_METRICS_PORT: '0'
 }
 
 function herald (name: 'herald-memory' | 'herald-redis'): System {

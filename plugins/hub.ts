@@ -7,11 +7,19 @@ import type { Transport } from '../src/transport/transport.js'
 declare module 'fastify' {
   interface FastifyInstance {
     hub: Hub
+    /**
+     * Drains the instance before it closes: not ready from now on, new streams refused retryably, open ones ended
+     * spread over HERALD_DRAIN_MS with a short `retry:`, publishes served throughout; resolves when the window is
+     * over. Then `close()`.
+     */
+    drain: () => Promise<void>
   }
 }
 
 /** How long a stream may take to flush its last bytes at shutdown before its socket is closed. */
 const SHUTDOWN_FLUSH_MS = 1_000
+/** The longest `retry:` a drained stream gets: its client should come back soon, to another instance. */
+const DRAIN_RETRY_MS = 1_000
 
 /**
  * Decorates `hub`, the owner of every subscription, over a transport: Redis when REDIS_URL is set, else the
@@ -27,7 +35,8 @@ export default fp(async (fastify) => {
       historySize: config.historySize,
       historyRetentionMs: config.historyRetentionMs,
       idempotencyTtlMs: config.idempotencyTtlMs,
-      onRecoverableError: (error) => fastify.log.warn({ err: error }, 'subscribing again after a Redis reconnect failed; retrying')
+      onRecoverableError: (error) => fastify.log.warn({ err: error }, 'subscribing again after a Redis reconnect failed; retrying'),
+      onCommand: (command, milliseconds) => fastify.metrics.redisCommand(command, milliseconds)
     })
   // One warning per outage, not one per subscription: every open stream's catch-up fails while Redis is away.
   let catchUpFailing = false
@@ -36,6 +45,7 @@ export default fp(async (fastify) => {
     historyTtlMs: config.historyTtlMs,
     heartbeatMs: config.heartbeatMs,
     stallTimeoutMs: config.stallTimeoutMs,
+    onDispatch: (event) => fastify.metrics.dispatched(event.time),
     onCatchUpError: (error) => {
       if (catchUpFailing) return
       catchUpFailing = true
@@ -48,7 +58,22 @@ export default fp(async (fastify) => {
     }
   })
   fastify.decorate('hub', hub)
+  fastify.decorate('drain', async () => {
+    const { drainMs, retryMs } = config
+    fastify.log.info({ drainMs, streams: hub.streamCount }, 'draining: not ready, refusing new streams, ending open ones')
+    const startedAt = Date.now()
+    // The whole window even without streams: balancers need a few health checks to see the instance is not
+    // ready, and publishes sent meanwhile must still succeed.
+    const window = new Promise((resolve) => setTimeout(resolve, drainMs).unref())
+    await Promise.all([hub.drain(drainMs, Math.min(retryMs, DRAIN_RETRY_MS)), window])
+    fastify.log.info({ durationMs: Date.now() - startedAt, streams: hub.streamCount }, 'drained')
+  })
   fastify.log.info({ broker: transport.kind }, `using the ${transport.kind} broker`)
+  // While draining, every reply closes its connection: a balancer's idle keep-alive connection would otherwise be
+  // closed under it at exit, just as it sends a publish there (nginx answers that 502 and never resends a POST).
+  fastify.addHook('onRequest', async (_request, reply) => {
+    if (hub.draining) reply.header('connection', 'close')
+  })
   // app.close() waits for open connections: end the streams first, so clients reconnect elsewhere.
   fastify.addHook('preClose', async () => await hub.close(SHUTDOWN_FLUSH_MS))
-}, { name: 'hub', dependencies: ['config', 'redis'] })
+}, { name: 'hub', dependencies: ['config', 'metrics', 'redis'] })

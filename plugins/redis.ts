@@ -64,14 +64,18 @@ export default fp(async (fastify) => {
     // an outage is logged. A drop without an error (Redis closed the connection: CLIENT KILL, or the subscriber
     // past `client-output-buffer-limit pubsub`) is logged from 'close', even when the reconnect succeeds at once.
     let down = false
+    const lost = (): void => {
+      down = true
+      if (namespace === 'subscriber') fastify.metrics.redisSubscriberDropped()
+    }
     client.on('error', (error: Error) => {
       if (down || closing) return
-      down = true
+      lost()
       fastify.log.warn({ err: error, ...connection }, 'Redis connection lost; reconnecting')
     })
     client.on('close', () => {
       if (down || closing) return
-      down = true
+      lost()
       fastify.log.warn(connection, namespace === 'subscriber'
         ? 'Redis closed the subscriber connection (CLIENT KILL, or its pub/sub output buffer limit); reconnecting, then streams resume from history'
         : 'Redis closed the publisher connection; reconnecting')
@@ -79,6 +83,7 @@ export default fp(async (fastify) => {
     client.on('ready', () => {
       if (!down) return
       down = false
+      fastify.metrics.redisReconnected()
       fastify.log.info(connection, 'Redis connection restored')
     })
     await fastify.register(fastifyRedis, { namespace, client })
@@ -103,6 +108,7 @@ export default fp(async (fastify) => {
     } catch (error) {
       answer = { ok: false, error: (error as Error).message }
     }
+    fastify.metrics.redisCommand('ping', performance.now() - started)
     if (answer.ok !== answering) {
       answering = answer.ok
       if (answer.ok) fastify.log.info({ latencyMs: answer.latencyMs }, 'Redis answers PING again')
@@ -115,4 +121,4 @@ export default fp(async (fastify) => {
     if (last === undefined || now - last.at >= PING_CACHE_MS) last = { at: now, answer: ping() }
     return await last.answer
   })
-}, { name: 'redis', dependencies: ['config'] })
+}, { name: 'redis', dependencies: ['config', 'metrics'] })

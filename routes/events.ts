@@ -24,7 +24,11 @@ const events: FastifyPluginAsyncTypebox = async (fastify) => {
       }
 
   fastify.post('/v1/events', {
-    ...(rateLimit === undefined ? {} : { config: { rateLimit } }),
+    config: rateLimit === undefined ? { publish: true } : { publish: true, rateLimit },
+    onResponse: (_request, reply, done) => {
+      fastify.metrics.publishDuration(reply.elapsedTime / 1000)
+      done()
+    },
     schema: {
       summary: 'Publish an event',
       description: 'Stores one JSON event and sends it to every subscriber of its topics, on every instance. ' +
@@ -72,6 +76,7 @@ const events: FastifyPluginAsyncTypebox = async (fastify) => {
     if (idempotencyKey !== undefined) input.idempotencyKey = idempotencyKey
 
     const published = await fastify.hub.publish(input)
+    fastify.metrics.published(published.duplicate ? 'duplicate' : 'stored')
     return reply.code(202).send(published)
   })
 }

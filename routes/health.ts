@@ -14,22 +14,30 @@ const HealthReply = Type.Object({
   subscriptions: Type.Integer()
 }, { description: 'the process serves; `degraded` while Redis is unreachable or does not answer a PING' })
 
+const LiveReply = Type.Object({ status: Type.Literal('ok') }, { description: 'the process serves' })
+
+const ReadyReply = Type.Object({
+  status: Type.Union([Type.Literal('ready'), Type.Literal('not-ready')]),
+  /** Why not, when not: draining, redis-not-answering, subscriber-not-subscribed. */
+  reasons: Type.Array(Type.String())
+}, { description: '`ready` (200), or `not-ready` (503) with the reasons: `draining`, `redis-not-answering`, `subscriber-not-subscribed`' })
+
 /**
- * GET /health: 200 while the process serves. `status` is `degraded` while Redis is unreachable or does not
- * answer a PING (a stopped Redis keeps its connections open): streams stay open and publishes answer 503, so a
- * balancer should keep sending subscribers here.
+ * GET /health: 200 while the process serves, with a summary. `status` is `degraded` while Redis is unreachable or
+ * does not answer a PING (a stopped Redis keeps its connections open): streams stay open and publishes answer 503.
+ * GET /health/live: 200 while the process serves (restart it if not).
+ * GET /health/ready: 200 when this instance should get traffic: Redis answers a PING within the command timeout,
+ * the subscriber connection is subscribed again after any drop, and the instance is not draining; 503 otherwise,
+ * with the reasons. Balancers route on it.
  */
 const health: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/health', {
     schema: {
-      summary: 'Health',
+      summary: 'Health summary',
       description: 'Always 200 while the process serves; `status` says whether Redis answers. Open streams stay up ' +
         'while it is `degraded`, so a balancer should keep routing subscribers here.',
       tags: ['health'],
-      response: {
-        200: HealthReply,
-        ...errorReplies([hostRefused])
-      }
+      response: { 200: HealthReply, ...errorReplies([hostRefused]) }
     }
   }, async () => {
     const { status, broker, redis } = fastify.hub.health()
@@ -42,6 +50,32 @@ const health: FastifyPluginAsyncTypebox = async (fastify) => {
       redis: { ...redis, pingMs: answer.latencyMs ?? null },
       subscriptions
     }
+  })
+
+  fastify.get('/health/live', {
+    schema: {
+      summary: 'Liveness: the process serves',
+      description: '200 while the process serves; restart it if not.',
+      tags: ['health'],
+      response: { 200: LiveReply, ...errorReplies([hostRefused]) }
+    }
+  }, async () => ({ status: 'ok' as const }))
+
+  fastify.get('/health/ready', {
+    schema: {
+      summary: 'Readiness: this instance should get traffic',
+      description: '200 when Redis answers a PING within the command timeout, the subscriber connection is subscribed ' +
+        'again after any drop, and the instance is not draining (SIGTERM); 503 otherwise, with the reasons. Balancers route on it.',
+      tags: ['health'],
+      response: { 200: ReadyReply, ...errorReplies([hostRefused]), 503: ReadyReply }
+    }
+  }, async (_request, reply) => {
+    const reasons: string[] = []
+    if (fastify.hub.draining) reasons.push('draining')
+    const answer = await fastify.redisAnswers()
+    if (answer !== undefined && !answer.ok) reasons.push('redis-not-answering')
+    if (fastify.hub.health().status !== 'ok') reasons.push('subscriber-not-subscribed')
+    return await reply.code(reasons.length === 0 ? 200 : 503).send({ status: reasons.length === 0 ? 'ready' : 'not-ready', reasons })
   })
 }
 

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { errorCodes } from 'fastify'
 import { errorReplies, hostRefused } from '../src/error-replies.js'
 import {
-  BrokerUnavailableError, ForbiddenError, StreamsPerAddressError, StreamsPerSubjectError, TokenInvalidError,
+  BrokerUnavailableError, DrainingError, ForbiddenError, StreamsPerAddressError, StreamsPerSubjectError, TokenInvalidError,
   TokenMissingError, TooManyConnectionsError, TooManyTopicsError
 } from '../src/errors.js'
 import { EventStreamReply, StreamHeaders, StreamQuery } from '../src/schemas.js'
@@ -54,6 +54,7 @@ const stream: FastifyPluginAsyncTypebox = async (fastify) => {
     // Before any stream byte: a refused topic gets a plain 401/403 with a reason.
     const token = fastify.subscriberToken(request)
     const grant = fastify.authorizer.authorizeSubscribe(token, topics)
+    if (fastify.hub.draining) throw new DrainingError()
     if (fastify.hub.health().status !== 'ok') throw new BrokerUnavailableError('Redis is not ready; retry shortly')
     if (fastify.hub.streamCount >= maxConnections) throw new TooManyConnectionsError(maxConnections)
     // request.ip honours HERALD_TRUST_PROXY; only a verified subject has a budget of its own.

@@ -5,6 +5,7 @@ import errorHandlerPlugin from '../plugins/error-handler.js'
 import authPlugin from '../plugins/auth.js'
 import corsPlugin from '../plugins/cors.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
+import metricsPlugin from '../plugins/metrics.js'
 import redisPlugin from '../plugins/redis.js'
 import securityHeadersPlugin from '../plugins/security-headers.js'
 import hubPlugin from '../plugins/hub.js'
@@ -32,6 +33,7 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
   await fastify.register(authPlugin)
   await fastify.register(corsPlugin)
   await fastify.register(rateLimitPlugin)
+  await fastify.register(metricsPlugin)
   await fastify.register(redisPlugin)
   await fastify.register(hubPlugin)
   await fastify.register(eventStreamPlugin)

@@ -58,6 +58,9 @@ const settings = [
   setting('HERALD_MAX_TOPICS_PER_STREAM', Integer('how many topics one stream may subscribe to, at least 1', 1, 32), 'maxTopicsPerStream'),
   setting('HERALD_MAX_QUEUE_BYTES', Integer('bytes queued for one slow connection before it is ended, at least 1024', 1024, 1_048_576), 'maxQueueBytes'),
   setting('HERALD_STALL_TIMEOUT_MS', Integer('milliseconds a connection may take no byte while bytes wait for it before it is reset, checked every heartbeat, at least 100', 100, 30_000), 'stallTimeoutMs'),
+  // SIGTERM: readiness fails at once, new streams are refused (retryably), open ones end spread over this
+  // window so their clients do not all reconnect in the same moment, publishes keep working until it ends.
+  setting('HERALD_DRAIN_MS', Integer('milliseconds SIGTERM spends draining: open streams end spread over it while publishes still work, then the process exits; 0 = at once', 0, 5_000), 'drainMs'),
   setting('HERALD_HISTORY_SIZE', Integer('events kept per topic for resume, 0 or more', 0, 1_000), 'historySize'),
   setting('HERALD_HISTORY_TTL_MS', Integer('milliseconds an event stays replayable, 0 = no time limit', 0, 0), 'historyTtlMs'),
   setting('HERALD_HISTORY_RETENTION_MS', Integer('milliseconds a topic\'s history is kept after its last event, at least 1000', 1000, 86_400_000), 'historyRetentionMs'),
@@ -84,6 +87,11 @@ const settings = [
   setting('HERALD_HEADERS_TIMEOUT_MS', Integer('milliseconds a connection has to send its request headers (from its first byte, or from opening it), at least 100', 100, 10_000), 'headersTimeoutMs'),
   setting('HERALD_REQUEST_TIMEOUT_MS', Integer('milliseconds a client has to send a whole request, body included, at least 100 and at least HERALD_HEADERS_TIMEOUT_MS', 100, 30_000), 'requestTimeoutMs'),
   setting('HERALD_RATE_LIMIT_PER_MINUTE', Integer('publishes per minute per token (or per address without one), 0 = no limit', 0, 0), 'rateLimitPerMinute'),
+  // Metrics on a listener of their own: Prometheus reaches it on the internal network, the public port never
+  // serves it, and no token is needed to scrape.
+  setting('HERALD_METRICS_PORT', Type.String({ description: 'the port of the Prometheus /metrics listener, 0 = any free port, off = none', pattern: '^(off|0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$', default: '9464' }),
+    'metricsPort', (value): number | undefined => value === 'off' ? undefined : Number(value)),
+  setting('HERALD_METRICS_HOST', Type.Optional(Type.String({ description: 'the address the /metrics listener binds, HOST when unset', minLength: 1 })), 'metricsHost'),
   // Fastify's trustProxy: which proxies' X-Forwarded-For gives the client address (rate limits key on it).
   // True, or the list of proxy addresses as Fastify takes it; unset and false trust no proxy.
   setting('HERALD_TRUST_PROXY', Type.String({

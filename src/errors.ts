@@ -12,6 +12,8 @@ export const TooManyTopicsError = createError<'HERALD_TOO_MANY_TOPICS', 400, [nu
   'HERALD_TOO_MANY_TOPICS', 'a stream may subscribe to at most %d topics; this one asked for %d', 400)
 export const TooManyConnectionsError = createError<'HERALD_TOO_MANY_CONNECTIONS', 503, [number]>(
   'HERALD_TOO_MANY_CONNECTIONS', 'this instance serves at most %d streams; retry shortly or elsewhere', 503)
+export const DrainingError = createError<'HERALD_DRAINING', 503, []>(
+  'HERALD_DRAINING', 'this instance is shutting down; retry shortly (another instance will answer)', 503)
 export const StreamsPerAddressError = createError<'HERALD_TOO_MANY_STREAMS_PER_ADDRESS', 429, [number]>(
   'HERALD_TOO_MANY_STREAMS_PER_ADDRESS', 'a client address may hold at most %d streams on this instance', 429)
 export const StreamsPerSubjectError = createError<'HERALD_TOO_MANY_STREAMS_PER_SUBJECT', 429, [number]>(
@@ -41,6 +43,7 @@ export const NotFoundError = createError<'HERALD_NOT_FOUND', 404, [string, strin
 export const STREAM_REFUSALS: Readonly<Record<string, { reason: string, retryMs: number }>> = {
   HERALD_BROKER_UNAVAILABLE: { reason: 'broker-unavailable', retryMs: 1_000 },
   HERALD_TOO_MANY_CONNECTIONS: { reason: 'instance-full', retryMs: 5_000 },
+  HERALD_DRAINING: { reason: 'draining', retryMs: 1_000 },
   HERALD_TOO_MANY_STREAMS_PER_ADDRESS: { reason: 'address-limit', retryMs: 10_000 },
   HERALD_TOO_MANY_STREAMS_PER_SUBJECT: { reason: 'subject-limit', retryMs: 10_000 }
 }

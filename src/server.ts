@@ -27,7 +27,9 @@ export async function createServer (config: Config, logger: FastifyBaseLogger = 
     requestTimeout: config.requestTimeoutMs,
     http: { headersTimeout: config.headersTimeoutMs, requestTimeout: config.requestTimeoutMs, connectionsCheckingInterval: Math.min(1_000, config.headersTimeoutMs) },
     keepAliveTimeout: 72_000,
-    return503OnClosing: true,
+    // Requests that come while the server closes are answered by the routes: a stream gets the retryable
+    // refusal (the hub is draining), which EventSource follows, where Fastify's plain 503 would end it for good.
+    return503OnClosing: false,
     trustProxy: config.trustProxy
   })
   limitSockets(server, config)
@@ -126,9 +128,11 @@ async function main (): Promise<void> {
     process.exit(2)
   }
   const server = await createServer(config)
-  closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+  // SIGTERM (an orchestrator, docker stop) drains first; SIGINT (Ctrl-C at a terminal) and errors close at once.
+  closeWithGrace({ delay: config.drainMs + 10_000 }, async ({ signal, err }) => {
     if (err !== undefined) server.log.error({ err }, 'closing after an error')
     else server.log.info({ signal }, 'closing')
+    if (signal === 'SIGTERM') await server.drain()
     await server.close()
   })
   await server.listen({ host: config.host, port: config.port })

@@ -6,12 +6,12 @@ import { publish, until } from './helper.js'
 import { BalancerProcess, CONFIG_FILES, missing, validate, type BalancerKind } from './helpers/balancer-process.js'
 import { HeraldProcess } from './helpers/herald-process.js'
 import { RedisServer } from './helpers/redis-server.js'
+import { publishLoop } from './helpers/publish-loop.js'
 import { ResumingClient, tally } from './helpers/resuming-client.js'
 import { SECRET, token } from './helpers/tokens.js'
 
 const KINDS: BalancerKind[] = ['nginx', 'haproxy', 'caddy']
 const LANGUAGES: Record<BalancerKind, string> = { nginx: 'nginx', haproxy: 'haproxy', caddy: 'caddyfile' }
-const sleep = async (ms: number) => await new Promise((resolve) => setTimeout(resolve, ms))
 
 // What a deployment behind a balancer runs: tokens on (open development mode answers loopback Host names only),
 // and X-Forwarded-For trusted from the balancer's address. Heartbeats every second, not 15 s: HAProxy and Caddy
@@ -75,29 +75,6 @@ async function probeStreaming (balancer: BalancerProcess, instances: HeraldProce
   return { headersMs: headersAt - started, firstBytesMs: firstBytesAt - started, eventMs: eventAt - published, closedMs: Date.now() - left }
 }
 
-/** Publishes through the balancer until stopped, one at a time, keeping each publish's start and outcome. */
-function publishLoop (url: string, topic: string) {
-  const results: Array<{ startedAt: number, status: number, id?: string, body?: unknown }> = []
-  const state = { running: true }
-  const done = (async () => {
-    for (let seq = 0; state.running; seq++) {
-      const startedAt = Date.now()
-      try {
-        const reply = await publish(url, { topic, data: { seq } }, PUBLISHER)
-        results.push(reply.status === 202 ? { startedAt, status: reply.status, id: String(reply.body.id) } : { startedAt, status: reply.status, body: reply.body })
-      } catch {
-        results.push({ startedAt, status: 0 })
-      }
-      await sleep(5)
-    }
-  })()
-  return {
-    results,
-    accepted: () => results.flatMap((result) => result.id === undefined ? [] : [result.id]),
-    stop: async () => { state.running = false; await done }
-  }
-}
-
 /**
  * `count` clients stream through the balancer while events are published through it; instance A is killed
  * (SIGKILL) mid-way. Its clients must reconnect through the balancer with Last-Event-ID and, like the others,
@@ -112,7 +89,7 @@ async function failover (t: TestContext, balancer: BalancerProcess, a: HeraldPro
   const onA = await openStreams(a)
   assert.ok(onA > 0 && onA < count, `streams spread over both instances (${onA} of ${count} on A)`)
 
-  const loop = publishLoop(balancer.url, topic)
+  const loop = publishLoop(balancer.url, topic, { headers: PUBLISHER })
   await until(() => loop.accepted().length >= 50, 10_000, 'publishing')
   const connectionsAtKill = clients.map((client) => client.connections)
   await a.kill('SIGKILL')

@@ -17,7 +17,7 @@ export interface Herald {
  * and closes it when the test ends.
  */
 export async function build (t: Pick<TestContext, 'after'> | undefined, env: Record<string, string> = {}): Promise<Herald> {
-  const config = loadConfig({ LOG_LEVEL: 'silent', PORT: '0', ...env })
+  const config = loadConfig({ LOG_LEVEL: 'silent', PORT: '0', HERALD_METRICS_PORT: '0', ...env })
   const log: Array<Record<string, any>> = []
   const app = await createServer(config, createLogger(config, { destination: { write: (line: string) => { log.push(JSON.parse(line)) } } }))
   t?.after(() => app.close())

@@ -1,8 +1,8 @@
-import { encodeComment, encodeFrame } from '../sse/encode.js'
+import { encodeComment, encodeFrame, encodeRetry } from '../sse/encode.js'
 import { eventId, type PublishInput, type PublishResult, type StoredEvent, type Transport, type TransportHealth, type TransportSink } from '../transport/transport.js'
 import { ReplayBudget } from './replay-budget.js'
 import { parseEventId, planReplay, type ReplayStart, type ResetNotice } from './replay.js'
-import { Subscription, type FramedEvent } from './subscription.js'
+import { Subscription, type EndReason, type FramedEvent } from './subscription.js'
 
 export interface HubOptions {
   /** Bytes one connection may leave unread before it is ended. */
@@ -19,6 +19,8 @@ export interface HubOptions {
   onCatchUpError?: (error: unknown) => void
   /** Told when a catch-up succeeded, so a caller can log an outage's end once. */
   onCatchUpDone?: () => void
+  /** Told once per live event as it is handed to this instance's streams (for the publish→dispatch lag). */
+  onDispatch?: (event: StoredEvent) => void
 }
 
 export interface HubHealth extends TransportHealth {
@@ -42,6 +44,8 @@ const REPLAY_LOW_WATER_BYTES = 64 * 1024
 /** History reads one instance runs at once, by default. */
 const REPLAY_READS = 4
 const HEARTBEAT = Buffer.from(encodeComment())
+/** A drain ends its due streams at most this often, however many there are. */
+const DRAIN_TICK_MS = 10
 
 /**
  * The one owner of delivery on an instance: the subscriptions and the topics they listen to, the hand-over
@@ -62,6 +66,17 @@ export class Hub implements TransportSink {
   private lastEvent: StoredEvent | undefined
   private lastFramed: FramedEvent | undefined
   private readonly replayBudget: ReplayBudget
+  private drainingNow = false
+  private drainTimer: NodeJS.Timeout | undefined
+  /** Subscriptions to topics: each stream counts once per topic. */
+  private topicSubscriptions = 0
+  /** Events and bytes sent by streams that have closed; open ones keep their own count. */
+  private closedEvents = 0
+  private closedBytes = 0
+  /** Streams ended, by why; read by metrics. */
+  readonly streamsEnded = new Map<EndReason, number>()
+  /** `herald.reset` notices sent, by reason; read by metrics. */
+  readonly resetsSent = new Map<string, number>()
 
   constructor (readonly transport: Transport, private readonly options: HubOptions) {
     transport.bind(this)
@@ -98,6 +113,7 @@ export class Hub implements TransportSink {
       subscription.openingHead.catch(() => {})
     }
     this.subscriptions.add(subscription)
+    this.topicSubscriptions += topics.length
     for (const topic of topics) {
       let entry = this.topics.get(topic)
       if (entry === undefined) {
@@ -116,6 +132,35 @@ export class Hub implements TransportSink {
     return this.subscriptions.size
   }
 
+  /** Topics this instance listens to. */
+  get topicCount (): number {
+    return this.topics.size
+  }
+
+  /** Subscriptions to topics on this instance: a stream of three topics counts three. */
+  get subscriptionCount (): number {
+    return this.topicSubscriptions
+  }
+
+  /** Events handed to streams since the hub started (replayed and live; notices and heartbeats not counted). */
+  get eventsSent (): number {
+    let events = this.closedEvents
+    for (const subscription of this.subscriptions) events += subscription.events
+    return events
+  }
+
+  /** Bytes handed to streams since the hub started, everything included. */
+  get bytesSent (): number {
+    let bytes = this.closedBytes
+    for (const subscription of this.subscriptions) bytes += subscription.bytes
+    return bytes
+  }
+
+  /** True from `drain()` on: the caller refuses new streams (retryably) and reports itself not ready. */
+  get draining (): boolean {
+    return this.drainingNow || this.closed
+  }
+
   /** Subscriptions to a topic on this instance. */
   listenerCount (topic: string): number {
     return this.topics.get(topic)?.subscriptions.size ?? 0
@@ -125,12 +170,41 @@ export class Hub implements TransportSink {
     return { broker: this.transport.kind, ...this.transport.health() }
   }
 
+  /**
+   * Ends every open stream, spread evenly over `spreadMs`, each with a `retry:` of about `retryMs` (jittered by
+   * ±50%) so its client comes back soon, elsewhere, and not with everyone else in the same moment. Resolves
+   * when the last was told to end. Publishing keeps working; refusing new streams meanwhile is the caller's
+   * (see `draining`).
+   */
+  async drain (spreadMs: number, retryMs: number): Promise<void> {
+    if (this.draining) return
+    this.drainingNow = true
+    const streams = [...this.subscriptions]
+    const startedAt = Date.now()
+    let ended = 0
+    await new Promise<void>((resolve) => {
+      const endDue = (): void => {
+        this.drainTimer = undefined
+        // The streams whose share of the window has come; one timer for all, at most every DRAIN_TICK_MS.
+        const due = spreadMs === 0 ? streams.length : Math.min(streams.length, Math.floor((Date.now() - startedAt) * streams.length / spreadMs) + 1)
+        for (; ended < due; ended++) {
+          const retry = Buffer.from(encodeRetry(Math.round(retryMs * (0.5 + Math.random()))))
+          streams[ended]?.finish('draining', retry)
+        }
+        if (ended >= streams.length || this.closed) return resolve()
+        this.drainTimer = setTimeout(endDue, Math.max(DRAIN_TICK_MS, spreadMs / streams.length))
+      }
+      endDue()
+    })
+  }
+
   /** Ends every stream after what it has queued, and stops; a stream that cannot flush in time is cut. */
   async close (flushMs = 1_000): Promise<void> {
     if (this.closed) return
     this.closed = true
     clearInterval(this.heartbeatTimer)
     clearTimeout(this.retryTimer)
+    clearTimeout(this.drainTimer)
     for (const subscription of [...this.subscriptions]) {
       subscription.finish('server-closing')
       setTimeout(() => subscription.close('server-closing'), flushMs).unref()
@@ -149,6 +223,7 @@ export class Hub implements TransportSink {
       framed = { id: event.id, epoch: event.epoch, frame: frameOf(event) }
       this.lastEvent = event
       this.lastFramed = framed
+      this.options.onDispatch?.(event)
     }
     for (const subscription of entry.subscriptions) subscription.deliver(framed)
   }
@@ -181,6 +256,11 @@ export class Hub implements TransportSink {
 
   private remove (subscription: Subscription): void {
     if (!this.subscriptions.delete(subscription)) return
+    this.topicSubscriptions -= subscription.topics.length
+    this.closedEvents += subscription.events
+    this.closedBytes += subscription.bytes
+    const reason = subscription.endReason ?? 'client-closed'
+    this.streamsEnded.set(reason, (this.streamsEnded.get(reason) ?? 0) + 1)
     for (const topic of subscription.topics) {
       const entry = this.topics.get(topic)
       if (entry === undefined || !entry.subscriptions.delete(subscription) || entry.subscriptions.size > 0) continue
@@ -245,7 +325,7 @@ export class Hub implements TransportSink {
       if (point === undefined || point.kind === 'legacy') {
         const head = await this.transport.head()
         if (subscription.destroyed) return
-        const reset = resetFrame({ reason: point === undefined ? 'malformed-id' : 'epoch-changed', topics: [...subscription.topics], lastEventId })
+        const reset = this.resetFrame({ reason: point === undefined ? 'malformed-id' : 'epoch-changed', topics: [...subscription.topics], lastEventId })
         subscription.release(head.epoch, head.seq, [], reset)
         subscription.started = true
         return
@@ -271,7 +351,7 @@ export class Hub implements TransportSink {
       if (page > 0) for (const history of read.topics) history.forgotten = false
       const plan = planReplay(start, read, Date.now(), this.options.historyTtlMs, limit)
       // The notice goes first, before any event it concerns.
-      if (plan.reset !== undefined) subscription.replay(plan.epoch, [], resetFrame(plan.reset))
+      if (plan.reset !== undefined) subscription.replay(plan.epoch, [], this.resetFrame(plan.reset))
       for (const event of plan.events) {
         subscription.replay(plan.epoch, [{ id: event.id, epoch: event.epoch, frame: frameOf(event) }])
         if (subscription.pendingBytes >= lowWater) await subscription.drained(lowWater)
@@ -284,6 +364,12 @@ export class Hub implements TransportSink {
       }
       start = { lastEventId: eventId(plan.epoch, plan.position), epoch: plan.epoch, after: plan.position, live: true }
     }
+  }
+
+  /** The in-band notice that comes before a replay whose start could not be honoured; counted by reason. */
+  private resetFrame (notice: ResetNotice): Buffer {
+    this.resetsSent.set(notice.reason, (this.resetsSent.get(notice.reason) ?? 0) + 1)
+    return Buffer.from(encodeFrame({ event: 'herald.reset', data: JSON.stringify(notice) }))
   }
 
   /** Retries, after a pause, the catch-ups that failed; after an interruption, `restored` does it instead. */
@@ -303,9 +389,4 @@ export class Hub implements TransportSink {
 /** The SSE frame of a stored event. */
 function frameOf (event: StoredEvent): Buffer {
   return Buffer.from(encodeFrame({ id: eventId(event.epoch, event.id), event: event.type, retry: event.retry, data: event.data }))
-}
-
-/** The in-band notice that comes before a replay whose start could not be honoured. */
-function resetFrame (notice: ResetNotice): Buffer {
-  return Buffer.from(encodeFrame({ event: 'herald.reset', data: JSON.stringify(notice) }))
 }

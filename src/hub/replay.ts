@@ -1,6 +1,8 @@
 import type { HistoryRead, StoredEvent } from '../transport/transport.js'
 
-export type ResetReason = 'history-trimmed' | 'history-expired' | 'malformed-id' | 'unknown-id' | 'epoch-changed'
+/** Why a replay could not start where the client asked; the reason of a `herald.reset` notice. */
+export const RESET_REASONS = ['history-trimmed', 'history-expired', 'malformed-id', 'unknown-id', 'epoch-changed'] as const
+export type ResetReason = typeof RESET_REASONS[number]
 
 /** Sent in-band as `event: herald.reset` before anything else, so a page knows to reload its state. */
 export interface ResetNotice {

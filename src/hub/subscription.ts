@@ -10,7 +10,7 @@ export interface FramedEvent {
 }
 
 /** Why a stream ended, for the log line written when it closes. */
-export type EndReason = 'client-closed' | 'server-closing' | 'token-expired' | 'slow-client' | 'stalled' | 'failed'
+export type EndReason = 'client-closed' | 'server-closing' | 'draining' | 'token-expired' | 'slow-client' | 'stalled' | 'failed'
 
 export class SlowConsumerError extends Error {
   constructor (readonly queuedBytes: number, readonly limit: number) {
@@ -224,9 +224,14 @@ export class Subscription extends Readable {
     this.destroy(new StalledClientError(now - this.progressAt, this.queuedBytes))
   }
 
-  /** Ends the stream after what is already queued; held live events are dropped (history keeps them). */
-  finish (reason: EndReason): void {
+  /**
+   * Ends the stream after what is already queued, and `last` (such as a `retry:`) if given; held live events are
+   * dropped (history keeps them).
+   */
+  finish (reason: EndReason, last?: Buffer): void {
     if (this.destroyed || this.finishing) return
+    if (last !== undefined) this.send(last, false)
+    if (this.destroyed) return
     this.endReason ??= reason
     this.finishing = true
     this.held = undefined
@@ -246,6 +251,7 @@ export class Subscription extends Readable {
   }
 
   override _destroy (error: Error | null, callback: (error?: Error | null) => void): void {
+    this.endReason ??= error === null ? 'client-closed' : 'failed'
     this.held = undefined
     this.heldBytes = 0
     this.onDestroy(this)

@@ -32,7 +32,7 @@
  * ARGV[7]    data: JSON text
  * ARGV[8..]  topic names, in the order of KEYS[5..]
  * Returns    { id, 1 if an earlier publish with this idempotency key already stored it else 0 }
- * Channel message: `<epoch>-<seq>\n<type>\n<retry>\n<data>`
+ * Channel message: `<epoch>-<seq>\n<type>\n<retry>\n<publish time in ms, Redis's clock>\n<data>`
  */
 export const PUBLISH_SCRIPT = `
 if string.find(ARGV[5], '[\\r\\n%z]') then
@@ -74,7 +74,7 @@ local keep = math.max(retention, window)
 redis.call('PEXPIRE', KEYS[1], keep)
 redis.call('PEXPIRE', KEYS[2], keep)
 redis.call('PEXPIRE', KEYS[3], keep)
-local message = id .. '\\n' .. ARGV[5] .. '\\n' .. ARGV[6] .. '\\n' .. ARGV[7]
+local message = id .. '\\n' .. ARGV[5] .. '\\n' .. ARGV[6] .. '\\n' .. ms .. '\\n' .. ARGV[7]
 local size = tonumber(ARGV[2])
 for i = 5, #KEYS do
   local previous = '0-0'

@@ -11,6 +11,8 @@ export interface RedisTransportOptions {
   idempotencyTtlMs: number
   /** Told about failures the transport recovers from by itself (a re-subscribe that failed is retried). */
   onRecoverableError?: (error: unknown) => void
+  /** Told how long each script call took (ms), failed ones included, for metrics. */
+  onCommand?: (command: 'publish' | 'read', milliseconds: number) => void
 }
 
 interface HeraldCommands {
@@ -70,10 +72,13 @@ export class RedisTransport implements Transport {
     ]
     for (const topic of input.topics) args.push(topic)
     let reply: [string, number]
+    const started = performance.now()
     try {
       reply = await this.publisher.heraldPublish(keys.length, ...keys, ...args)
     } catch (error) {
       throw new BrokerUnavailableError(publishFailure(error), { cause: error })
+    } finally {
+      this.options.onCommand?.('publish', performance.now() - started)
     }
     return { id: String(reply[0]), topics: input.topics, duplicate: reply[1] === 1 }
   }
@@ -92,10 +97,13 @@ export class RedisTransport implements Transport {
     const prefix = this.options.prefix
     const keys = [`${prefix}seq`, `${prefix}epoch`, `${prefix}marks`, ...topics.map((topic) => `${prefix}history:${topic}`)]
     let reply: unknown[]
+    const started = performance.now()
     try {
       reply = await this.publisher.heraldRead(keys.length, ...keys, afterId + 1, this.options.historyRetentionMs, limit)
     } catch (error) {
       throw new BrokerUnavailableError('Redis is unreachable', { cause: error })
+    } finally {
+      this.options.onCommand?.('read', performance.now() - started)
     }
     const epoch = reply[0] as string
     const histories: TopicHistory[] = topics.map((topic, index) => ({
@@ -195,7 +203,8 @@ function publishFailure (error: unknown): string {
 function parseMessage (epoch: string, id: number, message: string, idEnd: number): StoredEvent {
   const typeEnd = message.indexOf('\n', idEnd + 1)
   const retryEnd = message.indexOf('\n', typeEnd + 1)
-  const event: StoredEvent = { id, epoch, data: message.slice(retryEnd + 1), time: Date.now() }
+  const timeEnd = message.indexOf('\n', retryEnd + 1)
+  const event: StoredEvent = { id, epoch, data: message.slice(timeEnd + 1), time: Number(message.slice(retryEnd + 1, timeEnd)) }
   const type = message.slice(idEnd + 1, typeEnd)
   const retry = message.slice(typeEnd + 1, retryEnd)
   if (type !== '') event.type = type

@@ -10,7 +10,8 @@ export class HeraldProcess {
   static async start (env: Record<string, string>): Promise<HeraldProcess> {
     const port = await freePort()
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-      env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
+      // Metrics on a free port (several instances share the host); SIGTERM drains only when a test asks for it.
+      env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', HERALD_METRICS_PORT: '0', HERALD_DRAIN_MS: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe']
     })
     let output = ''

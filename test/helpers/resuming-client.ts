@@ -12,6 +12,8 @@ export class ResumingClient {
   /** Reset notices received, with how many events had arrived before each. */
   readonly resets: Array<{ reason: string, afterEvents: number }> = []
   connections = 0
+  /** In-band refusals received (`herald.unavailable`), each followed by a retry. */
+  refusals = 0
   private lastEventId: string | undefined
   private current: ReturnType<typeof request> | undefined
   private stopped = false
@@ -40,6 +42,11 @@ export class ResumingClient {
     const parser = new SseParser((event) => {
       if (event.event === 'herald.reset') {
         this.resets.push({ reason: (JSON.parse(event.data) as { reason: string }).reason, afterEvents: this.ids.length })
+        return
+      }
+      // A refusal (`herald.unavailable`) carries no id: it must not move the resume point.
+      if (event.event === 'herald.unavailable') {
+        this.refusals++
         return
       }
       this.lastEventId = event.id

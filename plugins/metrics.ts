@@ -1,0 +1,166 @@
+import type { FastifyError } from 'fastify'
+import fp from 'fastify-plugin'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { STREAM_REFUSALS } from '../src/errors.js'
+import type { Hub } from '../src/hub/hub.js'
+import { RESET_REASONS } from '../src/hub/replay.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: HeraldMetrics
+  }
+  interface FastifyContextConfig {
+    /** The publish route: its error answers count as refused publishes. */
+    publish?: boolean
+  }
+}
+
+export type RedisCommand = 'publish' | 'read' | 'ping'
+
+/** What the rest of Herald tells the metrics; everything else is read from the hub when Prometheus scrapes. */
+export interface HeraldMetrics {
+  readonly registry: Registry
+  /** Where `/metrics` listens, once it does; undefined with HERALD_METRICS_PORT=off. */
+  address: () => AddressInfo | undefined
+  published: (result: 'stored' | 'duplicate') => void
+  publishDuration: (seconds: number) => void
+  /** A live event handed to this instance's streams, published at `publishedAt` (ms, the broker's clock). */
+  dispatched: (publishedAt: number) => void
+  redisCommand: (command: RedisCommand, milliseconds: number) => void
+  redisReconnected: () => void
+  redisSubscriberDropped: () => void
+}
+
+/** Seconds: from a fraction of a millisecond (a local publish) to the command timeout and beyond. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+/** Why a stream may end; the label values of herald_streams_closed_total, fixed so the series exist from the start. */
+const END_REASONS = ['client-closed', 'server-closing', 'draining', 'token-expired', 'slow-client', 'stalled', 'failed'] as const
+const DROP_REASONS = ['slow-client', 'stalled'] as const
+
+/**
+ * Prometheus metrics (prom-client): the process's defaults plus Herald's own, `herald_*`. Counts that change on
+ * every delivery live in the hub as plain numbers and are read at scrape time, so the delivery path pays
+ * nothing for them; the few counted here happen once per request. No label takes a topic, client or token:
+ * every label has a fixed, small set of values.
+ *
+ * Served on a listener of its own (HERALD_METRICS_PORT, default 9464, on HERALD_METRICS_HOST): Prometheus
+ * reaches it on the internal network while the public port, which browsers and balancers see, never serves
+ * it, so it needs no token.
+ */
+export default fp(async (fastify) => {
+  const config = fastify.config
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  const registers = [registry]
+  const hub = (): Hub => fastify.hub
+
+  // Read from the hub at scrape time.
+  gauge('herald_streams_open', 'Open event streams on this instance.', function () { this.set(hub().streamCount) })
+  gauge('herald_topics_active', 'Topics this instance listens to (at least one open stream subscribes).', function () { this.set(hub().topicCount) })
+  gauge('herald_subscriptions', 'Subscriptions to topics on this instance: a stream of three topics counts three.', function () { this.set(hub().subscriptionCount) })
+  gauge('herald_draining', '1 while this instance drains before it exits (not ready), else 0.', function () { this.set(hub().draining ? 1 : 0) })
+  counter('herald_deliveries_total', 'Events handed to streams (live and replayed; one per event per stream).', [], function () { this.reset(); this.inc(hub().eventsSent) })
+  counter('herald_bytes_out_total', 'Bytes handed to streams: events, notices, heartbeats.', [], function () { this.reset(); this.inc(hub().bytesSent) })
+  counter('herald_streams_closed_total', 'Streams ended, by reason.', ['reason'], function () { setAll(this, END_REASONS, hub().streamsEnded) })
+  counter('herald_clients_dropped_total', 'Streams reset because their client fell too far behind (slow-client) or stopped reading (stalled).', ['reason'], function () { setAll(this, DROP_REASONS, hub().streamsEnded) })
+  counter('herald_resets_sent_total', 'herald.reset notices sent, by reason.', ['reason'], function () { setAll(this, RESET_REASONS, hub().resetsSent) })
+
+  // Counted as they happen.
+  const published = counter('herald_events_published_total', 'Publish requests, by result: stored, duplicate (an idempotency key seen before), refused (any error answer).', ['result'])
+  for (const result of ['stored', 'duplicate', 'refused']) published.inc({ result }, 0)
+  const refusals = counter('herald_stream_refusals_total', 'Streams refused with a retryable herald.unavailable, by reason.', ['reason'])
+  for (const { reason } of Object.values(STREAM_REFUSALS)) refusals.inc({ reason }, 0)
+  const authFailures = counter('herald_auth_failures_total', 'Requests refused for their token or host, by status (401 or 403).', ['status'])
+  for (const status of ['401', '403']) authFailures.inc({ status }, 0)
+  const rateLimited = counter('herald_rate_limited_total', 'Publishes refused by the rate limit.', [])
+  const publishSeconds = new Histogram({ name: 'herald_publish_duration_seconds', help: 'Publish requests, from arrival to reply.', buckets: LATENCY_BUCKETS, registers })
+  const lagSeconds = new Histogram({ name: 'herald_dispatch_lag_seconds', help: 'From an event\'s publish (the broker\'s clock) to this instance handing it to its streams.', buckets: LATENCY_BUCKETS, registers })
+
+  const redis = config.redisUrl === undefined ? undefined : redisMetrics()
+
+  fastify.addHook('onError', async (request, _reply, error: FastifyError) => {
+    const code = typeof error.code === 'string' ? error.code : ''
+    const refusal = request.routeOptions.config.eventStream === true ? STREAM_REFUSALS[code] : undefined
+    if (refusal !== undefined) refusals.inc({ reason: refusal.reason })
+    if (error.statusCode === 401 || error.statusCode === 403) authFailures.inc({ status: String(error.statusCode) })
+    if (code === 'HERALD_RATE_LIMITED') rateLimited.inc()
+    if (request.routeOptions.config.publish === true) published.inc({ result: 'refused' })
+  })
+
+  let server: Server | undefined
+  const metrics: HeraldMetrics = {
+    registry,
+    address: () => {
+      const address = server?.address()
+      return typeof address === 'object' && address !== null ? address : undefined
+    },
+    published: (result) => published.inc({ result }),
+    publishDuration: (seconds) => publishSeconds.observe(seconds),
+    dispatched: (publishedAt) => lagSeconds.observe(Math.max(0, Date.now() - publishedAt) / 1000),
+    redisCommand: (command, milliseconds) => redis?.commandSeconds.observe({ command }, milliseconds / 1000),
+    redisReconnected: () => redis?.reconnects.inc(),
+    redisSubscriberDropped: () => redis?.subscriberDrops.inc()
+  }
+  fastify.decorate('metrics', metrics)
+
+  const port = config.metricsPort
+  if (port !== undefined) {
+    server = await listen(registry, config.metricsHost ?? config.host, port)
+    fastify.log.info({ address: metrics.address() }, 'metrics served at /metrics')
+    fastify.addHook('onClose', async () => {
+      server?.closeAllConnections()
+      await new Promise((resolve) => server?.close(resolve))
+    })
+  }
+
+  function gauge (name: string, help: string, collect: (this: Gauge) => void): Gauge {
+    return new Gauge({ name, help, registers, collect })
+  }
+
+  function counter<Label extends string> (name: string, help: string, labelNames: Label[], collect?: (this: Counter<Label>) => void): Counter<Label> {
+    return new Counter({ name, help, labelNames, registers, ...(collect === undefined ? {} : { collect }) })
+  }
+
+  function redisMetrics (): { commandSeconds: Histogram<'command'>, reconnects: Counter, subscriberDrops: Counter } {
+    gauge('herald_redis_up', '1 while Redis answers a PING within the command timeout and the subscriber is subscribed, else 0.', async function () {
+      const answer = await fastify.redisAnswers()
+      this.set(answer?.ok === true && hub().health().status === 'ok' ? 1 : 0)
+    })
+    const commandSeconds = new Histogram({ name: 'herald_redis_command_duration_seconds', help: 'Redis commands by kind: publish (the publish script), read (a history page), ping.', labelNames: ['command'], buckets: LATENCY_BUCKETS, registers })
+    return {
+      commandSeconds,
+      reconnects: counter('herald_redis_reconnects_total', 'Times a Redis connection (publisher or subscriber) came back after it was lost.', []),
+      subscriberDrops: counter('herald_redis_subscriber_drops_total', 'Times the subscriber connection was lost or closed by Redis (e.g. its pub/sub output buffer limit).', [])
+    }
+  }
+}, { name: 'metrics', dependencies: ['config'] })
+
+/** Sets a counter's series to totals kept elsewhere, one per `reasons` value (0 before its first count). */
+function setAll (counter: Counter<'reason'>, reasons: readonly string[], totals: ReadonlyMap<string, number>): void {
+  counter.reset()
+  for (const reason of reasons) counter.inc({ reason }, totals.get(reason) ?? 0)
+}
+
+async function listen (registry: Registry, host: string, port: number): Promise<Server> {
+  const server = createServer((request, response) => {
+    if (request.url !== '/metrics' || (request.method !== 'GET' && request.method !== 'HEAD')) {
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: metrics are at /metrics\n')
+      return
+    }
+    registry.metrics().then((text) => {
+      response.writeHead(200, { 'content-type': registry.contentType }).end(text)
+    }, (error: unknown) => {
+      response.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${(error as Error).message}\n`)
+    })
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({ host, port }, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  return server
+}
