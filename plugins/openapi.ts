@@ -14,7 +14,7 @@ const DESCRIPTION = [
   '',
   'Errors are JSON `{ statusCode, error, code, message }`; each operation lists the codes each status can carry.',
   'Any other path or method answers `404` `HERALD_NOT_FOUND`; a server fault answers `500` with the bare message',
-  '`internal error` (its details go to the log); a server that is closing answers `503`.'
+  '`internal error` (its details go to the log).'
 ].join('\n')
 
 /**

@@ -84,7 +84,7 @@ test('/openapi.json is a valid OpenAPI 3.1 document, and each example matches it
   assert.ok(result.valid, result.valid ? '' : compileErrors(result))
 
   assert.deepEqual(Object.keys(document.paths).filter((path) => path.startsWith('/v1/')).sort(), ['/v1/events', '/v1/stream'])
-  assert.ok(document.paths['/health']?.get !== undefined)
+  for (const path of ['/health', '/health/live', '/health/ready']) assert.ok(document.paths[path]?.get !== undefined, `${path} is documented`)
   for (const path of ['/openapi.json', '/docs', '/docs/json', '/']) assert.equal(document.paths[path], undefined, `${path} is not an API route`)
 
   let examples = 0
@@ -222,8 +222,8 @@ test("Herald's real answers are documented: each status and code is the operatio
   await ask('a private topic without a token', 'GET', '/v1/stream', `${stream}?topic=users/42/inbox`)
   await ask('a private topic with a bad token', 'GET', '/v1/stream', `${stream}?topic=users/42/inbox&access_token=nonsense`)
   await ask('a private topic outside the token', 'GET', '/v1/stream', `${stream}?topic=users/43/inbox&access_token=${subscriber}`)
-  await ask('health', 'GET', '/health', `${secured.url}/health`)
-  for (const [path, method] of [['/v1/events', 'POST'], ['/v1/stream', 'GET'], ['/health', 'GET']] as const) {
+  for (const path of ['/health', '/health/live', '/health/ready']) await ask(path, 'GET', path, `${secured.url}${path}`)
+  for (const [path, method] of [['/v1/events', 'POST'], ['/v1/stream', 'GET'], ['/health', 'GET'], ['/health/live', 'GET'], ['/health/ready', 'GET']] as const) {
     // Open development mode answers loopback names only; fetch cannot set Host, so the header rides a raw request.
     answers.push({ name: `a foreign host on ${path}`, method, path, response: await rawRequest(open.url, method, `${path}?topic=chat`, 'evil.example') })
   }
