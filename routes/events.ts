@@ -1,8 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyRequest } from 'fastify'
-import { DataTooDeepError } from '../src/errors.js'
+import { errorCodes, type FastifyRequest } from 'fastify'
+import { errorReplies, hostRefused } from '../src/error-replies.js'
+import { BrokerUnavailableError, DataTooDeepError, ForbiddenError, RateLimitedError, TokenInvalidError, TokenMissingError } from '../src/errors.js'
 import { MAX_DATA_DEPTH, nestsDeeperThan } from '../src/json-depth.js'
-import { ErrorReply, PublishBody, PublishHeaders, PublishReply } from '../src/schemas.js'
+import { PublishBody, PublishHeaders, PublishReply } from '../src/schemas.js'
 import { validationFormatter } from './validation.js'
 import { uniqueTopics } from '../src/topics.js'
 import type { PublishInput } from '../src/transport/transport.js'
@@ -30,9 +31,31 @@ const events: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     schema: {
       summary: 'Publish an event',
+      description: 'Stores one JSON event and sends it to every subscriber of its topics, on every instance. ' +
+        'Never a 2xx for an event that was not stored. With `HERALD_JWT_SECRET` or `HERALD_JWT_PUBLIC_KEY` set, ' +
+        'it needs a bearer token whose `herald.publish` patterns cover every topic; without either key ' +
+        '(open development mode) it needs none, and answers loopback hosts only.',
+      tags: ['publish'],
+      security: [{ bearerToken: [] }],
       headers: PublishHeaders,
       body: PublishBody,
-      response: { 202: PublishReply, '4xx': ErrorReply, '5xx': ErrorReply }
+      response: {
+        202: PublishReply,
+        ...errorReplies([
+          { error: new errorCodes.FST_ERR_VALIDATION("body must have required property 'data'"), when: 'a missing, unknown or ill-typed field: a bad topic name, more than 64 topics, a `type` with a control character or starting with `herald.`, a bad `retry` or idempotency key; the message names the field and what it expects' },
+          { error: new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY(), when: 'the body is not valid JSON' },
+          { error: new errorCodes.FST_ERR_CTP_EMPTY_JSON_BODY(), when: 'the body is empty' },
+          { error: new DataTooDeepError(MAX_DATA_DEPTH), when: `\`data\` nests deeper than ${MAX_DATA_DEPTH} levels` },
+          { error: new TokenMissingError('publishing needs a token: send Authorization: Bearer <jwt>'), when: 'a key is configured and the request has no bearer token' },
+          { error: new TokenInvalidError('the token has expired'), when: 'the token does not verify: signature, algorithm, expiry, `nbf`, issuer, audience, or a malformed `herald` claim' },
+          { error: new ForbiddenError('this token may not publish to topic "billing"'), when: 'the token\'s `herald.publish` patterns do not cover a topic (named in the message)' },
+          hostRefused,
+          { error: new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE(), when: 'the body is larger than `HERALD_MAX_BODY_BYTES`' },
+          { error: new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(), when: 'the content type is not `application/json`' },
+          { error: new RateLimitedError(600, 'minute', 42), when: 'more than `HERALD_RATE_LIMIT_PER_MINUTE` publishes in a minute from one token subject (or one address without a verified token)' },
+          { error: new BrokerUnavailableError('Redis is unreachable; the event was not stored'), when: 'Redis is unreachable: the event was not stored; or Redis did not answer within `HERALD_REDIS_COMMAND_TIMEOUT_MS`: it may be stored, so retry with the same idempotency key' }
+        ])
+      }
     },
     schemaErrorFormatter: validationFormatter({ body: PublishBody, headers: PublishHeaders })
   }, async (request, reply) => {

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
+import { errorReplies, hostRefused } from '../src/error-replies.js'
 
 const HealthReply = Type.Object({
   status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
@@ -11,15 +12,15 @@ const HealthReply = Type.Object({
     pingMs: Type.Union([Type.Integer(), Type.Null()])
   })),
   subscriptions: Type.Integer()
-})
+}, { description: 'the process serves; `degraded` while Redis is unreachable or does not answer a PING' })
 
-const LiveReply = Type.Object({ status: Type.Literal('ok') })
+const LiveReply = Type.Object({ status: Type.Literal('ok') }, { description: 'the process serves' })
 
 const ReadyReply = Type.Object({
   status: Type.Union([Type.Literal('ready'), Type.Literal('not-ready')]),
   /** Why not, when not: draining, redis-not-answering, subscriber-not-subscribed. */
   reasons: Type.Array(Type.String())
-})
+}, { description: '`ready` (200), or `not-ready` (503) with the reasons: `draining`, `redis-not-answering`, `subscriber-not-subscribed`' })
 
 /**
  * GET /health: 200 while the process serves, with a summary. `status` is `degraded` while Redis is unreachable or
@@ -30,7 +31,15 @@ const ReadyReply = Type.Object({
  * with the reasons. Balancers route on it.
  */
 const health: FastifyPluginAsyncTypebox = async (fastify) => {
-  fastify.get('/health', { schema: { summary: 'Health summary', tags: ['health'], response: { 200: HealthReply } } }, async () => {
+  fastify.get('/health', {
+    schema: {
+      summary: 'Health summary',
+      description: 'Always 200 while the process serves; `status` says whether Redis answers. Open streams stay up ' +
+        'while it is `degraded`, so a balancer should keep routing subscribers here.',
+      tags: ['health'],
+      response: { 200: HealthReply, ...errorReplies([hostRefused]) }
+    }
+  }, async () => {
     const { status, broker, redis } = fastify.hub.health()
     const answer = await fastify.redisAnswers()
     const subscriptions = fastify.hub.streamCount
@@ -43,9 +52,24 @@ const health: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   })
 
-  fastify.get('/health/live', { schema: { summary: 'Liveness: the process serves', tags: ['health'], response: { 200: LiveReply } } }, async () => ({ status: 'ok' as const }))
+  fastify.get('/health/live', {
+    schema: {
+      summary: 'Liveness: the process serves',
+      description: '200 while the process serves; restart it if not.',
+      tags: ['health'],
+      response: { 200: LiveReply, ...errorReplies([hostRefused]) }
+    }
+  }, async () => ({ status: 'ok' as const }))
 
-  fastify.get('/health/ready', { schema: { summary: 'Readiness: this instance should get traffic', tags: ['health'], response: { 200: ReadyReply, 503: ReadyReply } } }, async (_request, reply) => {
+  fastify.get('/health/ready', {
+    schema: {
+      summary: 'Readiness: this instance should get traffic',
+      description: '200 when Redis answers a PING within the command timeout, the subscriber connection is subscribed ' +
+        'again after any drop, and the instance is not draining (SIGTERM); 503 otherwise, with the reasons. Balancers route on it.',
+      tags: ['health'],
+      response: { 200: ReadyReply, ...errorReplies([hostRefused]), 503: ReadyReply }
+    }
+  }, async (_request, reply) => {
     const reasons: string[] = []
     if (fastify.hub.draining) reasons.push('draining')
     const answer = await fastify.redisAnswers()

@@ -1,6 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { BrokerUnavailableError, DrainingError, StreamsPerAddressError, StreamsPerSubjectError, TooManyConnectionsError, TooManyTopicsError } from '../src/errors.js'
-import { ErrorReply, StreamHeaders, StreamQuery } from '../src/schemas.js'
+import { errorCodes } from 'fastify'
+import { errorReplies, hostRefused } from '../src/error-replies.js'
+import {
+  BrokerUnavailableError, DrainingError, ForbiddenError, StreamsPerAddressError, StreamsPerSubjectError, TokenInvalidError,
+  TokenMissingError, TooManyConnectionsError, TooManyTopicsError
+} from '../src/errors.js'
+import { EventStreamReply, StreamHeaders, StreamQuery } from '../src/schemas.js'
 import { StreamQuota } from '../src/stream-quota.js'
 import { uniqueTopics } from '../src/topics.js'
 import { validationFormatter } from './validation.js'
@@ -20,9 +25,26 @@ const stream: FastifyPluginAsyncTypebox = async (fastify) => {
     config: { eventStream: true },
     schema: {
       summary: 'Subscribe to topics (text/event-stream)',
+      description: 'A Server-Sent Events stream of the topics\' events, for `new EventSource(url)`. Public topics need ' +
+        'no token; a private one (`HERALD_PRIVATE_TOPICS`) needs a token whose `herald.subscribe` patterns cover it, ' +
+        'from the `Authorization` header, the token cookie, or `access_token` (EventSource cannot set headers). ' +
+        'Refused input or tokens are plain 4xx before any stream byte; temporary refusals are in band (see 200).',
+      tags: ['subscribe'],
+      // Public topics need no token: the empty requirement says so.
+      security: [{}, { bearerToken: [] }, { tokenCookie: [] }, { accessToken: [] }],
       querystring: StreamQuery,
       headers: StreamHeaders,
-      response: { '4xx': ErrorReply }
+      response: {
+        200: EventStreamReply,
+        ...errorReplies([
+          { error: new errorCodes.FST_ERR_VALIDATION('querystring must have required property \'topic\''), when: 'no topic, a bad topic name, or a `Last-Event-ID`/`lastEventId` longer than 64 characters; the message names the parameter' },
+          { error: new TooManyTopicsError(fastify.config.maxTopicsPerStream, fastify.config.maxTopicsPerStream + 1), when: 'more topics than `HERALD_MAX_TOPICS_PER_STREAM`' },
+          { error: new TokenMissingError('topic "users/42/inbox" is private: send a token (Authorization: Bearer, the token cookie, or access_token)'), when: 'a private topic, and no token' },
+          { error: new TokenInvalidError('the token has expired'), when: 'a private topic, and the token does not verify' },
+          { error: new ForbiddenError('this token may not subscribe to topic "users/43/inbox"'), when: 'the token\'s `herald.subscribe` patterns do not cover a private topic (named in the message)' },
+          hostRefused
+        ])
+      }
     },
     schemaErrorFormatter: validationFormatter({ querystring: StreamQuery, headers: StreamHeaders })
   }, async (request, reply) => {

@@ -11,6 +11,7 @@ import securityHeadersPlugin from '../plugins/security-headers.js'
 import hubPlugin from '../plugins/hub.js'
 import eventStreamPlugin from '../plugins/event-stream.js'
 import staticPlugin from '../plugins/static.js'
+import openapiPlugin from '../plugins/openapi.js'
 import eventsRoute from '../routes/events.js'
 import streamRoute from '../routes/stream.js'
 import healthRoute from '../routes/health.js'
@@ -37,6 +38,8 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
   await fastify.register(hubPlugin)
   await fastify.register(eventStreamPlugin)
   await fastify.register(staticPlugin)
+  // Before the routes: it documents each route as it is added.
+  await fastify.register(openapiPlugin)
 
   await fastify.register(eventsRoute)
   await fastify.register(streamRoute)

@@ -1,4 +1,6 @@
 import { Type } from 'typebox'
+import { STREAM_REFUSALS } from './errors.js'
+import { encodeComment, encodeFrame, encodeRetry } from './sse/encode.js'
 import { TOPIC_CHARACTERS, TOPIC_MAX_LENGTH, TOPIC_PATTERN } from './topics.js'
 
 /** The largest number of topics one event may be published to. */
@@ -37,16 +39,33 @@ export const PublishBody = Type.Object({
   type: Type.Optional(EventType),
   retry: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400_000, description: 'a reconnection delay in milliseconds, 0-86400000' })),
   idempotencyKey: Type.Optional(IdempotencyKey)
-}, { additionalProperties: false })
+}, {
+  additionalProperties: false,
+  // Request examples of the API reference (/openapi.json, /docs).
+  'x-examples': {
+    message: { summary: 'a chat message to one topic', value: { topic: 'chat', type: 'message', data: { user: 'ada', text: 'hello' } } },
+    severalTopics: {
+      summary: 'one event to several topics, safe to retry',
+      value: { topic: ['orders/42', 'dashboard'], type: 'order.shipped', data: { orderId: 42, carrier: 'ups' }, idempotencyKey: 'order-42-shipped' }
+    },
+    plain: { summary: 'any JSON value as data', value: { topic: 'chat/lobby', data: 'hi' } }
+  }
+})
 
 export const PublishHeaders = Type.Object({
   'idempotency-key': Type.Optional(IdempotencyKey)
 })
 
 export const PublishReply = Type.Object({
-  id: Type.String(),
-  topics: Type.Array(Type.String()),
-  duplicate: Type.Boolean()
+  id: Type.String({ description: 'the event id, `<epoch>-<seq>`: compare `seq` within one epoch only' }),
+  topics: Type.Array(Type.String(), { description: 'the topics it was published to, each once' }),
+  duplicate: Type.Boolean({ description: 'true when the idempotency key was used before: nothing new was stored or sent, `id` is the first publish\'s' })
+}, {
+  description: 'stored (in Redis, or the memory broker) and fanned out to every subscriber of its topics',
+  'x-examples': {
+    published: { summary: 'stored and sent', value: { id: 'm5x8k2qz3f-17', topics: ['chat'], duplicate: false } },
+    duplicate: { summary: 'the same idempotency key again', value: { id: 'm5x8k2qz3f-17', topics: ['orders/42', 'dashboard'], duplicate: true } }
+  }
 })
 
 export const StreamQuery = Type.Object({
@@ -57,6 +76,59 @@ export const StreamQuery = Type.Object({
   access_token: Type.Optional(Type.String({ maxLength: 8192, description: 'a subscriber token (JWT)' }))
 })
 
+const EXAMPLE_EVENT = { id: 'm5x8k2qz3f-17', event: 'message', data: JSON.stringify({ user: 'ada', text: 'hello' }) }
+const REFUSAL_REASONS = Object.entries(STREAM_REFUSALS)
+  .map(([code, { reason, retryMs }]) => `\`${reason}\` (${code}, about ${retryMs / 1000} s)`).join(', ')
+
+/**
+ * The 200 answer of GET /v1/stream, for the API reference: what a stream carries, with examples the encoder
+ * itself makes. Fastify never serializes it (the route writes to the socket, refusals are strings).
+ */
+export const EventStreamReply = {
+  description: [
+    'A Server-Sent Events stream (`text/event-stream; charset=utf-8`, `Cache-Control: no-cache, no-transform`,',
+    '`X-Accel-Buffering: no`, `Connection: close`: the body runs until the connection closes). It carries:',
+    '',
+    '- at once: `retry: <ms>` (`HERALD_RETRY_MS`) and the comment `: herald`;',
+    '- one frame per event: `id: <epoch>-<seq>`, `event: <type>` (`message` unless published with a `type`),',
+    '  `retry: <ms>` when published with one, and `data: <the published data, JSON-encoded>` (several `data:`',
+    '  lines if the JSON has line breaks), then a blank line;',
+    '- `event: herald.reset` with `data: {"reason","topics","lastEventId"}` before anything else when history no',
+    '  longer covers the asked-for position; reasons `history-trimmed`, `history-expired`, `malformed-id`,',
+    '  `unknown-id`, `epoch-changed`: reload your state;',
+    '- heartbeat comments (`:` and a blank line) every `HERALD_HEARTBEAT_MS` on idle streams.',
+    '',
+    'Resume with the `Last-Event-ID` header (browsers send it by themselves when they reconnect) or the',
+    '`lastEventId` query parameter on a first connection; `0` replays from the oldest retained event. Missed',
+    'events come first, in order, each once, then live ones. A stream opened with a token ends when it expires.',
+    '',
+    'A temporary refusal is this same 200 stream, because EventSource gives up for good on any other status:',
+    '`retry: <ms>` (jittered over 0.5-1.5 times the delay), `event: herald.unavailable` with',
+    `\`data: {"reason","retryMs"}\`, and the end. Reasons: ${REFUSAL_REASONS}.`
+  ].join('\n'),
+  content: {
+    'text/event-stream': {
+      schema: Type.String({ description: 'Server-Sent Events: UTF-8 lines of `field: value`, frames ended by a blank line' }),
+      examples: {
+        events: {
+          summary: 'the opening lines, an event, a heartbeat',
+          value: encodeRetry(2000) + encodeComment('herald') + encodeFrame(EXAMPLE_EVENT) + encodeComment()
+        },
+        reset: {
+          summary: 'resuming after an event history no longer holds',
+          value: encodeRetry(2000) + encodeComment('herald') +
+            encodeFrame({ event: 'herald.reset', data: JSON.stringify({ reason: 'history-trimmed', topics: ['chat'], lastEventId: 'm5x8k2qz3f-3' }) }) +
+            encodeFrame(EXAMPLE_EVENT)
+        },
+        refused: {
+          summary: 'a temporary refusal: EventSource reconnects after retryMs',
+          value: encodeRetry(4213) + encodeFrame({ event: 'herald.unavailable', data: JSON.stringify({ reason: 'instance-full', retryMs: 4213 }) })
+        }
+      }
+    }
+  }
+}
+
 /**
  * Browsers send back the id of the last event they received: one of ours is short. A longer header is not one
  * of ours, and is refused with a 400 rather than carried into a reset notice or a log at length.
@@ -65,9 +137,10 @@ export const StreamHeaders = Type.Object({
   'last-event-id': Type.Optional(Type.String({ maxLength: 64, description: 'the id of the last event seen, at most 64 characters' }))
 })
 
+/** Every error reply (plugins/error-handler.ts); `error` is the status's reason phrase. */
 export const ErrorReply = Type.Object({
   statusCode: Type.Integer(),
-  error: Type.String(),
-  code: Type.Optional(Type.String()),
-  message: Type.String()
+  error: Type.String({ description: 'the status\'s standard reason phrase' }),
+  code: Type.Optional(Type.String({ description: 'a HERALD_* or Fastify FST_ERR_* code' })),
+  message: Type.String({ description: 'what is wrong, naming the field, topic or limit' })
 })
