@@ -7,10 +7,11 @@ import { freePort } from './redis-server.js'
 export class HeraldProcess {
   private constructor (private readonly child: ChildProcess, readonly port: number, readonly output: () => string) {}
 
+  /** Starts on a free port, or on `env.PORT` (to start an instance again where it was). */
   static async start (env: Record<string, string>): Promise<HeraldProcess> {
-    const port = await freePort()
+    const port = env.PORT !== undefined ? Number(env.PORT) : await freePort()
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-      env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
+      env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env, PORT: String(port) },
       stdio: ['ignore', 'pipe', 'pipe']
     })
     let output = ''
