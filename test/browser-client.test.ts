@@ -260,3 +260,23 @@ test('a shared worker script that does not load (404, another origin, CSP): the 
     assert.deepEqual(await idsOf(tab), ids)
   }
 })
+
+test('SharedWorker without Web Locks (not a secure context): a closed tab says goodbye, and its topics leave the stream', { timeout: 60_000 }, async (t) => {
+  const { app, url } = await build(t)
+  const { browser, close } = await launchChromium()
+  t.after(close)
+  const context = await browser.newContext()
+  await context.addInitScript(() => { delete (globalThis as any).Navigator.prototype.locks })
+  await servePage(context, url)
+  const stays = await openTab(context, url)
+  const leaves = await openTab(context, url)
+  assert.equal(await startClient(stays, ['chat']), 'worker')
+  assert.equal(await startClient(leaves, ['chat', 'news']), 'worker')
+  await until(() => app.hub.listenerCount('news') === 1 && app.hub.streamCount === 1, 10_000, 'one stream with news')
+  // As a person closes a tab: the page's unload steps run (pagehide).
+  await leaves.close({ runBeforeUnload: true })
+  await until(() => app.hub.listenerCount('news') === 0 && app.hub.streamCount === 1, 10_000, 'news gone with its tab')
+  const ids = await publishAll(url, 'chat', 2)
+  await waitForEvents(stays, 2)
+  assert.deepEqual(await idsOf(stays), ids)
+})

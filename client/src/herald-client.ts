@@ -166,7 +166,8 @@ class HeraldClient implements Herald, LinkHost {
   }
 
   private announce (): void {
-    this.link.send({ kind: 'hello', tab: this.tab, config: this.config, hasToken: this.tokenProvider !== undefined })
+    const holdsLock = typeof navigator !== 'undefined' && 'locks' in navigator
+    this.link.send({ kind: 'hello', tab: this.tab, config: this.config, hasToken: this.tokenProvider !== undefined, holdsLock })
     for (const subscription of this.subscriptions.values()) this.sendSubscription(subscription)
   }
 

@@ -83,7 +83,7 @@ function receive (port: MessagePort, message: TabMessage): void {
   switch (message.kind) {
     case 'hello':
       fanout ??= new Fanout({ config: message.config, token, send })
-      if (!pages.has(message.tab)) watch(message.config, message.tab)
+      if (!pages.has(message.tab) && message.holdsLock) watch(message.config, message.tab)
       pages.set(message.tab, { port, hasToken: message.hasToken })
       // A page that comes later learns where the stream is; before its first subscription there is nothing to say.
       if (fanout.state.state !== 'closed') port.postMessage({ kind: 'state', state: fanout.state } satisfies OwnerMessage)

@@ -78,7 +78,7 @@ export class LeaderLink implements Link {
     const fanout = this.fanout
     if (fanout === undefined) return
     if (message.kind === 'hello') {
-      if (message.tab !== this.host.tab) this.watch(message.tab)
+      if (message.tab !== this.host.tab && message.holdsLock) this.watch(message.tab)
       if (fanout.state.state !== 'closed') this.broadcast({ kind: 'state', state: fanout.state })
     } else {
       fanout.receive(message)

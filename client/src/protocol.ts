@@ -18,7 +18,8 @@ export interface StreamConfig {
 
 /** A page to the owner. `sub` ids are the page's own; the owner keys them as `<tab>/<sub>`. */
 export type TabMessage =
-  | { kind: 'hello', tab: string, config: StreamConfig, hasToken: boolean }
+  /** `holdsLock`: the page holds its tab lock (tabLockName) for as long as it lives. */
+  | { kind: 'hello', tab: string, config: StreamConfig, hasToken: boolean, holdsLock: boolean }
   | { kind: 'subscribe', tab: string, sub: string, topics: string[], types: string[], after: string | undefined }
   | { kind: 'unsubscribe', tab: string, sub: string }
   | { kind: 'token', tab: string, request: number, token: string | undefined, error?: string }

@@ -21,6 +21,10 @@ export class WorkerLink implements Link {
     this.port.onmessage = (event: MessageEvent<OwnerMessage>) => this.receive(event.data)
     this.port.start()
     if (!('locks' in navigator)) {
+      // No Web Locks (not a secure context): say goodbye when the page is hidden for good or put in the
+      // back/forward cache, and announce everything again if it comes back from there.
+      addEventListener('pagehide', () => this.port.postMessage({ kind: 'bye', tab: host.tab } satisfies TabMessage), { signal: this.stop.signal })
+      addEventListener('pageshow', (event) => { if (event.persisted) host.receive({ kind: 'owner', owner: 'worker' }) }, { signal: this.stop.signal })
       this.flush()
       return
     }
