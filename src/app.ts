@@ -14,6 +14,7 @@ import staticPlugin from '../plugins/static.js'
 import eventsRoute from '../routes/events.js'
 import streamRoute from '../routes/stream.js'
 import healthRoute from '../routes/health.js'
+import statsRoute from '../routes/stats.js'
 
 export interface AppOptions {
   config: Config
@@ -41,4 +42,5 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
   await fastify.register(eventsRoute)
   await fastify.register(streamRoute)
   await fastify.register(healthRoute)
+  await fastify.register(statsRoute)
 }
