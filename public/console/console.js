@@ -201,7 +201,12 @@ function connect () {
   probeUrl = streamUrl(topics, lastEventId, token)
   // The console's own stream (shared: false): its state is this page's, and its token this page's alone.
   herald = createHerald({ url: '/v1/stream', shared: false, ...(token === '' ? {} : { token: () => token }) })
-  logLine(`subscribing to ${topics.join(', ')}${types.length === 0 ? '' : ` (types ${types.join(', ')})`}${lastEventId === '' ? '' : ` after ${lastEventId}`}`)
+  const how = [
+    types.length === 0 ? '' : ` (types ${types.join(', ')})`,
+    lastEventId === '' ? '' : ` after ${lastEventId}`,
+    token === '' ? '' : ' with a token'
+  ]
+  logLine(`subscribing to ${topics.join(', ')}${how.join('')}`)
   herald.subscribe(topics, {
     ...(types.length === 0 ? {} : { types }),
     ...(lastEventId === '' ? {} : { lastEventId }),
