@@ -7,14 +7,18 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY plugins ./plugins
 COPY routes ./routes
+COPY client/package.json client/tsconfig.json ./client/
+COPY client/src ./client/src
 RUN npm run build && npm prune --omit=dev
 
-# Runtime stage: compiled code, production modules and the demo pages, run as the unprivileged `node` user.
+# Runtime stage: compiled code, production modules, the demo pages and the browser client (served at /client/),
+# run as the unprivileged `node` user.
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=8080
 WORKDIR /app
 COPY --from=build --chown=node:node /app/node_modules ./node_modules
 COPY --from=build --chown=node:node /app/dist ./dist
+COPY --from=build --chown=node:node /app/client/dist ./client/dist
 COPY --chown=node:node package.json ./
 COPY --chown=node:node public ./public
 USER node

@@ -1,5 +1,11 @@
-/* global EventSource */
-// The seed's chat example done right: one EventSource with ids and resume, messages posted as JSON.
+// The seed's chat example done right, on herald-client: one stream shared by every tab of this origin, resumed
+// without loss after a drop, the retained history shown on load, messages posted as JSON.
+import { createHerald } from '/client/herald-client.js'
+
+const TOPIC = 'chat'
+/** Messages kept on the page: the newest ones of the history Herald retains, then live ones. */
+const SHOWN = 100
+
 const messages = document.getElementById('messages')
 const status = document.getElementById('status')
 const errorLine = document.getElementById('error')
@@ -11,28 +17,77 @@ const token = document.getElementById('token')
 user.value = localStorage.getItem('herald.user') ?? ''
 token.value = localStorage.getItem('herald.token') ?? ''
 
-function show (state, label) {
-  status.className = `status ${state}`
-  status.textContent = label
+const STATES = {
+  connecting: ['connecting', 'connecting…'],
+  open: ['open', 'live'],
+  reconnecting: ['connecting', 'reconnecting…'],
+  closed: ['closed', 'offline']
 }
 
-function append (message, id) {
+function show (state) {
+  const [name, label] = STATES[state.state] ?? STATES.connecting
+  status.className = `status ${name}`
+  status.textContent = state.state === 'reconnecting' && state.attempt > 1 ? `${label} (attempt ${state.attempt})` : label
+}
+
+/** A time only when the payload carries a valid one: a history event shown now did not arrive now. */
+function timeOf (value) {
+  if (typeof value !== 'number' && typeof value !== 'string') return undefined
+  const time = new Date(value)
+  return Number.isNaN(time.getTime()) ? undefined : time
+}
+
+/** What to show for any JSON payload: a chat message `{ user, text, at }` as such, anything else as itself. */
+function describe (data) {
+  if (typeof data === 'string') return { text: data }
+  if (data !== null && typeof data === 'object' && !Array.isArray(data) && typeof data.text === 'string') {
+    return { user: typeof data.user === 'string' && data.user !== '' ? data.user : undefined, text: data.text, time: timeOf(data.at) }
+  }
+  return { text: JSON.stringify(data) }
+}
+
+function line (className, ...parts) {
   const item = document.createElement('li')
-  item.dataset.id = id
-  const time = new Date(message.at).toLocaleTimeString()
+  item.className = className
+  item.append(...parts)
+  return item
+}
+
+function span (className, value) {
+  const element = document.createElement('span')
+  element.className = className
   // textContent, never innerHTML: messages come from anyone.
-  item.textContent = `[${time}] ${message.user}: ${message.text}`
+  element.textContent = value
+  return element
+}
+
+function append (item) {
   messages.append(item)
+  while (messages.children.length > SHOWN) messages.firstElementChild.remove()
   item.scrollIntoView({ block: 'end' })
 }
 
-const stream = new EventSource('/v1/stream?topic=chat')
-stream.addEventListener('open', () => show('open', 'live'))
-stream.addEventListener('error', () => show('connecting', 'reconnecting…'))
-stream.addEventListener('message', (event) => append(JSON.parse(event.data), event.lastEventId))
-stream.addEventListener('herald.reset', () => {
-  // Some history is gone: start the list afresh from what the server still has.
-  messages.replaceChildren()
+function render (event) {
+  const { user: author, text: body, time } = describe(event.data)
+  const parts = []
+  if (time !== undefined) parts.push(span('time', `[${time.toLocaleTimeString()}]`), ' ')
+  if (author !== undefined) parts.push(span('user', author), ': ')
+  parts.push(span('text', body))
+  const item = line('message', ...parts)
+  item.dataset.id = event.id
+  append(item)
+}
+
+const herald = createHerald({ url: '/v1/stream' })
+herald.subscribe([TOPIC], {
+  // '0': from the oldest event Herald still has, so a new page shows the recent conversation.
+  lastEventId: '0',
+  onEvent: render,
+  onState: show,
+  onReset (notice) {
+    // Herald no longer has everything since where this page was: say so, and go on with what it has.
+    append(line('notice', span('text', `Some earlier messages are no longer available (${notice.reason}).`)))
+  }
 })
 
 form.addEventListener('submit', async (event) => {
@@ -45,7 +100,7 @@ form.addEventListener('submit', async (event) => {
   const response = await fetch('/v1/events', {
     method: 'POST',
     headers,
-    body: JSON.stringify({ topic: 'chat', type: 'message', data: { user: user.value, text: text.value, at: Date.now() } })
+    body: JSON.stringify({ topic: TOPIC, type: 'message', data: { user: user.value, text: text.value, at: Date.now() } })
   })
   if (response.ok) {
     text.value = ''

@@ -54,7 +54,10 @@ export const StreamQuery = Type.Object({
     description: 'one or more topic names (repeat the parameter: ?topic=a&topic=b)'
   }),
   lastEventId: Type.Optional(Type.String({ maxLength: 64, description: 'the id of the last event seen, 1-64 characters' })),
-  access_token: Type.Optional(Type.String({ maxLength: 8192, description: 'a subscriber token (JWT)' }))
+  access_token: Type.Optional(Type.String({ maxLength: 8192, description: 'a subscriber token (JWT)' })),
+  envelope: Type.Optional(Type.Union([Type.Literal('0'), Type.Literal('1')], {
+    description: '1 to wrap each event\'s data as {"topic":"<topic>","data":<published JSON>}'
+  }))
 })
 
 /**

@@ -1,10 +1,25 @@
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
-import { build, publish } from './helper.js'
+import type { Page } from 'playwright-core'
+import { mintToken } from '../src/cli/token.js'
+import { build, publish, until } from './helper.js'
 import { launchChromium } from './helpers/browser.js'
+import { buildClient } from './helpers/client-build.js'
 
-test('the chat demo works in two browser windows at once', { timeout: 60_000 }, async (t) => {
-  const { url } = await build(t)
+buildClient()
+
+async function lines (page: Page, count: number): Promise<string[]> {
+  await page.locator('#messages li').nth(count - 1).waitFor({ timeout: 10_000 })
+  return await page.locator('#messages li').allTextContents()
+}
+
+test('the chat demo: history on load, two windows on one shared stream, any payload shown sensibly', { timeout: 60_000 }, async (t) => {
+  const { app, url } = await build(t)
+  // Published before any page is open: the README's own example, and a bare string.
+  assert.equal((await publish(url, { topic: 'chat', type: 'message', data: { user: 'ada', text: 'hello' } })).status, 202)
+  assert.equal((await publish(url, { topic: 'chat', data: 'hi there' })).status, 202)
+
   const { browser, close } = await launchChromium()
   t.after(close)
   const context = await browser.newContext()
@@ -12,8 +27,10 @@ test('the chat demo works in two browser windows at once', { timeout: 60_000 }, 
   const bob = await context.newPage()
   const pageErrors: string[] = []
   for (const page of [alice, bob]) page.on('pageerror', (error) => pageErrors.push(error.message))
-  await Promise.all([alice.goto(url), bob.goto(url)])
+  await alice.goto(url)
+  await bob.goto(url)
   await Promise.all([alice, bob].map(async (page) => await page.locator('#status.open').waitFor({ timeout: 10_000 })))
+  for (const page of [alice, bob]) assert.deepEqual(await lines(page, 2), ['ada: hello', 'hi there'], 'the history, shown as it was published')
 
   await alice.fill('#user', 'alice')
   await alice.fill('#text', 'hello <b>bob</b>')
@@ -21,19 +38,66 @@ test('the chat demo works in two browser windows at once', { timeout: 60_000 }, 
   await bob.fill('#user', 'bob')
   await bob.fill('#text', 'hi alice')
   await bob.press('#text', 'Enter')
-
   for (const page of [alice, bob]) {
-    await page.locator('#messages li').nth(1).waitFor({ timeout: 10_000 })
-    const lines = await page.locator('#messages li').allTextContents()
-    assert.equal(lines.length, 2)
-    assert.match(lines[0] ?? '', /alice: hello <b>bob<\/b>$/, 'shown as text, not HTML')
-    assert.match(lines[1] ?? '', /bob: hi alice$/)
+    const shown = await lines(page, 4)
+    assert.equal(shown.length, 4)
+    assert.match(shown[2] ?? '', /^\[[^\]]+\] alice: hello <b>bob<\/b>$/, 'shown as text, not HTML, with its time')
+    assert.match(shown[3] ?? '', /^\[[^\]]+\] bob: hi alice$/)
   }
   assert.equal(await alice.locator('#messages b').count(), 0)
+  assert.equal(app.hub.streamCount, 1, 'two windows, one stream')
 
-  // A message published by a backend (curl, any language) reaches the page too.
-  await publish(url, { topic: 'chat', type: 'message', data: { user: 'server', text: 'from the API', at: Date.now() } })
-  await bob.locator('#messages li').nth(2).waitFor({ timeout: 10_000 })
+  // Whatever a backend (curl, any language) publishes is shown as what it is.
+  const payloads: Array<[unknown, string]> = [
+    [42, '42'],
+    [{ a: 1 }, '{"a":1}'],
+    [null, 'null'],
+    [['x', 2], '["x",2]'],
+    [{ text: 'no author' }, 'no author'],
+    [{ user: 'eve', text: 'bad time', at: 'soon' }, 'eve: bad time']
+  ]
+  for (const [data] of payloads) assert.equal((await publish(url, { topic: 'chat', data })).status, 202)
+  const shown = await lines(bob, 4 + payloads.length)
+  assert.deepEqual(shown.slice(4), payloads.map(([, text]) => text))
+  for (const text of shown) assert.doesNotMatch(text, /undefined|Invalid Date/)
   await bob.screenshot({ path: process.env.HERALD_SCREENSHOT ?? '/tmp/herald-demo.png' })
   assert.deepEqual(pageErrors, [])
+})
+
+/** The README's development-token example: its secret, the token command's arguments, the publish body. */
+function readmeTokenExample (): { secret: string, args: string[], body: unknown } {
+  const readme = readFileSync('README.md', 'utf8')
+  const block = /```sh\nexport HERALD_JWT_SECRET='([^']+)'\nTOKEN=\$\(npm run -s token -- ([^)]+)\)\n[\s\S]*?-d '([^']+)'\n```/.exec(readme)
+  assert.ok(block !== null, 'README.md: the example under "Tokens for development"')
+  const args = [...(block[2] as string).matchAll(/'([^']*)'|(\S+)/g)].map((match) => match[1] ?? match[2] as string)
+  return { secret: block[1] as string, args, body: JSON.parse(block[3] as string) }
+}
+
+test('the README\'s token example publishes to the demo\'s topic, from curl and from the demo\'s Token field', { timeout: 60_000 }, async (t) => {
+  const { secret, args, body } = readmeTokenExample()
+  const { url } = await build(t, { HERALD_JWT_SECRET: secret })
+  const token = mintToken({ HERALD_JWT_SECRET: secret }, args)
+  const curl = await publish(url, body, { authorization: `Bearer ${token}` })
+  assert.equal(curl.status, 202, JSON.stringify(curl.body))
+
+  const { browser, close } = await launchChromium()
+  t.after(close)
+  const page = await (await browser.newContext()).newPage()
+  await page.goto(url)
+  await page.locator('#status.open').waitFor({ timeout: 10_000 })
+  assert.deepEqual(await lines(page, 1), ['ada: hello'])
+  // Without a token the publish is refused, and the page says why.
+  await page.fill('#user', 'grace')
+  await page.fill('#text', 'no token')
+  await page.click('button[type=submit]')
+  await until(async () => (await page.locator('#error').textContent()) !== '', 5_000, 'the error line')
+  assert.match(await page.locator('#error').textContent() ?? '', /^401: /)
+  // With the README's token in the Token field, it goes through.
+  await page.locator('details summary').click()
+  await page.fill('#token', token)
+  await page.fill('#text', 'with the token')
+  await page.click('button[type=submit]')
+  const shown = await lines(page, 2)
+  assert.match(shown[1] ?? '', /grace: with the token$/)
+  assert.equal(await page.locator('#error').textContent(), '')
 })

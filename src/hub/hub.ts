@@ -1,5 +1,5 @@
 import { encodeComment, encodeFrame, encodeRetry } from '../sse/encode.js'
-import { eventId, type PublishInput, type PublishResult, type StoredEvent, type Transport, type TransportHealth, type TransportSink } from '../transport/transport.js'
+import { eventId, type HistoryRead, type PublishInput, type PublishResult, type StoredEvent, type Transport, type TransportHealth, type TransportSink } from '../transport/transport.js'
 import { ReplayBudget } from './replay-budget.js'
 import { parseEventId, planReplay, type ReplayStart, type ResetNotice } from './replay.js'
 import { Subscription, type EndReason, type FramedEvent } from './subscription.js'
@@ -98,14 +98,18 @@ export class Hub implements TransportSink {
     return await this.transport.publish(input)
   }
 
-  /** Opens a subscription: live events from now on, after the missed ones when `lastEventId` is given. */
-  subscribe (topics: readonly string[], lastEventId?: string): Subscription {
+  /**
+   * Opens a subscription: live events from now on, after the missed ones when `lastEventId` is given. With
+   * `envelope`, each event's data says its topic: `{"topic":"<topic>","data":<published JSON>}`.
+   */
+  subscribe (topics: readonly string[], lastEventId?: string, options: { envelope?: boolean } = {}): Subscription {
     const subscription = new Subscription(topics, {
       maxQueueBytes: this.options.maxQueueBytes,
       onDestroy: (destroyed) => this.remove(destroyed),
       onOtherEpoch: (held) => this.catchUp(held)
     })
     subscription.lastEventId = lastEventId
+    subscription.envelope = options.envelope === true
     if (lastEventId === undefined) {
       // Where a new client starts: the head now, as it arrives, before its topics are listened to. Its catch-up
       // replays from here, so an event published between now and the SUBSCRIBE taking effect is not lost.
@@ -225,7 +229,12 @@ export class Hub implements TransportSink {
       this.lastFramed = framed
       this.options.onDispatch?.(event)
     }
-    for (const subscription of entry.subscriptions) subscription.deliver(framed)
+    // The enveloped frame names this topic: made once per topic, only when a subscription asks for it.
+    let enveloped: FramedEvent | undefined
+    for (const subscription of entry.subscriptions) {
+      if (!subscription.envelope) subscription.deliver(framed)
+      else subscription.deliver(enveloped ??= { id: framed.id, epoch: framed.epoch, frame: frameOf(event, topic) })
+    }
   }
 
   interrupted (): void {
@@ -350,10 +359,11 @@ export class Hub implements TransportSink {
       // Whether a topic expired before the client's position is asked once; later pages start from our own.
       if (page > 0) for (const history of read.topics) history.forgotten = false
       const plan = planReplay(start, read, Date.now(), this.options.historyTtlMs, limit)
+      const topicOf = subscription.envelope ? firstTopicOf(read) : undefined
       // The notice goes first, before any event it concerns.
       if (plan.reset !== undefined) subscription.replay(plan.epoch, [], this.resetFrame(plan.reset))
       for (const event of plan.events) {
-        subscription.replay(plan.epoch, [{ id: event.id, epoch: event.epoch, frame: frameOf(event) }])
+        subscription.replay(plan.epoch, [{ id: event.id, epoch: event.epoch, frame: frameOf(event, topicOf?.get(event.id)) }])
         if (subscription.pendingBytes >= lowWater) await subscription.drained(lowWater)
         if (subscription.closing) return
       }
@@ -386,7 +396,17 @@ export class Hub implements TransportSink {
   }
 }
 
-/** The SSE frame of a stored event. */
-function frameOf (event: StoredEvent): Buffer {
-  return Buffer.from(encodeFrame({ id: eventId(event.epoch, event.id), event: event.type, retry: event.retry, data: event.data }))
+/** The SSE frame of a stored event; with a topic, its data in the envelope `{"topic","data"}`. */
+function frameOf (event: StoredEvent, topic?: string): Buffer {
+  const data = topic === undefined ? event.data : `{"topic":${JSON.stringify(topic)},"data":${event.data}}`
+  return Buffer.from(encodeFrame({ id: eventId(event.epoch, event.id), event: event.type, retry: event.retry, data }))
+}
+
+/** Which topic an event of a history read is named by in an envelope: the first of the stream's topics holding it. */
+function firstTopicOf (read: HistoryRead): Map<number, string> {
+  const topics = new Map<number, string>()
+  for (const history of read.topics) {
+    for (const event of history.events) if (!topics.has(event.id)) topics.set(event.id, history.topic)
+  }
+  return topics
 }

@@ -62,6 +62,8 @@ export class Subscription extends Readable {
   events = 0
   bytes = 0
   endReason: EndReason | undefined
+  /** Frames carry their topic in the data (`envelope=1`): the hub frames this stream's events apart. */
+  envelope = false
 
   /** The hub's catch-up bookkeeping: the client's Last-Event-ID until the first catch-up honoured it. */
   lastEventId: string | undefined

@@ -7,11 +7,12 @@ import { freePort } from './redis-server.js'
 export class HeraldProcess {
   private constructor (private readonly child: ChildProcess, readonly port: number, readonly output: () => string) {}
 
+  /** Starts on a free port, or on `env.PORT` (to start an instance again where it was). */
   static async start (env: Record<string, string>): Promise<HeraldProcess> {
-    const port = await freePort()
+    const port = env.PORT !== undefined ? Number(env.PORT) : await freePort()
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
       // Metrics on a free port (several instances share the host); SIGTERM drains only when a test asks for it.
-      env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', HERALD_METRICS_PORT: '0', HERALD_DRAIN_MS: '0', ...env },
+      env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'warn', HERALD_METRICS_PORT: '0', HERALD_DRAIN_MS: '0', ...env, PORT: String(port) },
       stdio: ['ignore', 'pipe', 'pipe']
     })
     let output = ''
