@@ -172,6 +172,7 @@ function addEvent (event, current) {
   payload.append(details)
   row.append(id, element('td', event.topic), element('td', event.type), time, element('td', formatBytes(utf8.encode(json).length), 'number'), payload)
   addRow(row)
+  refreshFigures()
   received++
   eventCount.textContent = `${received} received`
 }
@@ -199,8 +200,12 @@ function connect () {
   const types = names(typesInput.value)
   const lastEventId = lastIdInput.value.trim()
   probeUrl = streamUrl(topics, lastEventId, token)
-  // The console's own stream (shared: false): its state is this page's, and its token this page's alone.
-  herald = createHerald({ url: '/v1/stream', shared: false, ...(token === '' ? {} : { token: () => token }) })
+  // The console's own stream (shared: false): its state is this page's, and its token this page's alone. The token
+  // rides in the stream URL rather than as createHerald's `token` provider, which herald-client 0.1.0 ignores on a
+  // page's own stream (its local link hands the provider over unbound); a typed token needs no refreshing anyway.
+  const url = new URL('/v1/stream', location.href)
+  if (token !== '') url.searchParams.set('access_token', token)
+  herald = createHerald({ url, shared: false })
   const how = [
     types.length === 0 ? '' : ` (types ${types.join(', ')})`,
     lastEventId === '' ? '' : ` after ${lastEventId}`,
@@ -328,11 +333,17 @@ byId('format-button').addEventListener('click', () => {
 
 /** Rates are measured over at least this long: a refresh right after a publish would make a spike of one event. */
 const RATE_WINDOW_MS = 1_000
+/** The shortest time between two polls, when events ask for fresh figures. */
+const SOONEST_POLL_MS = 500
 let rateBase
 let statsTimer
+/** When the next poll runs (performance.now() time), and when the last one started. */
+let nextPollAt = 0
+let lastPollAt = -Infinity
 let polling = false
 let pollAgain = false
 const figure = (id, text) => { byId(id).textContent = text }
+const FIGURES = ['stat-streams', 'stat-topics', 'stat-subscriptions', 'stat-events', 'stat-event-rate', 'stat-bytes', 'stat-byte-rate']
 
 async function readJson (path) {
   const response = await fetch(path, { signal: AbortSignal.timeout(STATS_EVERY_MS * 2) })
@@ -355,8 +366,15 @@ function showRates (stats, at) {
   rateBase = { at, eventsSent: stats.eventsSent, bytesSent: stats.bytesSent }
 }
 
+function schedulePoll (delay) {
+  clearTimeout(statsTimer)
+  nextPollAt = performance.now() + delay
+  statsTimer = setTimeout(pollStats, delay)
+}
+
 async function pollStats () {
   polling = true
+  lastPollAt = performance.now()
   try {
     const [health, stats] = await Promise.all([readJson('/health'), readJson('/v1/stats')])
     figure('stat-status', `${health.status} (${health.broker})`)
@@ -367,24 +385,29 @@ async function pollStats () {
     figure('stat-bytes', formatBytes(stats.bytesSent))
     showRates(stats, performance.now())
   } catch {
+    // No figures rather than a gone process's last ones.
+    for (const id of FIGURES) figure(id, '…')
     figure('stat-status', 'unreachable')
     rateBase = undefined
   } finally {
     polling = false
   }
-  clearTimeout(statsTimer)
-  statsTimer = setTimeout(pollStats, pollAgain ? 50 : STATS_EVERY_MS)
+  schedulePoll(pollAgain ? SOONEST_POLL_MS : STATS_EVERY_MS)
   pollAgain = false
 }
 
-/** Figures at once, when something just changed them (the stream opened, an event was published). */
+/**
+ * Figures soon, when something just changed them (the stream opened, an event came or was published); at most
+ * one poll every SOONEST_POLL_MS however busy the topics are.
+ */
 function refreshFigures () {
   if (polling) {
     pollAgain = true
     return
   }
-  clearTimeout(statsTimer)
-  statsTimer = setTimeout(pollStats, 50)
+  const now = performance.now()
+  const at = Math.max(now + 50, lastPollAt + SOONEST_POLL_MS)
+  if (at < nextPollAt) schedulePoll(at - now)
 }
 
 // A link can name the topics: /console?topic=chat&topic=news connects at once.
