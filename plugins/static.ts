@@ -4,9 +4,9 @@ import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 /**
- * Serves the demo pages in public/ at the root (the HTML pages get the page-only security headers), and the
- * browser client's build (client/dist/, `npm run build`) at /client/: /client/herald-client.js and the shared
- * worker it starts, /client/herald-worker.js.
+ * Serves the demo pages in public/ at the root and the console (public/console/) at /console (the HTML pages get
+ * the page-only security headers), and the browser client's build (client/dist/, `npm run build`) at /client/:
+ * /client/herald-client.js and the shared worker it starts, /client/herald-worker.js.
  */
 export default fp(async (fastify) => {
   // Two levels up from plugins/ (source) or dist/plugins/ (built) is not the same place: look for the project.
@@ -19,6 +19,8 @@ export default fp(async (fastify) => {
       if (path.endsWith('.html')) reply.pageHeaders()
     }
   })
+  // The console's address has no slash: its assets are linked from /console/ by absolute paths.
+  fastify.get('/console', async (_request, reply) => await reply.sendFile('console/index.html'))
   const client = fileURLToPath(new URL('client/dist/', project))
   if (!existsSync(client)) fastify.log.warn({ path: client }, 'the browser client is not built (npm run build): /client/ answers 404')
   await fastify.register(fastifyStatic, {

@@ -15,6 +15,7 @@ import openapiPlugin from '../plugins/openapi.js'
 import eventsRoute from '../routes/events.js'
 import streamRoute from '../routes/stream.js'
 import healthRoute from '../routes/health.js'
+import statsRoute from '../routes/stats.js'
 
 export interface AppOptions {
   config: Config
@@ -44,4 +45,5 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
   await fastify.register(eventsRoute)
   await fastify.register(streamRoute)
   await fastify.register(healthRoute)
+  await fastify.register(statsRoute)
 }

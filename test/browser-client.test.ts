@@ -9,6 +9,7 @@ import { HeraldProcess } from './helpers/herald-process.js'
 import { freePort, RedisServer } from './helpers/redis-server.js'
 import { openStream } from './helpers/sse-client.js'
 import { SECRET, token } from './helpers/tokens.js'
+import { publishLoop } from './helpers/publish-loop.js'
 import { lastState, openTab, pageLog, servePage, startClient, waitForEvents } from './helpers/client-page.js'
 
 buildClient()
@@ -66,19 +67,11 @@ test('SharedWorker: 10 tabs share one stream on the union of their topics; each 
   }
 })
 
-/** Publishes to `topic` one event at a time until stopped; returns the accepted ids in order. */
-function publishLoop (url: string, topic: string, headers: Record<string, string> = {}) {
-  const ids: string[] = []
-  const state = { running: true }
-  const done = (async () => {
-    for (let n = 0; state.running; n++) {
-      const reply = await publish(url, { topic, data: { n } }, headers)
-      assert.equal(reply.status, 202)
-      ids.push(reply.body.id)
-      await new Promise((resolve) => setTimeout(resolve, 20))
-    }
-  })()
-  return { ids, stop: async () => { state.running = false; await done; return ids } }
+/** Publishes until stopped (test/helpers/publish-loop.ts); every publish must be accepted. */
+async function stopPublishing (loop: ReturnType<typeof publishLoop>): Promise<string[]> {
+  await loop.stop()
+  assert.deepEqual(loop.results.filter((result) => result.status !== 202), [], 'every publish accepted')
+  return loop.accepted()
 }
 
 /** The stream requests Herald logged (LOG_LEVEL info), with their query. */
@@ -104,7 +97,7 @@ test('Web Locks fallback (no SharedWorker): 10 tabs share one stream; closing th
   await until(() => app.hub.streamCount === 1, 5_000, 'one stream')
 
   const loop = publishLoop(url, 'chat')
-  await until(() => loop.ids.length >= 20, 10_000, 'publishing')
+  await until(() => loop.accepted().length >= 20, 10_000, 'publishing')
   const requestsBefore = streamRequests(log).length
   await tabs[0]?.close()
   // Another tab takes over: one new stream, resuming after the last event the tabs had.
@@ -112,8 +105,8 @@ test('Web Locks fallback (no SharedWorker): 10 tabs share one stream; closing th
   const resumed = streamRequests(log).slice(requestsBefore)
   assert.equal(resumed.length, 1, 'one new stream')
   assert.ok((resumed[0]?.get('lastEventId') ?? '') !== '', 'the new leader resumes from an id')
-  await until(() => loop.ids.length >= 40, 10_000, 'more publishing')
-  const ids = await loop.stop()
+  await until(() => loop.accepted().length >= 40, 10_000, 'more publishing')
+  const ids = await stopPublishing(loop)
   for (const [index, tab] of tabs.slice(1).entries()) {
     await waitForEvents(tab, ids.length)
     assert.deepEqual(await idsOf(tab), ids, `tab ${index + 1}: every event once, in order, across the hand-over`)
@@ -163,35 +156,41 @@ test('a 502 from nginx while the only upstream is down is survived: the page rec
   t.diagnostic(`open again ${reopenedMs} ms after the upstream restarted; states: ${JSON.stringify(states)}`)
 })
 
-test('token provider: the stream is reopened with a fresh token before each expires, resuming without loss or duplicate', { timeout: 90_000 }, async (t) => {
-  // Every topic needs a token; each token lives 3 s, so the client must reopen before each expiry.
-  const { url, log } = await build(t, { HERALD_JWT_SECRET: SECRET, HERALD_PUBLIC_SUBSCRIBE: 'false', LOG_LEVEL: 'info' })
-  const publisher = { authorization: `Bearer ${token({ publish: ['**'] })}` }
-  const { browser, close } = await launchChromium()
-  t.after(close)
-  const context = await browser.newContext()
-  let minted = 0
-  await context.exposeFunction('mintToken', () => { minted++; return token({ subscribe: ['private/**'], expiresIn: 3 }) })
-  await servePage(context, url)
-  const tabs = [await openTab(context, url), await openTab(context, url)]
-  for (const tab of tabs) assert.equal(await startClient(tab, ['private/chat'], { useToken: true }), 'worker')
-  await until(async () => (await Promise.all(tabs.map(lastState))).every((state) => state === 'open'), 10_000, 'both tabs open')
+// Both ways a page gets its stream: through the shared worker, and on its own (the leader path uses the same code).
+for (const sharing of ['worker', 'local'] as const) {
+  test(`token provider (${sharing}): the stream is reopened with a fresh token before each expires, resuming without loss or duplicate`, { timeout: 90_000 }, async (t) => {
+    // Every topic needs a token; each token lives 3 s, so the client must reopen before each expiry.
+    const { url, log } = await build(t, { HERALD_JWT_SECRET: SECRET, HERALD_PUBLIC_SUBSCRIBE: 'false', LOG_LEVEL: 'info' })
+    const publisher = { authorization: `Bearer ${token({ publish: ['**'] })}` }
+    const { browser, close } = await launchChromium()
+    t.after(close)
+    const context = await browser.newContext()
+    let minted = 0
+    await context.exposeFunction('mintToken', () => { minted++; return token({ subscribe: ['private/**'], expiresIn: 3 }) })
+    await servePage(context, url)
+    const tabs = [await openTab(context, url), await openTab(context, url)]
+    for (const tab of tabs) assert.equal(await startClient(tab, ['private/chat'], { useToken: true, shared: sharing === 'worker' }), sharing)
+    await until(async () => (await Promise.all(tabs.map(lastState))).every((state) => state === 'open'), 10_000, 'both tabs open')
 
-  const loop = publishLoop(url, 'private/chat', publisher)
-  await new Promise((resolve) => setTimeout(resolve, 8_000))
-  const ids = await loop.stop()
-  for (const tab of tabs) {
-    await waitForEvents(tab, ids.length)
-    assert.deepEqual(await idsOf(tab), ids, 'every event once, in order, across the token refreshes')
-  }
-  const closed = log.filter((line) => line.msg === 'stream closed').map((line) => line.reason)
-  const streams = streamRequests(log)
-  t.diagnostic(`${ids.length} events over 8 s; ${minted} tokens minted; ${streams.length} streams; closed: ${JSON.stringify(closed)}`)
-  assert.ok(streams.length >= 3, `reopened with fresh tokens (${streams.length} streams)`)
-  assert.ok(streams.slice(1).every((query) => query.get('lastEventId') !== null), 'each reopen resumes from an id')
-  assert.ok(!closed.includes('token-expired'), 'no stream outlived its token')
-  assert.ok(minted >= streams.length, 'a token for each stream')
-})
+    const loop = publishLoop(url, 'private/chat', { headers: publisher })
+    await new Promise((resolve) => setTimeout(resolve, 8_000))
+    const ids = await stopPublishing(loop)
+    for (const tab of tabs) {
+      await waitForEvents(tab, ids.length)
+      assert.deepEqual(await idsOf(tab), ids, 'every event once, in order, across the token refreshes')
+    }
+    const closed = log.filter((line) => line.msg === 'stream closed').map((line) => line.reason)
+    const streams = streamRequests(log)
+    t.diagnostic(`${sharing}: ${ids.length} events over 8 s; ${minted} tokens minted; ${streams.length} streams; closed: ${JSON.stringify(closed)}`)
+    assert.ok(streams.length >= 3, `reopened with fresh tokens (${streams.length} streams)`)
+    // Only the first stream of each connection owner (the worker, or each page of its own) starts without an id.
+    const fresh = streams.filter((query) => query.get('lastEventId') === null).length
+    assert.equal(fresh, sharing === 'worker' ? 1 : tabs.length, 'each reopen resumes from an id')
+    assert.ok(streams.every((query) => query.get('access_token') !== null), 'every stream carries a token')
+    assert.ok(!closed.includes('token-expired'), 'no stream outlived its token')
+    assert.ok(minted >= streams.length, 'a token for each stream')
+  })
+}
 
 test('a page of its own (shared: false): a refusal shows as reconnecting with its reason, a reset as onReset, and only the event types asked for', { timeout: 90_000 }, async (t) => {
   const { url } = await build(t, { HERALD_MAX_CONNECTIONS: '1' })

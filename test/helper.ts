@@ -13,15 +13,15 @@ export interface Herald {
 }
 
 /**
- * Starts Herald on a free loopback port with the given environment (memory broker unless REDIS_URL is set),
- * and closes it when the test ends.
+ * Starts Herald on a free loopback port (or on `PORT` when the environment names one, e.g. to restart on the same
+ * address) with the given environment (memory broker unless REDIS_URL is set), and closes it when the test ends.
  */
 export async function build (t: Pick<TestContext, 'after'> | undefined, env: Record<string, string> = {}): Promise<Herald> {
   const config = loadConfig({ LOG_LEVEL: 'silent', PORT: '0', HERALD_METRICS_PORT: '0', ...env })
   const log: Array<Record<string, any>> = []
   const app = await createServer(config, createLogger(config, { destination: { write: (line: string) => { log.push(JSON.parse(line)) } } }))
   t?.after(() => app.close())
-  await app.listen({ host: '127.0.0.1', port: 0 })
+  await app.listen({ host: '127.0.0.1', port: config.port })
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
   return { app, config, url: `http://127.0.0.1:${port}`, log }

@@ -59,7 +59,7 @@ export class LeaderLink implements Link {
 
   private lead (): void {
     if (this.stop.signal.aborted) return
-    this.fanout = new Fanout({ config: this.host.config, token: this.host.token, send: (message) => this.broadcast(message) })
+    this.fanout = new Fanout({ config: this.host.config, token: async () => await this.host.token(), send: (message) => this.broadcast(message) })
     this.broadcast({ kind: 'owner', owner: this.host.tab })
   }
 

@@ -8,7 +8,7 @@ export class LocalLink implements Link {
 
   constructor (host: LinkHost) {
     // Delivered a task later, as a worker's or a leader's messages are: handlers never run inside subscribe().
-    this.fanout = new Fanout({ config: host.config, token: host.token, send: (message) => queueMicrotask(() => host.receive(message)) })
+    this.fanout = new Fanout({ config: host.config, token: async () => await host.token(), send: (message) => queueMicrotask(() => host.receive(message)) })
   }
 
   send (message: TabMessage): void {
