@@ -83,7 +83,7 @@ test('/openapi.json is a valid OpenAPI 3.1 document, and each example matches it
   const result = await validate(structuredClone(document) as Parameters<typeof validate>[0])
   assert.ok(result.valid, result.valid ? '' : compileErrors(result))
 
-  assert.deepEqual(Object.keys(document.paths).filter((path) => path.startsWith('/v1/')).sort(), ['/v1/events', '/v1/stream'])
+  assert.deepEqual(Object.keys(document.paths).filter((path) => path.startsWith('/v1/')).sort(), ['/v1/events', '/v1/stats', '/v1/stream'])
   for (const path of ['/health', '/health/live', '/health/ready']) assert.ok(document.paths[path]?.get !== undefined, `${path} is documented`)
   for (const path of ['/openapi.json', '/docs', '/docs/json', '/']) assert.equal(document.paths[path], undefined, `${path} is not an API route`)
 
@@ -152,7 +152,7 @@ test('the stream is documented as text/event-stream, with its frames, resume pos
   assert.deepEqual(examples.refused?.events.map((event) => event.event), ['herald.unavailable'])
 
   const parameters = (stream.parameters ?? []).map((parameter) => `${parameter.in} ${parameter.name}`).sort()
-  assert.deepEqual(parameters, ['header last-event-id', 'query lastEventId', 'query topic'])
+  assert.deepEqual(parameters, ['header last-event-id', 'query envelope', 'query lastEventId', 'query topic'])
   // access_token is a security scheme, not a plain parameter; the empty requirement leaves public topics open.
   assert.deepEqual(stream.security, [{}, { bearerToken: [] }, { tokenCookie: [] }, { accessToken: [] }])
   assert.deepEqual(document.components.securitySchemes.accessToken, { ...document.components.securitySchemes.accessToken, type: 'apiKey', in: 'query', name: 'access_token' })
