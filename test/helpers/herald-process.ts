@@ -17,14 +17,20 @@ export class HeraldProcess {
     child.stdout?.on('data', (chunk: Buffer) => { output += chunk.toString() })
     child.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString() })
     const herald = new HeraldProcess(child, port, () => output)
-    await until(async () => {
-      if (child.exitCode !== null) throw new Error(`herald exited with ${child.exitCode}: ${output}`)
-      try {
-        return (await fetch(`${herald.url}/health`)).ok
-      } catch {
-        return false
-      }
-    }, 20_000, 'herald to answer /health')
+    try {
+      await until(async () => {
+        if (child.exitCode !== null) throw new Error(`herald exited with ${child.exitCode}: ${output}`)
+        try {
+          return (await fetch(`${herald.url}/health`)).ok
+        } catch {
+          return false
+        }
+      }, 20_000, 'herald to answer /health')
+    } catch (error) {
+      // A process that never became healthy is still ours to stop.
+      await herald.kill()
+      throw error
+    }
     return herald
   }
 
@@ -34,8 +40,17 @@ export class HeraldProcess {
 
   /** Resident memory of the process now, from /proc. */
   rssBytes (): number {
+    return this.statusBytes('VmRSS')
+  }
+
+  /** The most resident memory the process has had (its high-water mark), from /proc. */
+  peakRssBytes (): number {
+    return this.statusBytes('VmHWM')
+  }
+
+  private statusBytes (field: 'VmRSS' | 'VmHWM'): number {
     const status = readFileSync(`/proc/${this.child.pid}/status`, 'utf8')
-    return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024
+    return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024
   }
 
   get url (): string {
