@@ -111,7 +111,24 @@ function openRawStream (port: number, path: string, onRead: (length: number) => 
     ...(localAddress === undefined ? {} : { localAddress }),
     onread: { buffer: readBuffer, callback: (length) => { onRead(length); return true } }
   })
-  socket.on('connect', () => socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`))
+  socket.on('connect', () => socket.write(streamRequest(path)))
+  return socket
+}
+
+/** The GET of an event stream (a loopback Host: open development mode refuses others). */
+function streamRequest (path: string): string {
+  return `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`
+}
+
+/**
+ * A client that asks for a stream and never reads a byte: its kernel receive buffer fills and stays full (Node
+ * cannot shrink it; it does not grow without reads). From `localAddress` when given (any of 127/8 on loopback).
+ */
+export function neverReadingStream (port: number, path: string, localAddress?: string): Socket {
+  const socket = connect({ port, host: '127.0.0.1', ...(localAddress === undefined ? {} : { localAddress }) })
+  socket.pause()
+  socket.on('error', () => {})
+  socket.on('connect', () => socket.write(streamRequest(path)))
   return socket
 }
 

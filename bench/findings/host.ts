@@ -40,6 +40,16 @@ export function socketBufferSizes (): { sendMax: number, receiveDefault: number 
   return { sendMax: numbers('/proc/sys/net/ipv4/tcp_wmem')[2] ?? 0, receiveDefault: numbers('/proc/sys/net/ipv4/tcp_rmem')[1] ?? 0 }
 }
 
+/**
+ * How many never-reading loopback connections fit in `share` of the host's no-pressure TCP memory (tcp_mem low),
+ * counting what is in use now and, per connection, tcp_wmem max + tcp_rmem default: on loopback (64 KB MSS) the
+ * kernel grows a send buffer to tcp_wmem max at once, and Node cannot set SO_SNDBUF. The count is host-wide.
+ */
+export function neverReaderRoom (share: number): number {
+  const { sendMax, receiveDefault } = socketBufferSizes()
+  return Math.max(0, Math.floor(((share * tcpMemoryLimits().low - tcpMemoryPages()) * PAGE_BYTES) / (sendMax + receiveDefault)))
+}
+
 /** The host's load averages (1, 5, 15 min), as `uptime` shows them: the machine is shared. */
 export function loadAverage (): string {
   return loadavg().map((value) => value.toFixed(2)).join(' ')

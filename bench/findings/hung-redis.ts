@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { until } from '../../test/helper.js'
 import { openStream, type StreamClient } from '../../test/helpers/sse-client.js'
 import { now } from '../sse-client.js'
-import type { Finding } from './lab.js'
+import { heraldHealth, type Finding } from './lab.js'
 import { PacedPublisher } from './paced-publisher.js'
 import { ms, spread, spreadText } from './stats.js'
 
@@ -16,19 +16,14 @@ interface HealthAnswer {
   status: string
 }
 
-/** Asks /health again 200 ms after each answer, as a balancer's check would, each with a generous timeout. */
+/** Asks /health again 200 ms after each answer, as a balancer's check would (10 s timeout each). */
 function pollHealth (url: string): { answers: HealthAnswer[], stop: () => Promise<void> } {
   const answers: HealthAnswer[] = []
   const polling = { on: true }
   const loop = (async () => {
     while (polling.on) {
       const sentAt = now()
-      let status: string
-      try {
-        status = ((await (await fetch(`${url}/health`, { signal: AbortSignal.timeout(20_000) })).json()) as { status: string }).status
-      } catch {
-        status = 'no answer'
-      }
+      const { status } = await heraldHealth(url)
       answers.push({ sentAt, answeredAt: now(), status })
       await sleep(200)
     }

@@ -83,3 +83,12 @@ export function killEverything (): void {
     } catch {}
   }
 }
+
+/** What Herald's /health says (status, open streams); status `no answer` when it did not answer within 10 s. */
+export async function heraldHealth (url: string): Promise<{ status: string, subscriptions: number }> {
+  try {
+    return await (await fetch(`${url}/health`, { signal: AbortSignal.timeout(10_000) })).json() as { status: string, subscriptions: number }
+  } catch {
+    return { status: 'no answer', subscriptions: 0 }
+  }
+}

@@ -1,10 +1,10 @@
-import { connect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { until } from '../../test/helper.js'
 import { openStreams, waitFor, warmUp } from '../scenarios.js'
-import { now, type Sink, tallySequence } from '../sse-client.js'
-import { cpuMeter, cpuText, establishedSockets, PAGE_BYTES, socketBufferSizes, tcpMemoryLimits, tcpMemoryPages } from './host.js'
-import type { Finding } from './lab.js'
+import { neverReadingStream, now, type Sink, tallySequence } from '../sse-client.js'
+import { cpuMeter, cpuText, establishedSockets, neverReaderRoom, PAGE_BYTES, socketBufferSizes, tcpMemoryLimits, tcpMemoryPages } from './host.js'
+import { heraldHealth, type Finding } from './lab.js'
 import { PacedPublisher } from './paced-publisher.js'
 import { mib, seconds, spread, spreadText } from './stats.js'
 
@@ -18,19 +18,6 @@ const PER_ADDRESS = 900
 const NEVER_READERS_NET = '127.0.1.0/24'
 /** The share of the host's no-pressure TCP memory (tcp_mem low) this scenario may fill: the kernel is shared. */
 const HOST_SHARE = 0.9
-
-/** A socket that asks for the stream and never reads a byte (Node cannot shrink a TCP receive buffer; it never grows). */
-function neverReader (port: number, index: number): Socket {
-  const socket = connect({ port, host: '127.0.0.1', localAddress: `127.0.1.${1 + Math.floor(index / PER_ADDRESS)}` })
-  socket.pause()
-  socket.on('error', () => {})
-  socket.on('connect', () => socket.write(`GET /v1/stream?topic=${TOPIC} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`))
-  return socket
-}
-
-async function subscriptions (url: string): Promise<number> {
-  return ((await (await fetch(`${url}/health`, { signal: AbortSignal.timeout(10_000) })).json()) as { subscriptions: number }).subscriptions
-}
 
 /**
  * Streams that never read, while 100 × 4 KB events/s go to everyone: how the reading clients fare, how soon the
@@ -51,7 +38,7 @@ export const neverReaders: Finding = {
     const buffers = socketBufferSizes()
     const perSocket = buffers.sendMax + buffers.receiveDefault
     const memoryAtStart = tcpMemoryPages()
-    const room = Math.floor(((HOST_SHARE * limits.low - memoryAtStart) * PAGE_BYTES) / perSocket)
+    const room = neverReaderRoom(HOST_SHARE)
     const count = Math.min(WANTED, room)
     if (count < 20) throw new Error(`the host's TCP memory has room for ${room} never-reading sockets only (tcp_mem ${limits.low}/${limits.pressure}/${limits.hard} pages, ${memoryAtStart} in use)`)
 
@@ -78,8 +65,8 @@ export const neverReaders: Finding = {
     const opening = now()
     const sockets: Socket[] = []
     lab.defer(() => { for (const socket of sockets) socket.destroy() })
-    for (let index = 0; index < count; index++) sockets.push(neverReader(herald.port, index))
-    await until(async () => await subscriptions(herald.url) >= READERS + count, 30_000, `${count} never-readers subscribed`)
+    for (let index = 0; index < count; index++) sockets.push(neverReadingStream(herald.port, `/v1/stream?topic=${TOPIC}`, `127.0.1.${1 + Math.floor(index / PER_ADDRESS)}`))
+    await until(async () => (await heraldHealth(herald.url)).subscriptions >= READERS + count, 30_000, `${count} never-readers subscribed`)
     const subscribedAt = now()
     const openingMs = subscribedAt - opening
     const duringCpu = cpuMeter(processes)

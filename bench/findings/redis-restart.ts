@@ -2,18 +2,14 @@ import { publishMany, until } from '../../test/helper.js'
 import { judgeAcrossEpochs, type EpochVerdict } from '../../test/helpers/epoch-verdict.js'
 import { RedisProxy } from '../../test/helpers/redis-proxy.js'
 import { openStream, type StreamClient } from '../../test/helpers/sse-client.js'
-import type { Finding } from './lab.js'
+import { heraldHealth, type Finding } from './lab.js'
 
 /** Open streams per instance, and clients per instance that come back after the restart with an id from before it. */
 const PER_INSTANCE = 50
 const TOPIC = 'restart'
 
 async function healthy (url: string): Promise<boolean> {
-  try {
-    return ((await (await fetch(`${url}/health`, { signal: AbortSignal.timeout(5_000) })).json()) as { status: string }).status === 'ok'
-  } catch {
-    return false
-  }
+  return (await heraldHealth(url)).status === 'ok'
 }
 
 function total (verdicts: EpochVerdict[]): { lost: number, resetFirst: number, disordered: number, newReceived: number } {

@@ -3,9 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { loadConfig } from '../../src/config.js'
 import { RedisTransport } from '../../src/transport/redis.js'
 import { waitFor } from '../scenarios.js'
-import { now, SseFrameCounter } from '../sse-client.js'
-import type { Finding, Lab } from './lab.js'
-import { cpuMeter, cpuText } from './host.js'
+import { neverReadingStream, now, SseFrameCounter } from '../sse-client.js'
+import { heraldHealth, type Finding, type Lab } from './lab.js'
+import { cpuMeter, cpuText, neverReaderRoom } from './host.js'
 import { PacedPublisher } from './paced-publisher.js'
 import { mib, seconds, spread, spreadText } from './stats.js'
 
@@ -31,6 +31,11 @@ const STORMS: Storm[] = [
     note: 'Not one of the issue\'s cases: more such requests at once, to see what A\'s memory does. A page is ~100 events whatever their size (6 MB of 60 KB events), and each replay keeps its page while its client takes it.'
   }
 ]
+/** Resumes whose clients never read: each replay keeps its page (~100 events) until the client is reset. */
+const NEVER_READING: Storm = { name: 'idle', topics: 4, eventsPerTopic: 100, eventBytes: 60_000, clients: 100 }
+/** How long to watch A's memory with the never-reading resumes open (they are reset only after the 30 s stall timeout). */
+const NEVER_READING_WATCH_MS = 8_000
+
 /** B's publishes to its own topic, meanwhile: what a busy chat sees. */
 const STEADY_RATE = 50
 const REPLAY_LIMIT_MS = 60_000
@@ -76,7 +81,7 @@ async function measureStorm (lab: Lab, storm: Storm): Promise<{ line: string, de
   await sleep(2_000)
   const rssBefore = a.rssBytes()
 
-  const path = `/v1/stream?${Array.from({ length: storm.topics }, (_, index) => `topic=${storm.name}-${index}`).join('&')}&lastEventId=0`
+  const path = streamPath(storm)
   const expected = storm.topics * storm.eventsPerTopic
   const started = now()
   const cpu = cpuMeter({ 'Herald A': a.pid, 'Herald B': b.pid, Redis: redis.pid })
@@ -120,11 +125,51 @@ async function measureStorm (lab: Lab, storm: Storm): Promise<{ line: string, de
   }
 }
 
+function streamPath (storm: Storm): string {
+  return `/v1/stream?${Array.from({ length: storm.topics }, (_, index) => `topic=${storm.name}-${index}`).join('&')}&lastEventId=0`
+}
+
+/**
+ * The same resume from clients that never read a byte: what A holds for them meanwhile. Each also holds ~4 MB of
+ * the host's kernel memory (see never-readers.ts), so at most as many as fit in half its no-pressure TCP memory.
+ */
+async function measureNeverReading (lab: Lab, storm: Storm): Promise<{ line: string, details: string[] }> {
+  const count = Math.min(storm.clients, neverReaderRoom(0.5))
+  if (count < 10) throw new Error(`the host's TCP memory has room for ${count} never-reading streams only`)
+  const redis = await lab.redis()
+  await fill(redis.url, storm)
+  const a = await lab.herald({ REDIS_URL: redis.url })
+  const rssBefore = a.rssBytes()
+  const sockets = Array.from({ length: count }, () => neverReadingStream(a.port, streamPath(storm)))
+  lab.defer(() => { for (const socket of sockets) socket.destroy() })
+  const opened = now()
+  let subscribed = 0
+  let peak = 0
+  while (now() - opened < NEVER_READING_WATCH_MS) {
+    await sleep(250)
+    peak = Math.max(peak, a.rssBytes())
+    subscribed = Math.max(subscribed, (await heraldHealth(a.url)).subscriptions)
+  }
+  const held = a.rssBytes() - rssBefore
+  if (subscribed < count) throw new Error(`only ${subscribed} of ${count} never-reading resumes were subscribed`)
+  const line = `${count} never-reading resumes (${storm.topics}×${storm.eventsPerTopic}×${storm.eventBytes / 1000} KB): A holds +${mib(held)} (~${(held / count / 2 ** 20).toFixed(1)} MiB each) after ${seconds(NEVER_READING_WATCH_MS)}`
+  return {
+    line,
+    details: [
+      `**${count} resumes that never read** (raw sockets that send \`GET /v1/stream?topic=…×${storm.topics}&lastEventId=0\` and read nothing) on ${storm.topics} topics × ${storm.eventsPerTopic} events × ${storm.eventBytes.toLocaleString('en')} bytes: ` +
+        `A's RSS ${mib(rssBefore)} before, ${mib(a.rssBytes())} after ${seconds(NEVER_READING_WATCH_MS)} (peak ${mib(Math.max(peak, a.peakRssBytes()))}): **+${mib(held)}, ~${(held / count / 2 ** 20).toFixed(1)} MiB per request, held until each is reset** ` +
+        '(the stall timeout, 30 s, checked on the 15 s heartbeat; test/stalled-client.test.ts). A page is ~100 events whatever their size (here 6 MB): the replay keeps the whole page ' +
+        '(its events stay referenced until the page is sent) while it waits for the client to drain, and none of it counts against HERALD_MAX_QUEUE_BYTES. ' +
+        'With the default HERALD_MAX_STREAMS_PER_ADDRESS (1,000) one address could so make an instance hold ~6 GB.'
+    ]
+  }
+}
+
 export const replayStorm: Finding = {
   number: 1,
   title: 'One anonymous request could stall Redis for every instance (resume with lastEventId=0 on many topics)',
   before: 'B\'s publishes blocked up to 28 s, Herald ~780 MB (4×1,000×60 KB, 20 requests); chat case (32×1,000×1 KB, 50 requests) publishes stalled up to 5.6 s',
-  limitSeconds: 240,
+  limitSeconds: 260,
   measure: async (lab) => {
     const lines: string[] = []
     const details: string[] = []
@@ -134,6 +179,9 @@ export const replayStorm: Finding = {
       lines.push(measured.line)
       details.push(...measured.details)
     }
+    const idle = await lab.part(async (part) => await measureNeverReading(part, NEVER_READING))
+    lines.push(idle.line)
+    details.push(...idle.details)
     return { figures: lines.join(' | '), details }
   }
 }
