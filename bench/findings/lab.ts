@@ -39,8 +39,8 @@ export class Lab {
   }
 
   /** A Herald process (`node --import tsx src/server.ts`) on a free port; LOG_LEVEL warn unless `env` says. */
-  async herald (env: Record<string, string>): Promise<HeraldProcess> {
-    const herald = await HeraldProcess.start(env)
+  async herald (env: Record<string, string>, openFiles?: number): Promise<HeraldProcess> {
+    const herald = await HeraldProcess.start(env, openFiles)
     alive.add(herald)
     this.defer(async () => {
       await herald.kill()

@@ -7,9 +7,12 @@ import { freePort } from './redis-server.js'
 export class HeraldProcess {
   private constructor (private readonly child: ChildProcess, readonly port: number, readonly output: () => string) {}
 
-  static async start (env: Record<string, string>): Promise<HeraldProcess> {
+  /** `openFiles` sets the process's open-file limit (soft and hard, with prlimit, which runs it under the same PID). */
+  static async start (env: Record<string, string>, openFiles?: number): Promise<HeraldProcess> {
     const port = await freePort()
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    const node = [process.execPath, '--import', 'tsx', 'src/server.ts']
+    const command = openFiles === undefined ? node : ['prlimit', `--nofile=${openFiles}:${openFiles}`, ...node]
+    const child = spawn(command[0] as string, command.slice(1), {
       env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
       stdio: ['ignore', 'pipe', 'pipe']
     })
