@@ -40,10 +40,8 @@ export class Managed {
     return this.child.exitCode === null && this.child.signalCode === null
   }
 
-  /** user+sys CPU seconds from /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s). */
   cpuSeconds (): number {
-    const fields = readFileSync(`/proc/${this.pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+    return cpuSecondsOf(this.pid)
   }
 
   /** Current (VmRSS) and peak (VmHWM) resident memory in bytes from /proc/<pid>/status. */
@@ -65,9 +63,18 @@ export class Managed {
 
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
 
-/** Busy (non-idle) CPU seconds of one core since boot, from /proc/stat: with the server's own CPU, shows interference. */
-export function coreBusySeconds (core: number): number {
-  const line = new RegExp(`^cpu${core} (.*)$`, 'm').exec(readFileSync('/proc/stat', 'utf8'))?.[1] ?? ''
+/** A process's user+sys CPU seconds from /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s). */
+export function cpuSecondsOf (pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+}
+
+/**
+ * Busy (non-idle) CPU seconds of one core since boot, or of all cores together without `core`, from /proc/stat:
+ * with the server's own CPU, shows interference.
+ */
+export function coreBusySeconds (core?: number): number {
+  const line = new RegExp(`^cpu${core ?? ''} (.*)$`, 'm').exec(readFileSync('/proc/stat', 'utf8'))?.[1] ?? ''
   const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number)
   return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / CLOCK_TICKS
 }
@@ -91,9 +98,14 @@ function signal (pid: number, name: NodeJS.Signals): void {
   } catch {}
 }
 
-/** Raises this process's descriptor limit (10k client sockets) and pins all its threads to `core`. */
-export function prepareLoadGenerator (core: number): void {
+/** Raises this process's descriptor limit to NOFILE (10k client sockets); children started later inherit it. */
+export function raiseDescriptorLimit (): void {
   spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${NOFILE}:${NOFILE}`], { stdio: 'ignore' })
+}
+
+/** Raises this process's descriptor limit and pins all its threads to `core`. */
+export function prepareLoadGenerator (core: number): void {
+  raiseDescriptorLimit()
   spawnSync('taskset', ['-a', '-p', '-c', String(core), String(process.pid)], { stdio: 'ignore' })
 }
 

@@ -14,7 +14,7 @@ export async function waitFor (check: () => boolean, timeoutMs: number, what: st
   }
 }
 
-function percentile (sorted: Float64Array, fraction: number): number {
+export function percentile (sorted: Float64Array, fraction: number): number {
   if (sorted.length === 0) return Number.NaN
   return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))] as number
 }
@@ -33,7 +33,7 @@ function loadMeter (): () => number {
  * Opens `paths.length` streams, at most ~500 unanswered at a time (no SYN flood past the listen backlog);
  * all must answer 200 within `timeoutMs`, or all are closed and it throws.
  */
-async function openStreams (port: number, paths: string[], sink: Sink | undefined, timeoutMs: number): Promise<SseLoadClient[]> {
+export async function openStreams (port: number, paths: string[], sink: Sink | undefined, timeoutMs: number): Promise<SseLoadClient[]> {
   const clients: SseLoadClient[] = []
   const deadline = Date.now() + timeoutMs
   try {
@@ -57,6 +57,23 @@ async function openStreams (port: number, paths: string[], sink: Sink | undefine
 }
 
 /**
+ * Publishes a warm-up event (seq -1) to every topic that still has a subscriber without one, every 200 ms, until
+ * every subscriber has had one: then every subscription is live (the seed's asynchronous Redis SUBSCRIBE
+ * included). Throws after 20 s.
+ */
+export async function warmUp (clients: SseLoadClient[], topicOf: (index: number) => string, send: (topic: string, data: { seq: number, t: number }) => Promise<unknown>): Promise<void> {
+  const deadline = Date.now() + 20_000
+  while (!clients.every((client) => client.warm) && Date.now() < deadline) {
+    const cold = new Set<string>()
+    for (const [index, client] of clients.entries()) if (!client.warm) cold.add(topicOf(index))
+    await Promise.all([...cold].map(async (topic) => await send(topic, { seq: -1, t: now() })))
+    await sleep(200)
+  }
+  const cold = clients.filter((client) => !client.warm).length
+  if (cold > 0) throw new Error(`${cold} subscribers never received a warm-up event in 20 s`)
+}
+
+/**
  * Fan-out: `topicCount` topics × `perTopic` subscribers. Waits until every subscriber has received a warm-up
  * event (so every subscription is live, including the seed's asynchronous Redis SUBSCRIBE), then publishes
  * `rate × seconds` events on a fixed schedule, round-robin over the topics. Open loop: each event is sent
@@ -73,19 +90,10 @@ export async function fanout (system: System, running: Running, topicCount: numb
   const publisher = new HttpPublisher(port)
   const clients = await openStreams(port, paths, sink, 60_000)
   try {
-    const warmDeadline = Date.now() + 20_000
-    while (!clients.every((client) => client.warm) && Date.now() < warmDeadline) {
-      // Only topics with a subscriber still waiting get another warm-up.
-      const cold = new Set<string>()
-      for (const [index, client] of clients.entries()) if (!client.warm) cold.add(topics[Math.floor(index / perTopic)] as string)
-      await Promise.all([...cold].map(async (topic) => {
-        const { path, body } = system.publishRequest(topic, { seq: -1, t: now() })
-        await publisher.post(path, body)
-      }))
-      await sleep(200)
-    }
-    const cold = clients.filter((client) => !client.warm).length
-    if (cold > 0) throw new Error(`${cold} subscribers never received a warm-up event in 20 s`)
+    await warmUp(clients, (index) => topics[Math.floor(index / perTopic)] as string, async (topic, data) => {
+      const { path, body } = system.publishRequest(topic, data)
+      await publisher.post(path, body)
+    })
     await sleep(200)
     for (const client of clients) client.seqs.length = 0
     const latencies: number[] = []

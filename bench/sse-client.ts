@@ -98,6 +98,40 @@ export class SseParser {
 /** One read buffer for every load client: each read is parsed to text before the next one can land. */
 const readBuffer = Buffer.allocUnsafe(256 * 1024)
 
+/**
+ * A raw socket that sends `GET path` for an event stream. `onread` with one shared buffer: each read goes straight
+ * to `onRead(length)` (the bytes are in `readBuffer`), without a Buffer per read and the Readable machinery, which
+ * is most of the generator's cost per delivery.
+ */
+function openRawStream (port: number, path: string, onRead: (length: number) => void, localAddress?: string): Socket {
+  const socket = connect({
+    port,
+    host: '127.0.0.1',
+    noDelay: true,
+    ...(localAddress === undefined ? {} : { localAddress }),
+    onread: { buffer: readBuffer, callback: (length) => { onRead(length); return true } }
+  })
+  socket.on('connect', () => socket.write(streamRequest(path)))
+  return socket
+}
+
+/** The GET of an event stream (a loopback Host: open development mode refuses others). */
+function streamRequest (path: string): string {
+  return `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`
+}
+
+/**
+ * A client that asks for a stream and never reads a byte: its kernel receive buffer fills and stays full (Node
+ * cannot shrink it; it does not grow without reads). From `localAddress` when given (any of 127/8 on loopback).
+ */
+export function neverReadingStream (port: number, path: string, localAddress?: string): Socket {
+  const socket = connect({ port, host: '127.0.0.1', ...(localAddress === undefined ? {} : { localAddress }) })
+  socket.pause()
+  socket.on('error', () => {})
+  socket.on('connect', () => socket.write(streamRequest(path)))
+  return socket
+}
+
 /** Where a load client reports: each benchmark event's seq and its latency. */
 export interface Sink {
   latencies: number[] | undefined
@@ -123,15 +157,7 @@ export class SseLoadClient {
 
   constructor (port: number, path: string, private readonly sink: Sink | undefined) {
     this.parser = new SseParser((event) => this.onEvent(event))
-    // `onread` with one shared buffer: reads go straight to `onData`, without a Buffer per read and the
-    // Readable machinery, which is most of the generator's cost per delivery.
-    this.socket = connect({
-      port,
-      host: '127.0.0.1',
-      noDelay: true,
-      onread: { buffer: readBuffer, callback: (length) => this.onData(readBuffer.toString('latin1', 0, length)) }
-    })
-    this.socket.on('connect', () => this.socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n`))
+    this.socket = openRawStream(port, path, (length) => this.onData(readBuffer.toString('latin1', 0, length)))
     this.socket.on('close', () => { this.closed = true })
     this.socket.on('error', () => { this.closed = true })
   }
@@ -144,17 +170,16 @@ export class SseLoadClient {
     this.socket.destroy()
   }
 
-  /** Returns true: `onread` pauses the socket when its callback returns false. */
-  private onData (chunk: string): true {
+  private onData (chunk: string): void {
     if (!this.connected) {
       this.head += chunk
       const end = this.head.indexOf('\r\n\r\n')
-      if (end === -1) return true
+      if (end === -1) return
       const head = this.head.slice(0, end)
       this.status = Number(head.slice(9, 12))
       if (this.status !== 200) {
         this.socket.destroy()
-        return true
+        return
       }
       this.connected = true
       if (/\r\ntransfer-encoding:[ \t]*chunked/i.test(head)) this.chunks = new ChunkedDecoder()
@@ -162,7 +187,6 @@ export class SseLoadClient {
       this.head = ''
     }
     this.parser.push(this.chunks === undefined ? chunk : this.chunks.push(chunk))
-    return true
   }
 
   private onEvent (event: SseEvent): void {
@@ -174,6 +198,75 @@ export class SseLoadClient {
     }
     this.seqs.push(seq)
     this.sink.latencies?.push(now() - t)
+  }
+}
+
+/** How a frame's id line starts: Herald writes `id:` first in every event frame (not in reset notices). */
+const ID_LINE = Buffer.from('\nid: ')
+
+/** Counts event frames in raw stream bytes by their `id:` lines, however the bytes are split between reads. */
+export class IdLineCounter {
+  /** The last bytes of the previous read: an id line may be split between two reads. */
+  private edge = Buffer.alloc(0)
+
+  /** The id lines that end in `bytes` (which may be overwritten after the call). */
+  push (bytes: Buffer): number {
+    let found = 0
+    const keep = ID_LINE.length - 1
+    if (this.edge.length > 0) {
+      const joined = Buffer.concat([this.edge, bytes.subarray(0, keep)])
+      const at = joined.indexOf(ID_LINE)
+      if (at !== -1 && at < this.edge.length) found++
+    }
+    for (let at = bytes.indexOf(ID_LINE); at !== -1; at = bytes.indexOf(ID_LINE, at + ID_LINE.length)) found++
+    const tail = bytes.length >= keep ? bytes.subarray(bytes.length - keep) : Buffer.concat([this.edge, bytes])
+    this.edge = Buffer.from(tail.subarray(Math.max(0, tail.length - keep)))
+    return found
+  }
+}
+
+/**
+ * A stream client that only counts events, for big ones or very many: it finds each frame's `id:` line in the
+ * raw bytes (no text decoding, no parsing), so one process can take gigabytes of replay. Herald's event streams
+ * are not chunked (the body runs to the connection's end), so the bytes after the head are the stream itself.
+ */
+export class SseFrameCounter {
+  frames = 0
+  bytes = 0
+  status = 0
+  closed = false
+  /** When the last frame arrived (`now()`). */
+  lastFrameAt = 0
+  private head = ''
+  private readonly counter = new IdLineCounter()
+  private readonly socket: Socket
+
+  constructor (port: number, path: string, localAddress?: string) {
+    this.socket = openRawStream(port, path, (length) => this.onRead(length), localAddress)
+    this.socket.on('close', () => { this.closed = true })
+    this.socket.on('error', () => { this.closed = true })
+  }
+
+  close (): void {
+    this.socket.destroy()
+  }
+
+  private onRead (length: number): void {
+    let start = 0
+    if (this.status === 0) {
+      this.head += readBuffer.toString('latin1', 0, length)
+      const end = this.head.indexOf('\r\n\r\n')
+      if (end === -1) return
+      this.status = Number(this.head.slice(9, 12))
+      start = length - (this.head.length - end - 4)
+      this.head = ''
+    }
+    this.bytes += length - start
+    const found = this.counter.push(readBuffer.subarray(start, length))
+    if (found > 0) {
+      this.frames += found
+      this.lastFrameAt = now()
+    }
   }
 }
 

@@ -96,7 +96,7 @@ const settings = [
   setting('HERALD_MAX_STREAMS_PER_ADDRESS', Integer('open streams one client address may hold on an instance (see HERALD_TRUST_PROXY), 0 = no limit', 0, 1_000), 'maxStreamsPerAddress'),
   setting('HERALD_MAX_STREAMS_PER_SUBJECT', Integer('open streams one verified token subject may hold on an instance, 0 = no limit', 0, 100), 'maxStreamsPerSubject'),
   // Every socket costs a file descriptor: past this Node closes new ones at once, before the process runs out.
-  setting('HERALD_MAX_SOCKETS', Integer('open TCP connections one instance accepts (streams, publishes, idle keep-alive), at least 1; keep it below the file descriptor limit', 1, 20_000), 'maxSockets'),
+  setting('HERALD_MAX_SOCKETS', Integer('open TCP connections one instance accepts (streams, publishes, idle keep-alive), at least 1; at most the open-file limit less 64 (lowered to that, said at start)', 1, 20_000), 'maxSockets'),
   setting('HERALD_HEADERS_TIMEOUT_MS', Integer('milliseconds a connection has to send its request headers (from its first byte, or from opening it), at least 100', 100, 10_000), 'headersTimeoutMs'),
   setting('HERALD_REQUEST_TIMEOUT_MS', Integer('milliseconds a client has to send a whole request, body included, at least 100 and at least HERALD_HEADERS_TIMEOUT_MS', 100, 30_000), 'requestTimeoutMs'),
   setting('HERALD_RATE_LIMIT_PER_MINUTE', Integer('publishes per minute per token (or per address without one), 0 = no limit', 0, 0), 'rateLimitPerMinute'),

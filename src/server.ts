@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url'
 import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
 import app from './app.js'
 import { ConfigError, insecureBindRefusal, loadConfig, type Config } from './config.js'
+import { processOpenFileLimit, socketCap } from './open-file-limit.js'
 
 /**
  * Builds the Fastify instance and registers the app; the caller listens. Tests use this too, and pass their own
@@ -46,10 +47,19 @@ const DROP_LOG_INTERVAL_MS = 10_000
  * Caps open sockets below the file descriptor limit (Node closes new ones past `maxConnections` and emits
  * 'drop'), says so in the log, and closes a connection that sends nothing: Node's headersTimeout starts only with
  * a request's first byte, so without this an idle connection would hold its descriptor forever.
+ * A HERALD_MAX_SOCKETS at or above the process's open-file limit would never be reached (descriptors run out
+ * first, and Node then closes new connections without a word): the cap is lowered below the limit, and said at start.
  */
 function limitSockets (server: FastifyInstance, config: Config): void {
   const http = server.server
-  http.maxConnections = config.maxSockets
+  const openFiles = processOpenFileLimit()
+  const maxSockets = socketCap(config.maxSockets, openFiles)
+  // Info, not warn: nothing is wrong once the cap is lowered; reaching it is the warning.
+  if (maxSockets < config.maxSockets) {
+    server.log.info({ maxSockets: config.maxSockets, openFileLimit: openFiles, cap: maxSockets },
+      `HERALD_MAX_SOCKETS (${config.maxSockets}) is not below this process's open-file limit (${String(openFiles)}): capping connections at ${maxSockets}, so they are refused and logged before descriptors run out; raise the limit (ulimit -n) or lower HERALD_MAX_SOCKETS`)
+  }
+  http.maxConnections = maxSockets
   let dropped = 0
   let loggedAt = 0
   http.on('drop', (data?: { remoteAddress?: string }) => {
@@ -57,8 +67,8 @@ function limitSockets (server: FastifyInstance, config: Config): void {
     const now = Date.now()
     if (now - loggedAt < DROP_LOG_INTERVAL_MS) return
     loggedAt = now
-    server.log.warn({ maxSockets: config.maxSockets, dropped, remoteAddress: data?.remoteAddress },
-      `HERALD_MAX_SOCKETS (${config.maxSockets}) reached: new connections are closed at once`)
+    server.log.warn({ maxSockets, dropped, remoteAddress: data?.remoteAddress },
+      `HERALD_MAX_SOCKETS (${maxSockets}) reached: new connections are closed at once`)
     dropped = 0
   })
   // Node's own socket timeout handler destroys the socket. Not a 'data' listener to stop it: that would take the

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
 import { test, type TestContext } from 'node:test'
+import { DESCRIPTOR_RESERVE, openFileLimit, processOpenFileLimit } from '../src/open-file-limit.js'
 import { build, until } from './helper.js'
 import { openStream } from './helpers/sse-client.js'
 
@@ -37,6 +38,32 @@ test('open sockets per instance: past HERALD_MAX_SOCKETS new connections are clo
   assert.ok(streams.every((stream) => !stream.ended()), 'open streams are untouched')
   streams[0]?.close()
   await until(async () => await openStream(`${url}/v1/stream?topic=a`).then((stream) => { streams.push(stream); return stream.status === 200 }, () => false), 2_000, 'a socket slot to free')
+})
+
+test('HERALD_MAX_SOCKETS not below the open-file limit is capped below it, and said at start (info); one below it is kept', async (t) => {
+  const limit = processOpenFileLimit()
+  assert.ok(limit !== undefined && limit > 2 * DESCRIPTOR_RESERVE, `open-file limit ${String(limit)}`)
+  // As on a host whose `ulimit -n` is the default HERALD_MAX_SOCKETS (this machine's is 20,000): descriptors would run
+  // out first, and Node then closes every new connection without a word.
+  const at = await buildLogged(t, { HERALD_MAX_SOCKETS: String(limit) })
+  assert.equal(at.app.server.maxConnections, limit - DESCRIPTOR_RESERVE)
+  const warnings = at.lines.filter((line) => typeof line.msg === 'string' && line.msg.includes('open-file limit'))
+  assert.equal(warnings.length, 1)
+  assert.equal(warnings[0]?.level, 30, 'info: the cap is safe once lowered; reaching it is the warning')
+  assert.deepEqual([warnings[0]?.maxSockets, warnings[0]?.openFileLimit, warnings[0]?.cap], [limit, limit, limit - DESCRIPTOR_RESERVE])
+
+  const below = Math.floor(limit / 2)
+  const under = await buildLogged(t, { HERALD_MAX_SOCKETS: String(below) })
+  assert.equal(under.app.server.maxConnections, below)
+  assert.equal(under.lines.filter((line) => typeof line.msg === 'string' && line.msg.includes('open-file limit')).length, 0)
+})
+
+test('openFileLimit reads the soft "Max open files" of /proc/<pid>/limits', () => {
+  const limits = (soft: string, hard: string) => `Limit                     Soft Limit           Hard Limit           Units     \nMax processes             95957                95957                processes \nMax open files            ${soft.padEnd(21)}${hard.padEnd(21)}files     \nMax locked memory         8388608              8388608              bytes     \n`
+  assert.equal(openFileLimit(limits('1024', '524288')), 1024)
+  assert.equal(openFileLimit(limits('20000', '20000')), 20_000)
+  assert.equal(openFileLimit(limits('unlimited', 'unlimited')), undefined)
+  assert.equal(openFileLimit('no such line'), undefined)
 })
 
 test('request timeouts hold at their configured values: no bytes, partial headers, a slow body; a stream outlives them', { timeout: 30_000 }, async (t) => {

@@ -4,41 +4,12 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { build, publish, until } from './helper.js'
+import { build, publishMany, until } from './helper.js'
+import { judgeAcrossEpochs } from './helpers/epoch-verdict.js'
 import { epochOf, seq } from './helpers/event-ids.js'
 import { RedisProxy } from './helpers/redis-proxy.js'
 import { RedisServer } from './helpers/redis-server.js'
-import { openStream, type StreamClient } from './helpers/sse-client.js'
-
-async function publishMany (url: string, topic: string, count: number): Promise<string[]> {
-  const ids: string[] = []
-  for (let index = 0; index < count; index++) {
-    const reply = await publish(url, { topic, data: index })
-    assert.equal(reply.status, 202)
-    ids.push(reply.body.id as string)
-  }
-  return ids
-}
-
-/**
- * What one client got against what was published in each epoch: the old epoch's events all, then a reset
- * before anything of the new epoch, then the new epoch's events from some point on to the end, with no gap.
- */
-function judge (client: StreamClient, old: string[], fresh: string[]): { silentlyLost: number, resetFirst: boolean, newReceived: number, oldReceived: number } {
-  const events = client.events
-  const firstNew = events.findIndex((event) => event.event !== 'herald.reset' && !old.includes(event.id))
-  const ids = events.filter((event) => event.event !== 'herald.reset').map((event) => event.id)
-  const oldReceived = ids.filter((id) => old.includes(id))
-  const newReceived = ids.filter((id) => fresh.includes(id))
-  const resetFirst = events.slice(0, firstNew === -1 ? events.length : firstNew).some((event) => event.event === 'herald.reset' && (JSON.parse(event.data) as { reason: string }).reason === 'epoch-changed')
-  // Without a reset, every event of the new epoch must have arrived; after one, at least a gapless tail.
-  const tailStart = resetFirst && newReceived.length > 0 ? fresh.indexOf(newReceived[0] as string) : 0
-  const expectedNew = fresh.slice(tailStart)
-  const silentlyLost = old.filter((id) => seq(id) > seq(oldReceived[0] ?? old[0] as string) && !oldReceived.includes(id)).length +
-    expectedNew.filter((id) => !newReceived.includes(id)).length
-  assert.deepEqual(newReceived, expectedNew.filter((id) => newReceived.includes(id)), 'new-epoch events in order, each once')
-  return { silentlyLost, resetFirst, newReceived: newReceived.length, oldReceived: oldReceived.length }
-}
+import { openStream } from './helpers/sse-client.js'
 
 test('Redis restarted EMPTY under open streams and reconnecting clients: every event, or herald.reset first', { timeout: 60_000 }, async (t) => {
   const redis = await RedisServer.start()
@@ -79,8 +50,9 @@ test('Redis restarted EMPTY under open streams and reconnecting clients: every e
 
   for (const client of open) {
     await until(() => client.events.some((event) => event.id === live.at(-1)), 5_000, 'the open stream to catch up').catch(() => {})
-    const verdict = judge(client, old, [...fresh, ...live])
+    const verdict = judgeAcrossEpochs(client.events, old, [...fresh, ...live])
     t.diagnostic(`open stream: ${JSON.stringify(verdict)}`)
+    assert.ok(verdict.inOrder, 'new-epoch events in order, each once')
     assert.equal(client.ended(), false, 'the stream stayed open')
     assert.deepEqual([verdict.silentlyLost, verdict.resetFirst, verdict.oldReceived], [0, true, 50])
     // A live stream gets the new epoch from its start: nothing of it is missed.
@@ -88,8 +60,9 @@ test('Redis restarted EMPTY under open streams and reconnecting clients: every e
   }
   for (const client of back) {
     await until(() => client.events.some((event) => event.id === live.at(-1)), 5_000, 'the reconnected stream to go live').catch(() => {})
-    const verdict = judge(client, [], [...fresh, ...live])
+    const verdict = judgeAcrossEpochs(client.events, [], [...fresh, ...live])
     t.diagnostic(`reconnected client: ${JSON.stringify(verdict)}, first event ${JSON.stringify(client.events[0])}`)
+    assert.ok(verdict.inOrder, 'new-epoch events in order, each once')
     assert.equal(client.events[0]?.event, 'herald.reset')
     assert.deepEqual(JSON.parse(client.events[0]?.data ?? '{}').reason, 'epoch-changed')
     assert.equal(verdict.silentlyLost, 0)

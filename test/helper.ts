@@ -39,6 +39,17 @@ export async function publish (url: string, body: unknown, headers: Record<strin
   return { status: response.status, body: text === '' ? undefined : JSON.parse(text) }
 }
 
+/** Publishes `count` events to a topic one after another and returns their ids; any answer but 202 throws. */
+export async function publishMany (url: string, topic: string, count: number): Promise<string[]> {
+  const ids: string[] = []
+  for (let index = 0; index < count; index++) {
+    const reply = await publish(url, { topic, data: index })
+    if (reply.status !== 202) throw new Error(`publish ${index} to ${topic} answered ${reply.status}: ${JSON.stringify(reply.body)}`)
+    ids.push(reply.body.id as string)
+  }
+  return ids
+}
+
 /** Polls until `check` is true, or fails after `timeoutMs`. */
 export async function until (check: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs

@@ -7,10 +7,15 @@ import { freePort } from './redis-server.js'
 export class HeraldProcess {
   private constructor (private readonly child: ChildProcess, readonly port: number, readonly output: () => string) {}
 
-  /** Starts on a free port, or on `env.PORT` (to start an instance again where it was). */
-  static async start (env: Record<string, string>): Promise<HeraldProcess> {
+  /**
+   * Starts on a free port, or on `env.PORT` (to start an instance again where it was). `openFiles` sets the
+   * process's open-file limit (soft and hard, with prlimit, which runs it under the same PID).
+   */
+  static async start (env: Record<string, string>, openFiles?: number): Promise<HeraldProcess> {
     const port = env.PORT !== undefined ? Number(env.PORT) : await freePort()
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    const node = [process.execPath, '--import', 'tsx', 'src/server.ts']
+    const command = openFiles === undefined ? node : ['prlimit', `--nofile=${openFiles}:${openFiles}`, ...node]
+    const child = spawn(command[0] as string, command.slice(1), {
       // Metrics on a free port (several instances share the host); SIGTERM drains only when a test asks for it.
       env: { ...process.env, HOST: '127.0.0.1', LOG_LEVEL: 'warn', HERALD_METRICS_PORT: '0', HERALD_DRAIN_MS: '0', ...env, PORT: String(port) },
       stdio: ['ignore', 'pipe', 'pipe']
@@ -19,14 +24,20 @@ export class HeraldProcess {
     child.stdout?.on('data', (chunk: Buffer) => { output += chunk.toString() })
     child.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString() })
     const herald = new HeraldProcess(child, port, () => output)
-    await until(async () => {
-      if (child.exitCode !== null) throw new Error(`herald exited with ${child.exitCode}: ${output}`)
-      try {
-        return (await fetch(`${herald.url}/health`)).ok
-      } catch {
-        return false
-      }
-    }, 20_000, 'herald to answer /health')
+    try {
+      await until(async () => {
+        if (child.exitCode !== null) throw new Error(`herald exited with ${child.exitCode}: ${output}`)
+        try {
+          return (await fetch(`${herald.url}/health`)).ok
+        } catch {
+          return false
+        }
+      }, 20_000, 'herald to answer /health')
+    } catch (error) {
+      // A process that never became healthy is still ours to stop.
+      await herald.kill()
+      throw error
+    }
     return herald
   }
 
@@ -36,8 +47,17 @@ export class HeraldProcess {
 
   /** Resident memory of the process now, from /proc. */
   rssBytes (): number {
+    return this.statusBytes('VmRSS')
+  }
+
+  /** The most resident memory the process has had (its high-water mark), from /proc. */
+  peakRssBytes (): number {
+    return this.statusBytes('VmHWM')
+  }
+
+  private statusBytes (field: 'VmRSS' | 'VmHWM'): number {
     const status = readFileSync(`/proc/${this.child.pid}/status`, 'utf8')
-    return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024
+    return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024
   }
 
   get url (): string {

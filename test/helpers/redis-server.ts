@@ -51,6 +51,11 @@ export class RedisServer {
     return `redis://127.0.0.1:${this.port}`
   }
 
+  /** The running redis-server's process id (a new one after `kill` and `startProcess`). */
+  get pid (): number | undefined {
+    return this.process?.pid
+  }
+
   /** A fresh client for assertions (PUBSUB NUMSUB, XTRIM …); the caller quits it. */
   client (): Redis {
     return new Redis(this.url, { lazyConnect: false, maxRetriesPerRequest: 1 })

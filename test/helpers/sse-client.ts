@@ -16,15 +16,16 @@ export interface StreamClient {
 
 /**
  * A raw node:http SSE client: resolves once the response headers and first bytes arrive (subscribed),
- * then collects events parsed the way a browser parses them.
+ * then collects events parsed the way a browser parses them. `localAddress` picks the source address (any of
+ * 127/8 on loopback), to be another client host.
  */
-export async function openStream (url: string, headers: Record<string, string> = {}): Promise<StreamClient> {
+export async function openStream (url: string, headers: Record<string, string> = {}, localAddress?: string): Promise<StreamClient> {
   return await new Promise((resolve, reject) => {
     const events: ParsedEvent[] = []
     const parser = new SseParser((event) => events.push(event))
     let raw = ''
     let ended = false
-    const req = request(url, { headers: { accept: 'text/event-stream', ...headers } }, (response) => {
+    const req = request(url, { headers: { accept: 'text/event-stream', ...headers }, ...(localAddress === undefined ? {} : { localAddress }) }, (response) => {
       response.setEncoding('utf8')
       const client: StreamClient = {
         status: response.statusCode ?? 0,
