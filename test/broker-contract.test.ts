@@ -14,7 +14,7 @@ function standIn (inner: Transport, replaced: Partial<Pick<Transport, 'read' | '
     bind: (sink) => inner.bind(sink),
     publish: async (input) => await inner.publish(input),
     head: async () => await inner.head(),
-    read: replaced.read ?? (async (topics, afterId, limit) => await inner.read(topics, afterId, limit)),
+    read: replaced.read ?? (async (topics, afterId, limit, maxBytes) => await inner.read(topics, afterId, limit, maxBytes)),
     listen: replaced.listen ?? (async (topic) => await inner.listen(topic)),
     unlisten: (topic) => inner.unlisten(topic),
     health: () => inner.health(),
@@ -34,9 +34,9 @@ function gatedReads (): { wrap: (inner: Transport) => Transport, reads: () => nu
   const { passed, open } = gate()
   let reads = 0
   const wrap = (inner: Transport): Transport => standIn(inner, {
-    read: async (topics, afterId, limit) => {
+    read: async (topics, afterId, limit, maxBytes) => {
       reads++
-      const read = await inner.read(topics, afterId, limit)
+      const read = await inner.read(topics, afterId, limit, maxBytes)
       await passed
       return read
     }
@@ -59,19 +59,23 @@ function gatedListen (): { wrap: (inner: Transport) => Transport, listens: () =>
 }
 
 /** A transport that counts history reads and the largest page a topic returned, and can act on a read. */
-function countedReads (onRead: (count: number) => void = () => {}): { wrap: (inner: Transport) => Transport, reads: () => number, largestPage: () => number } {
+function countedReads (onRead: (count: number) => void = () => {}): { wrap: (inner: Transport) => Transport, reads: () => number, largestPage: () => number, largestPageBytes: () => number } {
   let reads = 0
   let largestPage = 0
+  let largestPageBytes = 0
   const wrap = (inner: Transport): Transport => standIn(inner, {
-    read: async (topics, afterId, limit) => {
-      const read = await inner.read(topics, afterId, limit)
+    read: async (topics, afterId, limit, maxBytes) => {
+      const read = await inner.read(topics, afterId, limit, maxBytes)
       reads++
       for (const history of read.topics) largestPage = Math.max(largestPage, history.events.length)
+      let bytes = 0
+      for (const history of read.topics) for (const event of history.events) bytes += event.data.length
+      largestPageBytes = Math.max(largestPageBytes, bytes)
       onRead(reads)
       return read
     }
   })
-  return { wrap, reads: () => reads, largestPage: () => largestPage }
+  return { wrap, reads: () => reads, largestPage: () => largestPage, largestPageBytes: () => largestPageBytes }
 }
 
 let redis: RedisServer
@@ -262,6 +266,23 @@ for (const [kind, factoryOf] of kinds) {
       t.diagnostic(`${counted.reads()} history reads, at most ${counted.largestPage()} events of a topic in one`)
       assert.ok(counted.reads() >= 600 / 100, `${counted.reads()} reads`)
       assert.ok(counted.largestPage() <= 100, 'never the whole history in one read')
+    })
+
+    test('a replay of big events holds a bounded page, not a hundred of them: pages are cut by bytes too', async (t) => {
+      const counted = countedReads()
+      const { hub, close } = await factoryOf()({ historySize: 1000 }, counted.wrap)
+      t.after(close)
+      const big = (index: number): string => JSON.stringify({ index, pad: 'x'.repeat(20_000) })
+      const published: number[] = []
+      for (let index = 0; index < 120; index++) published.push(seq((await hub.publish({ topics: [`big${index % 2}`], data: big(index) })).id))
+      const subscription = hub.subscribe(['big0', 'big1'], '0')
+      const received = collect(subscription)
+      await received.waitFor(120)
+      assert.deepEqual(received.ids(), published)
+      assert.equal(received.resets().length, 0)
+      t.diagnostic(`${counted.reads()} history reads of 20 KB events, the largest ${counted.largestPageBytes()} bytes`)
+      // A quarter of the 1 MiB queue cap over two topics, each topic's page at least one event.
+      assert.ok(counted.largestPageBytes() <= 256 * 1024 + 2 * 20_100, `a page held ${counted.largestPageBytes()} bytes`)
     })
 
     test('a client that leaves mid-replay stops the history reads', async (t) => {

@@ -22,8 +22,8 @@ test('parseEventId accepts our ids, 0, and old plain numbers (another epoch), no
 
 test('planReplay merges topics by id, once each, and continues from the last', () => {
   const plan = planReplay(resume(2), read(9, [
-    { topic: 'a', events: [event(3), event(5), event(9)], trimmedThrough: 0, forgotten: false },
-    { topic: 'b', events: [event(4), event(5)], trimmedThrough: 0, forgotten: false }
+    { topic: 'a', events: [event(3), event(5), event(9)], trimmedThrough: 0, forgotten: false, full: false },
+    { topic: 'b', events: [event(4), event(5)], trimmedThrough: 0, forgotten: false, full: false }
   ]), 2_000, 0)
   assert.deepEqual(plan.events.map((e) => e.id), [3, 4, 5, 9])
   assert.deepEqual([plan.epoch, plan.position], ['e1', 9])
@@ -31,24 +31,24 @@ test('planReplay merges topics by id, once each, and continues from the last', (
 })
 
 test('planReplay signals trimmed history, expired history and unknown ids', () => {
-  const trimmed = planReplay(resume(2), read(9, [{ topic: 'a', events: [event(8)], trimmedThrough: 6, forgotten: false }, { topic: 'b', events: [], trimmedThrough: 1, forgotten: false }]), 2_000, 0)
+  const trimmed = planReplay(resume(2), read(9, [{ topic: 'a', events: [event(8)], trimmedThrough: 6, forgotten: false, full: false }, { topic: 'b', events: [], trimmedThrough: 1, forgotten: false, full: false }]), 2_000, 0)
   assert.deepEqual(trimmed.reset, { reason: 'history-trimmed', topics: ['a'], lastEventId: 'e1-2' })
   assert.deepEqual(trimmed.events.map((e) => e.id), [8])
 
-  const expired = planReplay(resume(2), read(9, [{ topic: 'a', events: [event(3, 100), event(8, 5_000)], trimmedThrough: 0, forgotten: false }]), 6_000, 2_000)
+  const expired = planReplay(resume(2), read(9, [{ topic: 'a', events: [event(3, 100), event(8, 5_000)], trimmedThrough: 0, forgotten: false, full: false }]), 6_000, 2_000)
   assert.deepEqual(expired.reset, { reason: 'history-expired', topics: ['a'], lastEventId: 'e1-2' })
   assert.deepEqual(expired.events.map((e) => e.id), [8])
 
-  const forgotten = planReplay(resume(2), read(9, [{ topic: 'a', events: [event(8)], trimmedThrough: 0, forgotten: true }]), 2_000, 0)
+  const forgotten = planReplay(resume(2), read(9, [{ topic: 'a', events: [event(8)], trimmedThrough: 0, forgotten: true, full: false }]), 2_000, 0)
   assert.deepEqual(forgotten.reset, { reason: 'history-expired', topics: ['a'], lastEventId: 'e1-2' })
   assert.deepEqual(forgotten.events.map((e) => e.id), [8])
 
-  const future = planReplay(resume(50), read(9, [{ topic: 'a', events: [], trimmedThrough: 0, forgotten: false }]), 0, 0)
+  const future = planReplay(resume(50), read(9, [{ topic: 'a', events: [], trimmedThrough: 0, forgotten: false, full: false }]), 0, 0)
   assert.deepEqual([future.reset?.reason, future.position], ['unknown-id', 9])
 })
 
 test('planReplay: an id of another epoch resets to the head; a live stream gets the new epoch from its start', () => {
-  const history = read(3, [{ topic: 'a', events: [event(1), event(2), event(3)].map((e) => ({ ...e, epoch: 'e2' })), trimmedThrough: 0, forgotten: false }], 'e2')
+  const history = read(3, [{ topic: 'a', events: [event(1), event(2), event(3)].map((e) => ({ ...e, epoch: 'e2' })), trimmedThrough: 0, forgotten: false, full: false }], 'e2')
   const resumed = planReplay(resume(40), history, 0, 0)
   assert.deepEqual([resumed.reset?.reason, resumed.epoch, resumed.position, resumed.events.length], ['epoch-changed', 'e2', 3, 0])
 
@@ -68,10 +68,21 @@ test('planReplay: an id of another epoch resets to the head; a live stream gets 
 test('TopicHistory keeps the newest events and remembers what it dropped', () => {
   const history = new TopicHistory(3)
   for (const id of [2, 4, 6, 8, 10]) history.append(event(id))
-  assert.deepEqual(history.after(0).map((e) => e.id), [6, 8, 10])
-  assert.deepEqual(history.after(6).map((e) => e.id), [8, 10])
+  assert.deepEqual(history.after(0).events.map((e) => e.id), [6, 8, 10])
+  assert.deepEqual(history.after(6).events.map((e) => e.id), [8, 10])
   assert.equal(history.trimmedThrough, 4)
   const none = new TopicHistory(0)
   none.append(event(5))
-  assert.deepEqual([none.after(0).length, none.trimmedThrough], [0, 5])
+  assert.deepEqual([none.after(0).events.length, none.trimmedThrough], [0, 5])
+})
+
+test('TopicHistory pages stop at the count or the bytes, past a first event that always comes, and say when more remain', () => {
+  const history = new TopicHistory(10)
+  for (const id of [1, 2, 3, 4]) history.append({ id, epoch: 'e1', data: 'x'.repeat(100), time: 1 })
+  const ids = (page: { events: Array<{ id: number }>, full: boolean }) => ({ ids: page.events.map((e) => e.id), full: page.full })
+  assert.deepEqual(ids(history.after(0, 2)), { ids: [1, 2], full: true })
+  assert.deepEqual(ids(history.after(2, 2)), { ids: [3, 4], full: false })
+  assert.deepEqual(ids(history.after(0, 10, 250)), { ids: [1, 2], full: true })
+  assert.deepEqual(ids(history.after(0, 10, 10)), { ids: [1], full: true }, 'one event even when it alone is over the bytes')
+  assert.deepEqual(ids(history.after(3, 10, 10)), { ids: [4], full: false })
 })

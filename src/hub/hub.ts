@@ -39,6 +39,12 @@ const CATCH_UP_RETRY_MS = 500
 /** Events one history read returns at most, spread over the stream's topics (at least MIN_PAGE_PER_TOPIC each). */
 const PAGE_EVENTS = 100
 const MIN_PAGE_PER_TOPIC = 10
+/**
+ * Data one history page holds at most, spread over the stream's topics (a quarter of the queue cap if that is
+ * less): what a replay keeps in memory while its client drains it, whatever the events' size. 100 events of 60 KB
+ * would be 6 MB per replaying client; this bounds it like the live queue is bounded.
+ */
+const PAGE_BYTES = 256 * 1024
 /** A replay waits until fewer bytes than this (or a quarter of the queue cap) wait for the client. */
 const REPLAY_LOW_WATER_BYTES = 64 * 1024
 /** History reads one instance runs at once, by default. */
@@ -346,19 +352,20 @@ export class Hub implements TransportSink {
     // Page after page, each read within the instance's budget, each page sent under the client's backpressure.
     const topics = subscription.topics
     const limit = Math.max(MIN_PAGE_PER_TOPIC, Math.ceil(PAGE_EVENTS / topics.length))
+    const maxBytes = Math.max(1, Math.floor(Math.min(PAGE_BYTES, this.options.maxQueueBytes / 4) / topics.length))
     const lowWater = Math.max(1, Math.min(REPLAY_LOW_WATER_BYTES, Math.floor(this.options.maxQueueBytes / 4)))
     for (let page = 0; ; page++) {
       if (subscription.pendingBytes >= lowWater) await subscription.drained(lowWater)
       if (subscription.closing) return
-      let read = await this.replayBudget.run(async () => await this.transport.read(topics, start.after, limit))
+      let read = await this.replayBudget.run(async () => await this.transport.read(topics, start.after, limit, maxBytes))
       // A live stream whose epoch was replaced gets the new epoch from its start.
       if (start.live && read.epoch !== start.epoch && start.after > 0) {
-        read = await this.replayBudget.run(async () => await this.transport.read(topics, 0, limit))
+        read = await this.replayBudget.run(async () => await this.transport.read(topics, 0, limit, maxBytes))
       }
       if (subscription.closing) return
       // Whether a topic expired before the client's position is asked once; later pages start from our own.
       if (page > 0) for (const history of read.topics) history.forgotten = false
-      const plan = planReplay(start, read, Date.now(), this.options.historyTtlMs, limit)
+      const plan = planReplay(start, read, Date.now(), this.options.historyTtlMs)
       const topicOf = subscription.envelope ? firstTopicOf(read) : undefined
       // The notice goes first, before any event it concerns.
       if (plan.reset !== undefined) subscription.replay(plan.epoch, [], this.resetFrame(plan.reset))

@@ -62,13 +62,13 @@ export function parseEventId (value: string): ResumePoint | undefined {
 }
 
 /**
- * Decides what a resuming client gets from one page of history (`limit` events per topic at most). Pure: the
+ * Decides what a resuming client gets from one page of history. Pure: the
  * transport fetches, this decides. A position the history can no longer cover is never skipped silently: it
  * yields a reset notice, then whatever is still retained. An id we never issued, or one of another epoch, resets
- * to live. A topic that filled its page bounds the page: events above its last one wait for the next page, so
- * topics merge in id order across pages.
+ * to live. A topic that filled its page (`full`) bounds the page: events above its last one wait for the next
+ * page, so topics merge in id order across pages.
  */
-export function planReplay (start: ReplayStart, read: HistoryRead, now: number, ttlMs: number, limit = Infinity): ReplayPlan {
+export function planReplay (start: ReplayStart, read: HistoryRead, now: number, ttlMs: number): ReplayPlan {
   const allTopics = read.topics.map((history) => history.topic)
   const notice = (reason: ResetReason): ResetNotice => ({ reason, topics: allTopics, lastEventId: start.lastEventId })
   let after = start.after
@@ -87,7 +87,7 @@ export function planReplay (start: ReplayStart, read: HistoryRead, now: number, 
   const expired: string[] = []
   let bound = Infinity
   for (const history of read.topics) {
-    if (history.events.length >= limit) bound = Math.min(bound, history.events.at(-1)?.id ?? Infinity)
+    if (history.full) bound = Math.min(bound, history.events.at(-1)?.id ?? Infinity)
   }
   const byId = new Map<number, StoredEvent>()
   for (const history of read.topics) {

@@ -69,7 +69,7 @@ export class MemoryTransport implements Transport {
     return { epoch: this.epoch, seq: this.lastId }
   }
 
-  async read (topics: readonly string[], afterId: number, limit: number): Promise<HistoryRead> {
+  async read (topics: readonly string[], afterId: number, limit: number, maxBytes: number): Promise<HistoryRead> {
     this.forgetExpiredTopics(Date.now())
     const old = afterId < this.forgottenThrough
     return {
@@ -77,9 +77,9 @@ export class MemoryTransport implements Transport {
       head: this.lastId,
       topics: topics.map((topic) => {
         const history = this.histories.get(topic)
-        if (history === undefined) return { topic, events: [], trimmedThrough: 0, forgotten: old }
+        if (history === undefined) return { topic, events: [], full: false, trimmedThrough: 0, forgotten: old }
         const forgotten = old && history.trimmedThrough === 0 && history.firstId > afterId + 1
-        return { topic, events: history.after(afterId, limit), trimmedThrough: history.trimmedThrough, forgotten }
+        return { topic, ...history.after(afterId, limit, maxBytes), trimmedThrough: history.trimmedThrough, forgotten }
       })
     }
   }

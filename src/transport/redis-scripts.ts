@@ -105,13 +105,14 @@ return { id, 0 }
 /**
  * Reads one page of what a resuming client needs, in one consistent step: never the whole retention.
  * KEYS[1] the id counter; KEYS[2] the epoch; KEYS[3] the marks; KEYS[4..] history streams.
- * ARGV[1] the first sequence number to return; ARGV[2] the history retention in ms; ARGV[3] events per stream.
- * Returns { epoch ('' when none), head, then per stream: trimmedThrough, entries, forgotten }: trimmedThrough is
+ * ARGV[1] the first sequence number to return; ARGV[2] the history retention in ms; ARGV[3] events per stream;
+ * ARGV[4] bytes of data per stream (past the first entry, which always comes).
+ * Returns { epoch ('' when none), head, then per stream: trimmedThrough, entries, forgotten, full }: trimmedThrough is
  * the newest sequence number the stream no longer holds (its oldest entry's `p`, or its last id when empty, or
  * Redis 7's max-deleted-entry-id after XDEL, whichever is larger); entries are XRANGE … COUNT results; forgotten is 1
  * when events after the position may have expired with the stream: the position is older than the retention
  * (by the marks) and the stream is missing or starts afresh (`p` 0-0) after it. A stream left over from another
- * epoch counts as missing.
+ * epoch counts as missing. full is 1 when the entries stopped at ARGV[3] or ARGV[4] while the stream held more.
  */
 export const READ_SCRIPT = `
 local function number (streamId)
@@ -134,9 +135,12 @@ if epoch ~= '' then
   old = (not mark) or tonumber(mark) < now - tonumber(ARGV[2])
 end
 local result = { epoch, redis.call('GET', KEYS[1]) or '0' }
+local count = tonumber(ARGV[3])
+local maxBytes = tonumber(ARGV[4])
 for i = 4, #KEYS do
   local trimmed = 0
   local entries = {}
+  local full = false
   local forgotten = old
   if epoch ~= '' and redis.call('EXISTS', KEYS[i]) == 1 then
     local info = redis.call('XINFO', 'STREAM', KEYS[i])
@@ -155,12 +159,24 @@ for i = 4, #KEYS do
         forgotten = false
       end
       trimmed = math.max(trimmed, number(fields['max-deleted-entry-id'] or '0'))
-      entries = redis.call('XRANGE', KEYS[i], first .. '-0', '+', 'COUNT', ARGV[3])
+      -- One more than a page: whether the stream holds more than the page tells the hub to read on.
+      local range = redis.call('XRANGE', KEYS[i], first .. '-0', '+', 'COUNT', count + 1)
+      local bytes = 0
+      for k = 1, #range do
+        local size = #(field(range[k], 'd') or '')
+        if k > count or (k > 1 and bytes + size > maxBytes) then
+          full = true
+          break
+        end
+        bytes = bytes + size
+        entries[k] = range[k]
+      end
     end
   end
   result[#result + 1] = tostring(trimmed)
   result[#result + 1] = entries
   result[#result + 1] = forgotten and 1 or 0
+  result[#result + 1] = full and 1 or 0
 end
 return result
 `

@@ -93,13 +93,13 @@ export class RedisTransport implements Transport {
     }
   }
 
-  async read (topics: readonly string[], afterId: number, limit: number): Promise<HistoryRead> {
+  async read (topics: readonly string[], afterId: number, limit: number, maxBytes: number): Promise<HistoryRead> {
     const prefix = this.options.prefix
     const keys = [`${prefix}seq`, `${prefix}epoch`, `${prefix}marks`, ...topics.map((topic) => `${prefix}history:${topic}`)]
     let reply: unknown[]
     const started = performance.now()
     try {
-      reply = await this.publisher.heraldRead(keys.length, ...keys, afterId + 1, this.options.historyRetentionMs, limit)
+      reply = await this.publisher.heraldRead(keys.length, ...keys, afterId + 1, this.options.historyRetentionMs, limit, Number.isFinite(maxBytes) ? maxBytes : Number.MAX_SAFE_INTEGER)
     } catch (error) {
       throw new BrokerUnavailableError('Redis is unreachable', { cause: error })
     } finally {
@@ -108,9 +108,10 @@ export class RedisTransport implements Transport {
     const epoch = reply[0] as string
     const histories: TopicHistory[] = topics.map((topic, index) => ({
       topic,
-      trimmedThrough: parseInt(reply[2 + index * 3] as string, 10),
-      events: (reply[3 + index * 3] as StreamEntry[]).map((entry) => parseEntry(epoch, entry)),
-      forgotten: reply[4 + index * 3] === 1
+      trimmedThrough: parseInt(reply[2 + index * 4] as string, 10),
+      events: (reply[3 + index * 4] as StreamEntry[]).map((entry) => parseEntry(epoch, entry)),
+      forgotten: reply[4 + index * 4] === 1,
+      full: reply[5 + index * 4] === 1
     }))
     return { epoch, head: epoch === '' ? 0 : Number(reply[1]), topics: histories }
   }

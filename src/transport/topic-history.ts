@@ -36,13 +36,20 @@ export class TopicHistory {
     }
   }
 
-  /** Retained events with an id above `afterId`, oldest first, at most `limit`. */
-  after (afterId: number, limit = Infinity): StoredEvent[] {
+  /**
+   * Retained events with an id above `afterId`, oldest first: at most `limit`, and past the first no more than
+   * `maxBytes` of data; `full` when it stopped at either while more remained.
+   */
+  after (afterId: number, limit = Infinity, maxBytes = Infinity): { events: StoredEvent[], full: boolean } {
     const events: StoredEvent[] = []
-    for (let index = 0; index < this.size && events.length < limit; index++) {
+    let bytes = 0
+    for (let index = 0; index < this.size; index++) {
       const event = this.ring[(this.start + index) % this.capacity] as StoredEvent
-      if (event.id > afterId) events.push(event)
+      if (event.id <= afterId) continue
+      if (events.length >= limit || (events.length > 0 && bytes + event.data.length > maxBytes)) return { events, full: true }
+      bytes += event.data.length
+      events.push(event)
     }
-    return events
+    return { events, full: false }
   }
 }

@@ -59,8 +59,13 @@ export interface HistoryRead {
 
 export interface TopicHistory {
   topic: string
-  /** Retained events with an id above the asked-for position, oldest first: at most the page's limit. */
+  /**
+   * Retained events with an id above the asked-for position, oldest first: at most the page's `limit`, and no
+   * more data than its `maxBytes` (past the first event, which always comes, so a page always progresses).
+   */
   events: StoredEvent[]
+  /** True when the page stopped at `limit` or `maxBytes`: the topic may hold events above its last one here. */
+  full: boolean
   /** The largest id this topic has dropped from its history (0 if none). */
   trimmedThrough: number
   /**
@@ -98,10 +103,11 @@ export interface Transport {
   /** The current epoch and its newest sequence number. */
   head (): Promise<Head>
   /**
-   * One page of history: of each topic, at most `limit` events after a sequence number of the current epoch,
-   * with the head, in one consistent step. Never the whole retention at once: the hub reads page after page.
+   * One page of history: of each topic, at most `limit` events after a sequence number of the current epoch, and
+   * at most `maxBytes` of their data (at least one event), with the head, in one consistent step. Never the whole
+   * retention at once: the hub reads page after page, so a page's memory is bounded whatever the events' size.
    */
-  read (topics: readonly string[], afterId: number, limit: number): Promise<HistoryRead>
+  read (topics: readonly string[], afterId: number, limit: number, maxBytes: number): Promise<HistoryRead>
   /** Starts receiving a topic's live events; resolves once events published afterwards will arrive. */
   listen (topic: string): Promise<void>
   /** Stops receiving a topic. */

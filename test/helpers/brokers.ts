@@ -47,7 +47,7 @@ export function memoryFactory (): HubFactory {
       transport,
       // The ring buffer already keeps only `historySize` events: trimming happens as it fills.
       trim: async () => {},
-      historyExists: async (topic) => (await transport.read([topic], 0, 1)).topics[0]?.events.length !== 0,
+      historyExists: async (topic) => (await transport.read([topic], 0, 1, Infinity)).topics[0]?.events.length !== 0,
       upstreamSubscribers: async (topic) => hub.listenerCount(topic),
       close: async () => await hub.close(0)
     }
