@@ -2,7 +2,7 @@ import type { FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
 import type { OutgoingHttpHeaders } from 'node:http'
 import { SlowConsumerError, StalledClientError, type Subscription } from '../src/hub/subscription.js'
-import { encodeComment, encodeRetry } from '../src/sse/encode.js'
+import { encodeOpening } from '../src/sse/encode.js'
 
 declare module 'fastify' {
   interface FastifyReply {
@@ -29,8 +29,8 @@ const MAX_TIMER_MS = 2_147_483_647
  * an event stream does anyway.
  */
 export default fp(async (fastify) => {
-  // Headers reach the client only with the first bytes: the reconnection delay and a comment go at once.
-  const opening = Buffer.from(encodeRetry(fastify.config.retryMs) + encodeComment('herald'))
+  // Headers reach the client only with the first bytes: the opening goes at once.
+  const opening = Buffer.from(encodeOpening(fastify.config.retryMs))
 
   fastify.decorateReply('eventStream', function (this: FastifyReply, subscription: Subscription, options: EventStreamOptions = {}) {
     const reply = this
