@@ -57,12 +57,13 @@ function refuseStream (request: FastifyRequest, reply: FastifyReply, reason: str
   const body = encodeOpening(retryMs) + encodeFrame({ event: 'herald.unavailable', data: JSON.stringify({ reason, retryMs }) })
   const level = (error.statusCode ?? 500) >= 500 ? 'warn' : 'info'
   request.log[level]({ reason: 'refused', refusal: reason, code: error.code, message: error.message, retryMs, durationMs: 0, events: 0, bytes: body.length }, 'stream closed')
-  return reply.code(200)
+  reply.code(200)
     .header('content-type', 'text/event-stream; charset=utf-8')
     .header('cache-control', 'no-cache, no-transform')
     .header('x-accel-buffering', 'no')
-    .header('connection', 'close')
-    .send(body)
+  // HTTP/2 has no Connection header (Node drops it with a warning): the stream ends with the body.
+  if (request.raw.httpVersionMajor !== 2) reply.header('connection', 'close')
+  return reply.send(body)
 }
 
 function send (reply: FastifyReply, body: ErrorBody): FastifyReply {

@@ -76,7 +76,8 @@ export class Subscription extends Readable {
   private takenAtCheck = 0
   private held: FramedEvent[] | undefined = []
   private heldBytes = 0
-  private socket: (Writable & { bytesWritten?: number }) | undefined
+  /** The connection's socket (HTTP/1.1) or stream (HTTP/2). */
+  private socket: Writable | undefined
   private finishing = false
   private readonly maxQueueBytes: number
   private readonly onDestroy: (subscription: Subscription) => void
@@ -211,9 +212,10 @@ export class Subscription extends Readable {
     const socket = this.socket
     if (socket === undefined || this.destroyed) return
     const waiting = socket.writableLength
-    // Bytes handed to the socket minus those still waiting in it: what the kernel took. It grows while the
-    // client reads, even when the socket refills between two checks.
-    const taken = (socket.bytesWritten ?? 0) - waiting
+    // Bytes handed over minus those still waiting here or in the socket: what the kernel (or, over HTTP/2, the
+    // peer's flow-control window) took. It grows while the client reads, even when the socket refills between
+    // two checks.
+    const taken = this.bytes - this.readableLength - waiting
     if (waiting === 0 || taken !== this.takenAtCheck) {
       this.progressAt = now
       this.takenAtCheck = taken
