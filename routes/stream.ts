@@ -44,7 +44,7 @@ const stream: FastifyPluginAsyncTypebox = async (fastify) => {
     }
     const header = request.headers['last-event-id']
     const lastEventId = typeof header === 'string' && header !== '' ? header : query.lastEventId
-    const subscription = fastify.hub.subscribe(topics, lastEventId)
+    const subscription = fastify.hub.subscribe(topics, lastEventId, { envelope: query.envelope === '1' })
     subscription.on('close', () => {
       perAddress.release(address)
       if (subject !== undefined) perSubject.release(subject)

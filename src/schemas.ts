@@ -54,6 +54,9 @@ export const StreamQuery = Type.Object({
     description: 'one or more topic names (repeat the parameter: ?topic=a&topic=b)'
   }),
   lastEventId: Type.Optional(Type.String({ maxLength: 64, description: 'the id of the last event seen, 1-64 characters' })),
+  envelope: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0')], {
+    description: '1 to receive each event\'s data as {"topic": the topic it came for, "data": the published data}; 0 (the default) for the published data as it is'
+  })),
   access_token: Type.Optional(Type.String({ maxLength: 8192, description: 'a subscriber token (JWT)' }))
 })
 

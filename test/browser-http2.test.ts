@@ -33,7 +33,7 @@ test('in Chromium over HTTP/2, 10 tabs on one origin share one connection and ea
       const state = globalThis as unknown as Tab
       state.received = []
       state.opened = false
-      const source = new EventSource('/v1/stream?topic=tabs')
+      const source = new EventSource('/v1/stream?topic=tabs&envelope=1')
       source.onopen = () => { state.opened = true }
       source.onmessage = (event) => state.received.push(JSON.parse(event.data))
     })
@@ -44,7 +44,7 @@ test('in Chromium over HTTP/2, 10 tabs on one origin share one connection and ea
   const reply = await publish(herald.url, { topic: 'tabs', data: { hello: 'every tab' } })
   assert.equal(reply.status, 202)
   await Promise.all(tabs.map(async (tab) => await tab.waitForFunction(() => (globalThis as unknown as Tab).received.length > 0, undefined, { timeout: 10_000 })))
-  for (const tab of tabs) assert.deepEqual(await tab.evaluate(() => (globalThis as unknown as Tab).received), [{ hello: 'every tab' }])
+  for (const tab of tabs) assert.deepEqual(await tab.evaluate(() => (globalThis as unknown as Tab).received), [{ topic: 'tabs', data: { hello: 'every tab' } }])
 
   const protocols = await Promise.all(tabs.map(async (tab) => await tab.evaluate('performance.getEntriesByType("navigation")[0].nextHopProtocol')))
   assert.deepEqual(protocols, Array(10).fill('h2'))

@@ -107,7 +107,8 @@ for (const protocol of PROTOCOLS) {
       ['/v1/stream?topic=a%20b', /topic name/],
       ['/v1/stream?topic=a%0Adata:x', /topic name/],
       [`/v1/stream?topic=${'x'.repeat(257)}`, /topic name/],
-      ['/v1/stream?topic=a&topic=b&topic=c', /at most 2 topics/]
+      ['/v1/stream?topic=a&topic=b&topic=c', /at most 2 topics/],
+      ['/v1/stream?topic=a&envelope=yes', /envelope/]
     ]
     for (const [path, message] of cases) {
       const response = await request(url + path)

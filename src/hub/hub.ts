@@ -83,10 +83,14 @@ export class Hub implements TransportSink {
     return await this.transport.publish(input)
   }
 
-  /** Opens a subscription: live events from now on, after the missed ones when `lastEventId` is given. */
-  subscribe (topics: readonly string[], lastEventId?: string): Subscription {
+  /**
+   * Opens a subscription: live events from now on, after the missed ones when `lastEventId` is given. With
+   * `envelope`, each event's data is `{"topic":…,"data":…}`, naming the topic it is delivered for.
+   */
+  subscribe (topics: readonly string[], lastEventId?: string, { envelope = false }: { envelope?: boolean } = {}): Subscription {
     const subscription = new Subscription(topics, {
       maxQueueBytes: this.options.maxQueueBytes,
+      envelope,
       onDestroy: (destroyed) => this.remove(destroyed),
       onOtherEpoch: (held) => this.catchUp(held)
     })
@@ -150,7 +154,14 @@ export class Hub implements TransportSink {
       this.lastEvent = event
       this.lastFramed = framed
     }
-    for (const subscription of entry.subscriptions) subscription.deliver(framed)
+    // An enveloped frame names the topic: framed once per event and topic, when a stream asked for it. An event
+    // on several of a stream's topics comes first for the first of them in publish order (transports deliver in
+    // that order); the stream takes that one and drops the others by id.
+    let enveloped: FramedEvent | undefined
+    for (const subscription of entry.subscriptions) {
+      if (!subscription.envelope) subscription.deliver(framed)
+      else subscription.deliver(enveloped ??= { id: event.id, epoch: event.epoch, frame: envelopedFrameOf(topic, event) })
+    }
   }
 
   interrupted (): void {
@@ -272,8 +283,9 @@ export class Hub implements TransportSink {
       const plan = planReplay(start, read, Date.now(), this.options.historyTtlMs, limit)
       // The notice goes first, before any event it concerns.
       if (plan.reset !== undefined) subscription.replay(plan.epoch, [], resetFrame(plan.reset))
-      for (const event of plan.events) {
-        subscription.replay(plan.epoch, [{ id: event.id, epoch: event.epoch, frame: frameOf(event) }])
+      for (const [index, event] of plan.events.entries()) {
+        const frame = subscription.envelope ? envelopedFrameOf(plan.topics[index] as string, event) : frameOf(event)
+        subscription.replay(plan.epoch, [{ id: event.id, epoch: event.epoch, frame }])
         if (subscription.pendingBytes >= lowWater) await subscription.drained(lowWater)
         if (subscription.closing) return
       }
@@ -303,6 +315,12 @@ export class Hub implements TransportSink {
 /** The SSE frame of a stored event. */
 function frameOf (event: StoredEvent): Buffer {
   return Buffer.from(encodeFrame({ id: eventId(event.epoch, event.id), event: event.type, retry: event.retry, data: event.data }))
+}
+
+/** The SSE frame of a stored event for a stream with envelopes: the published JSON wrapped with the topic. */
+function envelopedFrameOf (topic: string, event: StoredEvent): Buffer {
+  const data = `{"topic":${JSON.stringify(topic)},"data":${event.data}}`
+  return Buffer.from(encodeFrame({ id: eventId(event.epoch, event.id), event: event.type, retry: event.retry, data }))
 }
 
 /** The in-band notice that comes before a replay whose start could not be honoured. */

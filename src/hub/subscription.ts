@@ -29,6 +29,8 @@ export class StalledClientError extends Error {
 
 export interface SubscriptionOptions {
   maxQueueBytes: number
+  /** Frames name their topic (`envelope=1`): the hub hands this subscription the enveloped frames. */
+  envelope?: boolean
   /** Called once when the subscription is destroyed, to release its listeners. */
   onDestroy: (subscription: Subscription) => void
   /**
@@ -53,6 +55,7 @@ export interface SubscriptionOptions {
  */
 export class Subscription extends Readable {
   readonly topics: readonly string[]
+  readonly envelope: boolean
   readonly openedAt = Date.now()
   /** The epoch of `position` ('' before the first catch-up, or while no epoch exists). */
   epoch = ''
@@ -86,6 +89,7 @@ export class Subscription extends Readable {
   constructor (topics: readonly string[], options: SubscriptionOptions) {
     super()
     this.topics = topics
+    this.envelope = options.envelope ?? false
     this.maxQueueBytes = options.maxQueueBytes
     this.onDestroy = options.onDestroy
     this.onOtherEpoch = options.onOtherEpoch
