@@ -29,12 +29,12 @@ export default fp(async (fastify) => {
     // operator listed (HERALD_ALLOWED_HOSTS: a balancer's, a container's) pass. HERALD_ALLOW_INSECURE lets open
     // mode bind a public address and leaves this guard on: compose publishes its port on the host's loopback,
     // which rebinding reaches as well. The Host header itself, not request.hostname: that may come from
-    // X-Forwarded-Host, which a page can set.
+    // X-Forwarded-Host, which a page can set (HTTP/2: the :authority pseudo-header, which replaces it).
     const allowedHosts = new Set(config.allowedHosts)
     let lastAllowedHost: string | undefined
     fastify.addHook('onRequest', async (request) => {
       // Clients send the same Host on every request: parsing it once (new URL) saves ~3% of a publish.
-      const host = request.headers.host
+      const host = request.headers.host ?? authorityOf(request)
       if (host !== undefined && host === lastAllowedHost) return
       // Health checks from balancers and orchestrators name the instance by its address or container name; what
       // they answer (up or not, a count of streams) is no use to a rebinding page.
@@ -44,7 +44,7 @@ export default fp(async (fastify) => {
         lastAllowedHost = host
         return
       }
-      throw new HostRefusedError(JSON.stringify(hostname ?? request.headers.host ?? ''))
+      throw new HostRefusedError(JSON.stringify(hostname ?? host ?? ''))
     })
   }
 
@@ -65,6 +65,12 @@ export default fp(async (fastify) => {
   fastify.decorate('bearerToken', bearerToken)
   fastify.decorate('subscriberToken', subscriberToken)
 }, { name: 'auth', dependencies: ['config'] })
+
+/** An HTTP/2 request's `:authority`, which Node keeps among the headers. */
+function authorityOf (request: FastifyRequest): string | undefined {
+  const authority = request.headers[':authority']
+  return typeof authority === 'string' ? authority : undefined
+}
 
 function hostnameOf (host: string | undefined): string | undefined {
   if (host === undefined) return undefined

@@ -2,7 +2,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { STATUS_CODES } from 'node:http'
 import { DEFAULT_RETRY_AFTER_SECONDS, NotFoundError, STREAM_REFUSALS } from '../src/errors.js'
-import { encodeFrame, encodeRetry } from '../src/sse/encode.js'
+import { encodeFrame, encodeOpening } from '../src/sse/encode.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -48,21 +48,22 @@ export function errorHandler (error: FastifyError, request: FastifyRequest, repl
 }
 
 /**
- * A temporary refusal of an event stream, as a stream EventSource retries: 200, a `retry:` jittered over
- * 0.5-1.5 times the reason's delay (so refused clients do not come back together), an in-band
- * `herald.unavailable` event `{ reason, retryMs }`, and the end. Logged as the one `stream closed` line.
+ * A temporary refusal of an event stream, as a stream EventSource retries: 200, the opening every stream has
+ * with a `retry:` jittered over 0.5-1.5 times the reason's delay (so refused clients do not come back together),
+ * an in-band `herald.unavailable` event `{ reason, retryMs }`, and the end. Logged as the one `stream closed` line.
  */
 function refuseStream (request: FastifyRequest, reply: FastifyReply, reason: string, baseMs: number, error: FastifyError): FastifyReply {
   const retryMs = Math.round(baseMs * (0.5 + Math.random()))
-  const body = encodeRetry(retryMs) + encodeFrame({ event: 'herald.unavailable', data: JSON.stringify({ reason, retryMs }) })
+  const body = encodeOpening(retryMs) + encodeFrame({ event: 'herald.unavailable', data: JSON.stringify({ reason, retryMs }) })
   const level = (error.statusCode ?? 500) >= 500 ? 'warn' : 'info'
   request.log[level]({ reason: 'refused', refusal: reason, code: error.code, message: error.message, retryMs, durationMs: 0, events: 0, bytes: body.length }, 'stream closed')
-  return reply.code(200)
+  reply.code(200)
     .header('content-type', 'text/event-stream; charset=utf-8')
     .header('cache-control', 'no-cache, no-transform')
     .header('x-accel-buffering', 'no')
-    .header('connection', 'close')
-    .send(body)
+  // HTTP/2 has no Connection header (Node drops it with a warning): the stream ends with the body.
+  if (request.raw.httpVersionMajor !== 2) reply.header('connection', 'close')
+  return reply.send(body)
 }
 
 function send (reply: FastifyReply, body: ErrorBody): FastifyReply {

@@ -71,8 +71,9 @@ export default fp(async (fastify) => {
   fastify.log.info({ broker: transport.kind }, `using the ${transport.kind} broker`)
   // While draining, every reply closes its connection: a balancer's idle keep-alive connection would otherwise be
   // closed under it at exit, just as it sends a publish there (nginx answers that 502 and never resends a POST).
-  fastify.addHook('onRequest', async (_request, reply) => {
-    if (hub.draining) reply.header('connection', 'close')
+  // (HTTP/2 has no Connection header: its connections end with a GOAWAY at close.)
+  fastify.addHook('onRequest', async (request, reply) => {
+    if (hub.draining && request.raw.httpVersionMajor < 2) reply.header('connection', 'close')
   })
   // app.close() waits for open connections: end the streams first, so clients reconnect elsewhere.
   fastify.addHook('preClose', async () => await hub.close(SHUTDOWN_FLUSH_MS))

@@ -1,4 +1,4 @@
-import { createPublicKey } from 'node:crypto'
+import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { Type, type Static, type TOptional, type TSchema } from 'typebox'
 import { Value } from 'typebox/value'
@@ -52,6 +52,9 @@ const list = (value: string) => value.split(',').map((item) => item.trim()).filt
 const settings = [
   setting('HOST', Type.String({ description: 'an address to bind, e.g. 127.0.0.1 or ::', minLength: 1, default: '127.0.0.1' }), 'host'),
   setting('PORT', Integer('a TCP port, 0-65535', 0, 8080, 65535), 'port'),
+  // Both or neither: tlsConfig reads and checks them together into the derived `tls`.
+  setting('HERALD_TLS_CERT', Type.Optional(Type.String({ description: 'the path of a PEM file with the server certificate (and its chain): serve HTTPS with HTTP/2 and HTTP/1.1; needs HERALD_TLS_KEY', minLength: 1 }))),
+  setting('HERALD_TLS_KEY', Type.Optional(Type.String({ description: 'the path of a PEM file with the private key of HERALD_TLS_CERT', minLength: 1 }))),
   setting('REDIS_URL', Type.Optional(Type.String({ description: 'a redis:// or rediss:// URL', pattern: '^rediss?://' })), 'redisUrl'),
   setting('LOG_LEVEL', OneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'one of fatal, error, warn, info, debug, trace, silent', 'info'), 'logLevel'),
   setting('HERALD_HEARTBEAT_MS', Integer('milliseconds between heartbeat comments, at least 50', 50, 15_000), 'heartbeatMs'),
@@ -127,6 +130,15 @@ export type Env = Static<typeof EnvSchema>
 export interface Config extends SettingFields {
   /** Token verification; undefined runs open development mode. */
   jwt: JwtConfig | undefined
+  /** The certificate and key to serve HTTPS (HTTP/2, and HTTP/1.1 by ALPN) with; undefined serves plain HTTP/1.1. */
+  tls: TlsConfig | undefined
+}
+
+export interface TlsConfig {
+  /** PEM text: the certificate, then any intermediates. */
+  cert: string
+  /** PEM text. */
+  key: string
 }
 
 type SettingFields = { [S in AnySetting as NonNullable<S['field']>]: ReturnType<S['convert']> }
@@ -199,12 +211,50 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
   } catch (error) {
     extra.push((error as Error).message)
   }
+  let tls: TlsConfig | undefined
+  try {
+    tls = tlsConfig(valid)
+  } catch (error) {
+    extra.push((error as Error).message)
+  }
   if (jwt === undefined && (config.privateTopics.length > 0 || !config.publicSubscribe) && extra.length === 0) {
     extra.push('HERALD_PRIVATE_TOPICS / HERALD_PUBLIC_SUBSCRIBE: private topics need HERALD_JWT_SECRET or HERALD_JWT_PUBLIC_KEY to check tokens')
   }
   if (extra.length > 0) throw new ConfigError(extra)
 
-  return { ...config, jwt }
+  return { ...config, jwt, tls }
+}
+
+/** Reads the certificate and key files and checks, at start, that they are PEM and belong together. */
+function tlsConfig (env: Env): TlsConfig | undefined {
+  const certPath = env.HERALD_TLS_CERT
+  const keyPath = env.HERALD_TLS_KEY
+  if (certPath === undefined && keyPath === undefined) return undefined
+  if (certPath === undefined || keyPath === undefined) throw new Error('HERALD_TLS_CERT and HERALD_TLS_KEY: set both, or neither')
+  const cert = readPemFile('HERALD_TLS_CERT', certPath)
+  const key = readPemFile('HERALD_TLS_KEY', keyPath)
+  let certificate: X509Certificate
+  try {
+    certificate = new X509Certificate(cert)
+  } catch {
+    throw new Error(`HERALD_TLS_CERT=${JSON.stringify(certPath)}: expected a PEM certificate`)
+  }
+  let privateKey: ReturnType<typeof createPrivateKey>
+  try {
+    privateKey = createPrivateKey(key)
+  } catch {
+    throw new Error(`HERALD_TLS_KEY=${JSON.stringify(keyPath)}: expected an unencrypted PEM private key`)
+  }
+  if (!certificate.checkPrivateKey(privateKey)) throw new Error('HERALD_TLS_KEY: the key does not belong to the certificate in HERALD_TLS_CERT')
+  return { cert, key }
+}
+
+function readPemFile (name: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch {
+    throw new Error(`${name}=${JSON.stringify(path)}: expected a readable PEM file`)
+  }
 }
 
 /** Picks the verification key and pins the algorithms to its type, so no token can choose another. */

@@ -1,6 +1,6 @@
 import { Type } from 'typebox'
 import { STREAM_REFUSALS } from './errors.js'
-import { encodeComment, encodeFrame, encodeRetry } from './sse/encode.js'
+import { encodeComment, encodeFrame, encodeOpening } from './sse/encode.js'
 import { TOPIC_CHARACTERS, TOPIC_MAX_LENGTH, TOPIC_PATTERN } from './topics.js'
 
 /** The largest number of topics one event may be published to. */
@@ -73,10 +73,10 @@ export const StreamQuery = Type.Object({
     description: 'one or more topic names (repeat the parameter: ?topic=a&topic=b)'
   }),
   lastEventId: Type.Optional(Type.String({ maxLength: 64, description: 'the id of the last event seen, 1-64 characters' })),
-  access_token: Type.Optional(Type.String({ maxLength: 8192, description: 'a subscriber token (JWT)' })),
-  envelope: Type.Optional(Type.Union([Type.Literal('0'), Type.Literal('1')], {
-    description: '1 to wrap each event\'s data as {"topic":"<topic>","data":<published JSON>}'
-  }))
+  envelope: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0')], {
+    description: '1 to receive each event\'s data as {"topic": the topic it came for, "data": the published data}; 0 (the default) for the published data as it is'
+  })),
+  access_token: Type.Optional(Type.String({ maxLength: 8192, description: 'a subscriber token (JWT)' }))
 })
 
 const EXAMPLE_EVENT = { id: 'm5x8k2qz3f-17', event: 'message', data: JSON.stringify({ user: 'ada', text: 'hello' }) }
@@ -90,23 +90,25 @@ const REFUSAL_REASONS = Object.entries(STREAM_REFUSALS)
 export const EventStreamReply = {
   description: [
     'A Server-Sent Events stream (`text/event-stream; charset=utf-8`, `Cache-Control: no-cache, no-transform`,',
-    '`X-Accel-Buffering: no`, `Connection: close`: the body runs until the connection closes). It carries:',
+    '`X-Accel-Buffering: no`; over HTTP/1.1 `Connection: close`: the body runs until the connection closes). It carries:',
     '',
-    '- at once: `retry: <ms>` (`HERALD_RETRY_MS`) and the comment `: herald`;',
+    '- at once: the comment line `: herald` and `retry: <ms>` (`HERALD_RETRY_MS`), with no blank line after them',
+    '  (no client makes a message of them);',
     '- one frame per event: `id: <epoch>-<seq>`, `event: <type>` (`message` unless published with a `type`),',
     '  `retry: <ms>` when published with one, and `data: <the published data, JSON-encoded>` (several `data:`',
     '  lines if the JSON has line breaks), then a blank line;',
     '- `event: herald.reset` with `data: {"reason","topics","lastEventId"}` before anything else when history no',
     '  longer covers the asked-for position; reasons `history-trimmed`, `history-expired`, `malformed-id`,',
     '  `unknown-id`, `epoch-changed`: reload your state;',
-    '- heartbeat comments (`:` and a blank line) every `HERALD_HEARTBEAT_MS` on idle streams.',
+    '- heartbeat comment lines (`:`, no blank line) every `HERALD_HEARTBEAT_MS` on idle streams;',
+    '- with `envelope=1`, each event\'s `data` is `{"topic","data"}`: the topic it came for, and the published data.',
     '',
     'Resume with the `Last-Event-ID` header (browsers send it by themselves when they reconnect) or the',
     '`lastEventId` query parameter on a first connection; `0` replays from the oldest retained event. Missed',
     'events come first, in order, each once, then live ones. A stream opened with a token ends when it expires.',
     '',
     'A temporary refusal is this same 200 stream, because EventSource gives up for good on any other status:',
-    '`retry: <ms>` (jittered over 0.5-1.5 times the delay), `event: herald.unavailable` with',
+    '`: herald`, `retry: <ms>` (jittered over 0.5-1.5 times the delay), `event: herald.unavailable` with',
     `\`data: {"reason","retryMs"}\`, and the end. Reasons: ${REFUSAL_REASONS}.`
   ].join('\n'),
   content: {
@@ -115,17 +117,17 @@ export const EventStreamReply = {
       examples: {
         events: {
           summary: 'the opening lines, an event, a heartbeat',
-          value: encodeRetry(2000) + encodeComment('herald') + encodeFrame(EXAMPLE_EVENT) + encodeComment()
+          value: encodeOpening(2000) + encodeFrame(EXAMPLE_EVENT) + encodeComment()
         },
         reset: {
           summary: 'resuming after an event history no longer holds',
-          value: encodeRetry(2000) + encodeComment('herald') +
+          value: encodeOpening(2000) +
             encodeFrame({ event: 'herald.reset', data: JSON.stringify({ reason: 'history-trimmed', topics: ['chat'], lastEventId: 'm5x8k2qz3f-3' }) }) +
             encodeFrame(EXAMPLE_EVENT)
         },
         refused: {
           summary: 'a temporary refusal: EventSource reconnects after retryMs',
-          value: encodeRetry(4213) + encodeFrame({ event: 'herald.unavailable', data: JSON.stringify({ reason: 'instance-full', retryMs: 4213 }) })
+          value: encodeOpening(4213) + encodeFrame({ event: 'herald.unavailable', data: JSON.stringify({ reason: 'instance-full', retryMs: 4213 }) })
         }
       }
     }

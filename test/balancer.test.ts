@@ -56,7 +56,7 @@ async function probeStreaming (balancer: BalancerProcess, instances: HeraldProce
   try {
     await until(() => firstBytesAt > 0, 2_000, `the stream's first bytes through ${balancer.kind} (does it buffer?)`)
     assert.match(String(headers['content-type']), /^text\/event-stream/)
-    assert.match(text, /^retry: \d+\n/, 'the retry: line comes first')
+    assert.match(text, /^: herald\nretry: \d+\n/, 'the opening comes first')
     published = Date.now()
     const reply = await publish(balancer.url, { topic, data: 'probe' }, PUBLISHER)
     assert.equal(reply.status, 202)

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { generateKeyPairSync } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import { withConfigTable } from '../src/cli/config-table.js'
 import { ConfigError, loadConfig } from '../src/config.js'
+import { testCertificate } from './helpers/tls.js'
 
 test('defaults start an embedded broker on loopback', () => {
   const config = loadConfig({})
@@ -116,6 +120,32 @@ test('every bad variable is reported together, not just the first', () => {
 
 test('cross-variable checks: a bad private topic pattern is named', () => {
   assert.throws(() => loadConfig({ HERALD_JWT_SECRET: 'x'.repeat(32), HERALD_PRIVATE_TOPICS: 'a/**/b' }), /HERALD_PRIVATE_TOPICS="a\/\*\*\/b": pattern "a\/\*\*\/b": /)
+})
+
+test('HERALD_TLS_CERT and HERALD_TLS_KEY: both or neither, readable PEM files, and a key that belongs to the certificate', (t) => {
+  const { certPath, keyPath } = testCertificate()
+  const tls = loadConfig({ HERALD_TLS_CERT: certPath, HERALD_TLS_KEY: keyPath }).tls
+  assert.equal(tls?.cert, readFileSync(certPath, 'utf8'))
+  assert.equal(tls?.key, readFileSync(keyPath, 'utf8'))
+  assert.equal(loadConfig({}).tls, undefined)
+  const dir = mkdtempSync(join(tmpdir(), 'herald-config-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const otherKey = join(dir, 'other.key')
+  writeFileSync(otherKey, generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }))
+  const problems = (env: Record<string, string>): string[] => {
+    try {
+      loadConfig(env)
+    } catch (error) {
+      if (error instanceof ConfigError) return error.problems
+      throw error
+    }
+    return []
+  }
+  assert.deepEqual(problems({ HERALD_TLS_CERT: certPath }), ['HERALD_TLS_CERT and HERALD_TLS_KEY: set both, or neither'])
+  assert.deepEqual(problems({ HERALD_TLS_CERT: '/nowhere.pem', HERALD_TLS_KEY: keyPath }), ['HERALD_TLS_CERT="/nowhere.pem": expected a readable PEM file'])
+  assert.deepEqual(problems({ HERALD_TLS_CERT: keyPath, HERALD_TLS_KEY: keyPath }), [`HERALD_TLS_CERT=${JSON.stringify(keyPath)}: expected a PEM certificate`])
+  assert.deepEqual(problems({ HERALD_TLS_CERT: certPath, HERALD_TLS_KEY: certPath }), [`HERALD_TLS_KEY=${JSON.stringify(certPath)}: expected an unencrypted PEM private key`])
+  assert.deepEqual(problems({ HERALD_TLS_CERT: certPath, HERALD_TLS_KEY: otherKey }), ['HERALD_TLS_KEY: the key does not belong to the certificate in HERALD_TLS_CERT'])
 })
 
 test('the README\'s configuration table is the one the settings generate', () => {

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test, type TestContext } from 'node:test'
 import type { Redis } from 'ioredis'
-import { build, publish, until, type Herald } from './helper.js'
+import { build, buildFor, publish, PROTOCOLS, until, type Herald } from './helper.js'
 import { RedisProxy } from './helpers/redis-proxy.js'
 import { RedisServer } from './helpers/redis-server.js'
 import { seq } from './helpers/event-ids.js'
@@ -100,10 +100,10 @@ describe('guarantee 1: ordered, exactly once, across reconnects and the historyâ
     assert.equal(got.resets, 0)
   })
 
-  for (const broker of ['memory', 'redis'] as const) {
-    test(`${broker}: a resume from exactly the last seen id gives exactly the next events; from 0 on full history, all and no reset`, async (t) => {
+  for (const [broker, protocol] of (['memory', 'redis'] as const).flatMap((broker) => PROTOCOLS.map((protocol) => [broker, protocol] as const))) {
+    test(`${broker}, ${protocol}: a resume from exactly the last seen id gives exactly the next events; from 0 on full history, all and no reset`, async (t) => {
       const env: Record<string, string> = broker === 'redis' ? { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: `guarantees${++prefixes}:` } : {}
-      const { url } = await build(t, env)
+      const { url } = await buildFor(t, protocol, env)
       const ids: string[] = []
       for (let index = 0; index < 5; index++) ids.push((await publish(url, { topic: 'edge', data: index })).body.id)
       const last = ids.at(-1) as string
@@ -238,50 +238,53 @@ describe('guarantee 3 and 5a: bounded memory', () => {
 })
 
 describe('guarantee 3: replays are paged, under backpressure, within a budget', () => {
-  test('clients replaying a large history on many topics get every event in order, and publishing on another instance stays fast', { timeout: 60_000 }, async (t) => {
-    const prefix = `guarantees${++prefixes}:`
-    const env = { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix, HERALD_HISTORY_SIZE: '1000', HERALD_MAX_QUEUE_BYTES: String(1 << 20) }
-    const a = await build(t, env)
-    const b = await build(t, env)
-    const topics = ['h0', 'h1', 'h2', 'h3']
-    const payload = 'x'.repeat(4_000)
-    const history: string[] = []
-    let next = 0
-    await Promise.all(Array.from({ length: 8 }, async () => {
-      while (next < 2_000) {
-        const index = next++
-        const reply = await publish(b.url, { topic: topics[index % topics.length], data: { index, payload } })
-        assert.equal(reply.status, 202)
-        history.push(reply.body.id as string)
-      }
-    }))
-    history.sort((x, y) => seq(x) - seq(y))
+  for (const protocol of PROTOCOLS) {
+    test(`${protocol}: clients replaying a large history on many topics get every event in order, and publishing on another instance stays fast`, { timeout: 60_000 }, async (t) => {
+      const prefix = `guarantees${++prefixes}:`
+      const env = { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix, HERALD_HISTORY_SIZE: '1000', HERALD_MAX_QUEUE_BYTES: String(1 << 20) }
+      // A replays to the clients over the protocol; B takes the publishes.
+      const a = await buildFor(t, protocol, env)
+      const b = await build(t, env)
+      const topics = ['h0', 'h1', 'h2', 'h3']
+      const payload = 'x'.repeat(4_000)
+      const history: string[] = []
+      let next = 0
+      await Promise.all(Array.from({ length: 8 }, async () => {
+        while (next < 2_000) {
+          const index = next++
+          const reply = await publish(b.url, { topic: topics[index % topics.length], data: { index, payload } })
+          assert.equal(reply.status, 202)
+          history.push(reply.body.id as string)
+        }
+      }))
+      history.sort((x, y) => seq(x) - seq(y))
 
-    // Publishes on B, timed, while 8 clients replay the whole history (about 8 MB each) from A.
-    const latencies: number[] = []
-    const state = { running: true }
-    const pulse = (async () => {
-      while (state.running) {
-        const started = performance.now()
-        assert.equal((await publish(b.url, { topic: 'pulse', data: 'tick' })).status, 202)
-        latencies.push(performance.now() - started)
-        await sleep(5)
-      }
-    })()
-    const query = topics.map((topic) => `topic=${topic}`).join('&')
-    const clients = await Promise.all(Array.from({ length: 8 }, async () => await openStream(`${a.url}/v1/stream?${query}&lastEventId=0`)))
-    for (const client of clients) t.after(client.close)
-    await until(() => clients.every((client) => client.events.length >= history.length || client.ended()), 30_000, 'every replay to finish')
-    state.running = false
-    await pulse
+      // Publishes on B, timed, while 8 clients replay the whole history (about 8 MB each) from A.
+      const latencies: number[] = []
+      const state = { running: true }
+      const pulse = (async () => {
+        while (state.running) {
+          const started = performance.now()
+          assert.equal((await publish(b.url, { topic: 'pulse', data: 'tick' })).status, 202)
+          latencies.push(performance.now() - started)
+          await sleep(5)
+        }
+      })()
+      const query = topics.map((topic) => `topic=${topic}`).join('&')
+      const clients = await Promise.all(Array.from({ length: 8 }, async () => await openStream(`${a.url}/v1/stream?${query}&lastEventId=0`)))
+      for (const client of clients) t.after(client.close)
+      await until(() => clients.every((client) => client.events.length >= history.length || client.ended()), 30_000, 'every replay to finish')
+      state.running = false
+      await pulse
 
-    latencies.sort((x, y) => x - y)
-    const p99 = latencies[Math.floor(latencies.length * 0.99)] ?? 0
-    t.diagnostic(`${latencies.length} publishes on B during the replays: p50 ${latencies[Math.floor(latencies.length / 2)]?.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${latencies.at(-1)?.toFixed(1)} ms`)
-    for (const client of clients) {
-      assert.equal(client.ended(), false, 'no replaying client was cut')
-      assert.deepEqual(client.events.map((event) => event.id), history)
-    }
-    assert.ok(p99 < 1_000, `publish p99 ${p99.toFixed(1)} ms during the replays`)
-  })
+      latencies.sort((x, y) => x - y)
+      const p99 = latencies[Math.floor(latencies.length * 0.99)] ?? 0
+      t.diagnostic(`${latencies.length} publishes on B during the replays: p50 ${latencies[Math.floor(latencies.length / 2)]?.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${latencies.at(-1)?.toFixed(1)} ms`)
+      for (const client of clients) {
+        assert.equal(client.ended(), false, 'no replaying client was cut')
+        assert.deepEqual(client.events.map((event) => event.id), history)
+      }
+      assert.ok(p99 < 1_000, `publish p99 ${p99.toFixed(1)} ms during the replays`)
+    })
+  }
 })

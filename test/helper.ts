@@ -1,12 +1,14 @@
 import type { FastifyInstance } from 'fastify'
 import type { TestContext } from 'node:test'
+import { Agent, fetch as fetchWithAgent } from 'undici'
 import { loadConfig, type Config } from '../src/config.js'
 import { createLogger, createServer } from '../src/server.js'
+import { testCertificate } from './helpers/tls.js'
 
 export interface Herald {
   app: FastifyInstance
   config: Config
-  /** http://127.0.0.1:<port> */
+  /** http://127.0.0.1:<port>, or https:// when it serves TLS (HTTP/2 and HTTP/1.1) */
   url: string
   /** What Herald logged at the environment's LOG_LEVEL (silent unless set), as parsed JSON lines. */
   log: Array<Record<string, any>>
@@ -24,12 +26,40 @@ export async function build (t: Pick<TestContext, 'after'> | undefined, env: Rec
   await app.listen({ host: '127.0.0.1', port: config.port })
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
-  return { app, config, url: `http://127.0.0.1:${port}`, log }
+  return { app, config, url: `${config.tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}`, log }
+}
+
+/** How a test reaches Herald: plain HTTP/1.1, or HTTPS with HTTP/2 (the server then serves HTTP/1.1 by ALPN too). */
+export type Protocol = 'http/1.1' | 'h2'
+
+export const PROTOCOLS: Protocol[] = ['http/1.1', 'h2']
+
+/** The environment that makes Herald serve HTTPS with the test certificate (see helpers/tls.ts). */
+export function tlsEnv (): Record<string, string> {
+  const { certPath, keyPath } = testCertificate()
+  return { HERALD_TLS_CERT: certPath, HERALD_TLS_KEY: keyPath }
+}
+
+/** Herald for a protocol: over h2 it serves HTTPS, and its `url` is https://, which the clients here speak h2 to. */
+export async function buildFor (t: Pick<TestContext, 'after'> | undefined, protocol: Protocol, env: Record<string, string> = {}): Promise<Herald> {
+  return await build(t, protocol === 'h2' ? { ...tlsEnv(), ...env } : env)
+}
+
+let httpsAgent: Agent | undefined
+
+/**
+ * fetch for http:// and https:// URLs of test servers: HTTPS trusts the test CA and speaks HTTP/2 (undici's
+ * fetch, as Node 20's own cannot be given a CA).
+ */
+export async function request (url: string, init: RequestInit = {}): Promise<Response> {
+  if (!url.startsWith('https:')) return await fetch(url, init)
+  httpsAgent ??= new Agent({ connect: { ca: testCertificate().ca }, allowH2: true })
+  return await fetchWithAgent(url, { ...init, dispatcher: httpsAgent } as Parameters<typeof fetchWithAgent>[1]) as unknown as Response
 }
 
 /** Publishes through the HTTP API; returns status and parsed body. */
 export async function publish (url: string, body: unknown, headers: Record<string, string> = {}, search = ''): Promise<{ status: number, body: any }> {
-  const response = await fetch(`${url}/v1/events${search}`, {
+  const response = await request(`${url}/v1/events${search}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),

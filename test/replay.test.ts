@@ -28,6 +28,13 @@ test('planReplay merges topics by id, once each, and continues from the last', (
   assert.deepEqual(plan.events.map((e) => e.id), [3, 4, 5, 9])
   assert.deepEqual([plan.epoch, plan.position], ['e1', 9])
   assert.equal(plan.reset, undefined)
+  // Each event's topic (for envelopes): the first of the read's topics, in their order, that holds it.
+  assert.deepEqual(plan.topics, ['a', 'b', 'a', 'a'])
+  const reversed = planReplay(resume(2), read(9, [
+    { topic: 'b', events: [event(4), event(5)], trimmedThrough: 0, forgotten: false, full: false },
+    { topic: 'a', events: [event(3), event(5), event(9)], trimmedThrough: 0, forgotten: false, full: false }
+  ]), 2_000, 0)
+  assert.deepEqual(reversed.topics, ['a', 'b', 'b', 'a'])
 })
 
 test('planReplay signals trimmed history, expired history and unknown ids', () => {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { getLines, getMessages, type EventSourceMessage } from '@microsoft/fetch-event-source/lib/cjs/parse.js'
 import fc from 'fast-check'
-import { encodeComment, encodeFrame, encodeRetry, isSingleLine } from '../src/sse/encode.js'
+import { encodeComment, encodeFrame, encodeOpening, encodeRetry, isSingleLine } from '../src/sse/encode.js'
 import { SseParser, type ParsedEvent } from '../src/sse/parser.js'
 
 function parse (text: string, chunkSize = text.length): { events: ParsedEvent[], comments: number } {
@@ -30,10 +31,20 @@ test('encodeFrame refuses line breaks and NUL in id and event', () => {
   assert.equal(isSingleLine('fine: yes'), true)
 })
 
-test('comments and retry frames', () => {
-  assert.equal(encodeComment(), ':\n\n')
-  assert.equal(encodeComment('hi\nthere'), ': hi\n: there\n\n')
-  assert.equal(encodeRetry(1500.7), 'retry: 1500\n\n')
+test('comments, retry and the opening are lines without a blank line', () => {
+  assert.equal(encodeComment(), ':\n')
+  assert.equal(encodeComment('hi\nthere'), ': hi\n: there\n')
+  assert.equal(encodeRetry(1500.7), 'retry: 1500\n')
+  assert.equal(encodeOpening(3000), ': herald\nretry: 3000\n')
+})
+
+test('the opening and heartbeats dispatch nothing; the event after them is whole and the retry applies', () => {
+  const text = encodeOpening(3000) + encodeComment() + encodeComment() + encodeFrame({ id: 1, data: 'x' }) + encodeComment()
+  for (const size of [1, 5, text.length]) {
+    const { events, comments } = parse(text, size)
+    assert.deepEqual(events, [{ id: '1', event: 'message', data: 'x', retry: 3000 }], `chunk ${size}`)
+    assert.equal(comments, 4)
+  }
 })
 
 test('whatever the data, a spec parser sees one event with exactly that data', () => {
@@ -52,6 +63,29 @@ test('the parser handles chunks split anywhere, CRLF split across chunks include
     assert.deepEqual(events, [{ id: '1', event: 'x', data: 'a\nb', retry: 10 }, { id: '2', event: 'message', data: 'c', retry: 10 }], `chunk ${size}`)
     assert.equal(comments, 1)
   }
+})
+
+/** What @microsoft/fetch-event-source reports for a stream's bytes: its own parser (pure, it runs in Node). */
+function fetchEventSourceMessages (text: string, chunkSize: number): { messages: EventSourceMessage[], retries: number[] } {
+  const messages: EventSourceMessage[] = []
+  const retries: number[] = []
+  const onChunk = getLines(getMessages(() => {}, (retry) => retries.push(retry), (message) => messages.push(message)))
+  const bytes = Buffer.from(text)
+  for (let index = 0; index < bytes.length; index += chunkSize) onChunk(bytes.subarray(index, index + chunkSize))
+  return { messages, retries }
+}
+
+test('@microsoft/fetch-event-source reports no message for the opening and heartbeats, and each event once', () => {
+  const opening = encodeOpening(3000)
+  const heartbeats = encodeComment().repeat(3)
+  const text = opening + heartbeats + encodeFrame({ id: 1, data: '{"a":1}' }) + heartbeats + encodeFrame({ id: 2, event: 'tick', data: '2' }) + heartbeats
+  for (const size of [1, 7, text.length]) {
+    const { messages, retries } = fetchEventSourceMessages(text, size)
+    assert.deepEqual(messages.map(({ id, event, data }) => ({ id, event, data })), [{ id: '1', event: '', data: '{"a":1}' }, { id: '2', event: 'tick', data: '2' }], `chunk ${size}`)
+    assert.deepEqual(retries, [3000], 'the reconnection delay is taken at once')
+  }
+  // Why there is no blank line after a comment: this library turns every blank line into a message.
+  assert.deepEqual(fetchEventSourceMessages(': herald\n\n:\n\n', 1).messages.map((message) => message.data), ['', ''])
 })
 
 /** Text rich in CR, LF and CRLF (and runs of them), around arbitrary NUL-free text. */

@@ -4,38 +4,43 @@ import { connect } from 'node:net'
 import { test } from 'node:test'
 import { EventSource } from 'eventsource'
 import { SseParser } from '../src/sse/parser.js'
-import { build, publish, until } from './helper.js'
+import { build, buildFor, publish, PROTOCOLS, request, until } from './helper.js'
 import { openStream, payloads } from './helpers/sse-client.js'
 import { startProxy } from './helpers/tcp-proxy.js'
 
-test('a stream answers text/event-stream with anti-buffering headers and a first line at once', async (t) => {
-  const { url } = await build(t, { HERALD_RETRY_MS: '1500' })
-  const client = await openStream(`${url}/v1/stream?topic=chat`)
-  t.after(client.close)
-  assert.equal(client.status, 200)
-  assert.equal(client.headers['content-type'], 'text/event-stream; charset=utf-8')
-  assert.equal(client.headers['cache-control'], 'no-cache, no-transform')
-  assert.equal(client.headers['x-accel-buffering'], 'no')
-  await until(() => client.text().includes('\n\n'), 2_000, 'first frame')
-  assert.ok(client.text().startsWith('retry: 1500\n\n'), client.text())
-})
+for (const protocol of PROTOCOLS) {
+  test(`${protocol}: a stream answers text/event-stream with anti-buffering headers and the opening at once`, async (t) => {
+    const { url } = await buildFor(t, protocol, { HERALD_RETRY_MS: '1500' })
+    const client = await openStream(`${url}/v1/stream?topic=chat`)
+    t.after(client.close)
+    assert.equal(client.protocol, protocol)
+    assert.equal(client.status, 200)
+    assert.equal(client.headers['content-type'], 'text/event-stream; charset=utf-8')
+    assert.equal(client.headers['cache-control'], 'no-cache, no-transform')
+    assert.equal(client.headers['x-accel-buffering'], 'no')
+    // HTTP/1.1: the body runs until the connection closes; HTTP/2 has no Connection header, the stream ends.
+    assert.equal(client.headers.connection, protocol === 'h2' ? undefined : 'close')
+    await until(() => client.text().includes('retry: 1500\n'), 2_000, 'the opening')
+    assert.equal(client.text(), ': herald\nretry: 1500\n')
+  })
 
-test('events carry id, event type and JSON data; several topics on one connection', async (t) => {
-  const { url } = await build(t)
-  const client = await openStream(`${url}/v1/stream?topic=a&topic=b`)
-  t.after(client.close)
-  const first = await publish(url, { topic: 'a', data: { n: 1 }, type: 'tick' })
-  const second = await publish(url, { topic: ['a', 'b'], data: 'both' })
-  await publish(url, { topic: 'c', data: 'not for us' })
-  const third = await publish(url, { topic: 'b', data: [3], retry: 5000 })
-  assert.equal(first.status, 202)
-  assert.deepEqual(second.body, { id: second.body.id, topics: ['a', 'b'], duplicate: false })
-  const events = await client.waitForEvents(3)
-  assert.deepEqual(events.map((event) => event.id), [first.body.id, second.body.id, third.body.id])
-  assert.deepEqual(events.map((event) => event.event), ['tick', 'message', 'message'])
-  assert.deepEqual(payloads(events), [{ n: 1 }, 'both', [3]])
-  assert.equal(events[2]?.retry, 5000)
-})
+  test(`${protocol}: events carry id, event type and JSON data; several topics on one stream`, async (t) => {
+    const { url } = await buildFor(t, protocol)
+    const client = await openStream(`${url}/v1/stream?topic=a&topic=b`)
+    t.after(client.close)
+    const first = await publish(url, { topic: 'a', data: { n: 1 }, type: 'tick' })
+    const second = await publish(url, { topic: ['a', 'b'], data: 'both' })
+    await publish(url, { topic: 'c', data: 'not for us' })
+    const third = await publish(url, { topic: 'b', data: [3], retry: 5000 })
+    assert.equal(first.status, 202)
+    assert.deepEqual(second.body, { id: second.body.id, topics: ['a', 'b'], duplicate: false })
+    const events = await client.waitForEvents(3)
+    assert.deepEqual(events.map((event) => event.id), [first.body.id, second.body.id, third.body.id])
+    assert.deepEqual(events.map((event) => event.event), ['tick', 'message', 'message'])
+    assert.deepEqual(payloads(events), [{ n: 1 }, 'both', [3]])
+    assert.equal(events[2]?.retry, 5000)
+  })
+}
 
 /**
  * Counts live Timeout handles created from now on, unref'd ones included: process.getActiveResourcesInfo()
@@ -84,52 +89,55 @@ test('heartbeat comments flow from one shared timer: 50 streams hold no more tim
   assert.ok(withFifty - withOne < 10, `49 more streams added ${withFifty - withOne} timers`)
 })
 
-test('closing the client releases the subscription', async (t) => {
-  const { app, url } = await build(t)
-  const client = await openStream(`${url}/v1/stream?topic=bye&topic=bye2`)
-  await until(() => app.hub.listenerCount('bye') === 1, 2_000, 'subscribed')
-  client.close()
-  await until(() => app.hub.listenerCount('bye') === 0 && app.hub.streamCount === 0, 2_000, 'released')
-  assert.equal(app.hub.listenerCount('bye2'), 0)
-})
-
-test('bad stream requests get 400 with a reason, before any stream byte', async (t) => {
-  const { url } = await build(t, { HERALD_MAX_TOPICS_PER_STREAM: '2' })
-  const cases: Array<[string, RegExp]> = [
-    ['/v1/stream', /must have 'topic'/],
-    ['/v1/stream?topic=', /topic/],
-    ['/v1/stream?topic=a%20b', /topic name/],
-    ['/v1/stream?topic=a%0Adata:x', /topic name/],
-    [`/v1/stream?topic=${'x'.repeat(257)}`, /topic name/],
-    ['/v1/stream?topic=a&topic=b&topic=c', /at most 2 topics/]
-  ]
-  for (const [path, message] of cases) {
-    const response = await fetch(url + path)
-    assert.equal(response.status, 400, path)
-    assert.match(response.headers.get('content-type') ?? '', /application\/json/)
-    const body = await response.json() as { message: string }
-    assert.match(body.message, message, path)
-  }
-  const atLimit = await openStream(`${url}/v1/stream?topic=a&topic=b`)
-  atLimit.close()
-  assert.equal(atLimit.status, 200)
-})
-
-test('Last-Event-ID header and lastEventId query parameter resume with exactly the missed events', async (t) => {
-  const { url } = await build(t)
-  const seen = await publish(url, { topic: 'r', data: 0 })
-  const missed = []
-  for (let index = 1; index <= 5; index++) missed.push((await publish(url, { topic: 'r', data: index })).body.id)
-  const viaHeader: Record<string, string> = { 'last-event-id': seen.body.id }
-  for (const headers of [viaHeader, {}]) {
-    const query = 'last-event-id' in headers ? '' : `&lastEventId=${seen.body.id}`
-    const client = await openStream(`${url}/v1/stream?topic=r${query}`, headers)
-    const events = await client.waitForEvents(5)
+for (const protocol of PROTOCOLS) {
+  test(`${protocol}: closing the client releases the subscription`, async (t) => {
+    const { app, url } = await buildFor(t, protocol)
+    const client = await openStream(`${url}/v1/stream?topic=bye&topic=bye2`)
+    await until(() => app.hub.listenerCount('bye') === 1, 2_000, 'subscribed')
     client.close()
-    assert.deepEqual(events.map((event) => event.id), missed)
-    assert.deepEqual(payloads(events), [1, 2, 3, 4, 5])
-  }
-})
+    await until(() => app.hub.listenerCount('bye') === 0 && app.hub.streamCount === 0, 2_000, 'released')
+    assert.equal(app.hub.listenerCount('bye2'), 0)
+  })
+
+  test(`${protocol}: bad stream requests get 400 with a reason, before any stream byte`, async (t) => {
+    const { url } = await buildFor(t, protocol, { HERALD_MAX_TOPICS_PER_STREAM: '2' })
+    const cases: Array<[string, RegExp]> = [
+      ['/v1/stream', /must have 'topic'/],
+      ['/v1/stream?topic=', /topic/],
+      ['/v1/stream?topic=a%20b', /topic name/],
+      ['/v1/stream?topic=a%0Adata:x', /topic name/],
+      [`/v1/stream?topic=${'x'.repeat(257)}`, /topic name/],
+      ['/v1/stream?topic=a&topic=b&topic=c', /at most 2 topics/],
+      ['/v1/stream?topic=a&envelope=yes', /envelope/]
+    ]
+    for (const [path, message] of cases) {
+      const response = await request(url + path)
+      assert.equal(response.status, 400, path)
+      assert.match(response.headers.get('content-type') ?? '', /application\/json/)
+      const body = await response.json() as { message: string }
+      assert.match(body.message, message, path)
+    }
+    const atLimit = await openStream(`${url}/v1/stream?topic=a&topic=b`)
+    atLimit.close()
+    assert.equal(atLimit.status, 200)
+  })
+
+  test(`${protocol}: Last-Event-ID header and lastEventId query parameter resume with exactly the missed events`, async (t) => {
+    const { url } = await buildFor(t, protocol)
+    const seen = await publish(url, { topic: 'r', data: 0 })
+    const missed = []
+    for (let index = 1; index <= 5; index++) missed.push((await publish(url, { topic: 'r', data: index })).body.id)
+    const viaHeader: Record<string, string> = { 'last-event-id': seen.body.id }
+    for (const headers of [viaHeader, {}]) {
+      const query = 'last-event-id' in headers ? '' : `&lastEventId=${seen.body.id}`
+      const client = await openStream(`${url}/v1/stream?topic=r${query}`, headers)
+      const events = await client.waitForEvents(5)
+      client.close()
+      assert.deepEqual(events.map((event) => event.id), missed)
+      assert.deepEqual(payloads(events), [1, 2, 3, 4, 5])
+    }
+  })
+}
 
 test('the eventsource client sees exactly what was published, line breaks included', async (t) => {
   const { url } = await build(t, { HERALD_RETRY_MS: '100' })

@@ -37,7 +37,7 @@ async function perAddress (lab: Lab): Promise<{ line: string, details: string[] 
     const reason = refusal(stream)
     if (reason !== undefined) reasons.set(reason, (reasons.get(reason) ?? 0) + 1)
   }
-  const others = await Promise.all(Array.from({ length: 10 }, async () => await openStream(`${herald.url}/v1/stream?topic=${TOPIC}`, {}, '127.0.0.2')))
+  const others = await Promise.all(Array.from({ length: 10 }, async () => await openStream(`${herald.url}/v1/stream?topic=${TOPIC}`, {}, { localAddress: '127.0.0.2' })))
   streams.push(...others)
   await sleep(300)
   const othersIn = others.filter((stream) => !stream.ended() && refusal(stream) === undefined).length

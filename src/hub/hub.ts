@@ -1,5 +1,5 @@
 import { encodeComment, encodeFrame, encodeRetry } from '../sse/encode.js'
-import { eventId, type HistoryRead, type PublishInput, type PublishResult, type StoredEvent, type Transport, type TransportHealth, type TransportSink } from '../transport/transport.js'
+import { eventId, type PublishInput, type PublishResult, type StoredEvent, type Transport, type TransportHealth, type TransportSink } from '../transport/transport.js'
 import { ReplayBudget } from './replay-budget.js'
 import { parseEventId, planReplay, type ReplayStart, type ResetNotice } from './replay.js'
 import { Subscription, type EndReason, type FramedEvent } from './subscription.js'
@@ -106,16 +106,16 @@ export class Hub implements TransportSink {
 
   /**
    * Opens a subscription: live events from now on, after the missed ones when `lastEventId` is given. With
-   * `envelope`, each event's data says its topic: `{"topic":"<topic>","data":<published JSON>}`.
+   * `envelope`, each event's data is `{"topic":…,"data":…}`, naming the topic it is delivered for.
    */
-  subscribe (topics: readonly string[], lastEventId?: string, options: { envelope?: boolean } = {}): Subscription {
+  subscribe (topics: readonly string[], lastEventId?: string, { envelope = false }: { envelope?: boolean } = {}): Subscription {
     const subscription = new Subscription(topics, {
       maxQueueBytes: this.options.maxQueueBytes,
+      envelope,
       onDestroy: (destroyed) => this.remove(destroyed),
       onOtherEpoch: (held) => this.catchUp(held)
     })
     subscription.lastEventId = lastEventId
-    subscription.envelope = options.envelope === true
     if (lastEventId === undefined) {
       // Where a new client starts: the head now, as it arrives, before its topics are listened to. Its catch-up
       // replays from here, so an event published between now and the SUBSCRIBE taking effect is not lost.
@@ -235,11 +235,13 @@ export class Hub implements TransportSink {
       this.lastFramed = framed
       this.options.onDispatch?.(event)
     }
-    // The enveloped frame names this topic: made once per topic, only when a subscription asks for it.
+    // An enveloped frame names the topic: framed once per event and topic, when a stream asked for it. An event
+    // on several of a stream's topics comes first for the first of them in publish order (transports deliver in
+    // that order); the stream takes that one and drops the others by id.
     let enveloped: FramedEvent | undefined
     for (const subscription of entry.subscriptions) {
       if (!subscription.envelope) subscription.deliver(framed)
-      else subscription.deliver(enveloped ??= { id: framed.id, epoch: framed.epoch, frame: frameOf(event, topic) })
+      else subscription.deliver(enveloped ??= { id: event.id, epoch: event.epoch, frame: envelopedFrameOf(topic, event) })
     }
   }
 
@@ -366,11 +368,11 @@ export class Hub implements TransportSink {
       // Whether a topic expired before the client's position is asked once; later pages start from our own.
       if (page > 0) for (const history of read.topics) history.forgotten = false
       const plan = planReplay(start, read, Date.now(), this.options.historyTtlMs)
-      const topicOf = subscription.envelope ? firstTopicOf(read) : undefined
       // The notice goes first, before any event it concerns.
       if (plan.reset !== undefined) subscription.replay(plan.epoch, [], this.resetFrame(plan.reset))
-      for (const event of plan.events) {
-        subscription.replay(plan.epoch, [{ id: event.id, epoch: event.epoch, frame: frameOf(event, topicOf?.get(event.id)) }])
+      for (const [index, event] of plan.events.entries()) {
+        const frame = subscription.envelope ? envelopedFrameOf(plan.topics[index] as string, event) : frameOf(event)
+        subscription.replay(plan.epoch, [{ id: event.id, epoch: event.epoch, frame }])
         if (subscription.pendingBytes >= lowWater) await subscription.drained(lowWater)
         if (subscription.closing) return
       }
@@ -403,17 +405,13 @@ export class Hub implements TransportSink {
   }
 }
 
-/** The SSE frame of a stored event; with a topic, its data in the envelope `{"topic","data"}`. */
-function frameOf (event: StoredEvent, topic?: string): Buffer {
-  const data = topic === undefined ? event.data : `{"topic":${JSON.stringify(topic)},"data":${event.data}}`
-  return Buffer.from(encodeFrame({ id: eventId(event.epoch, event.id), event: event.type, retry: event.retry, data }))
+/** The SSE frame of a stored event. */
+function frameOf (event: StoredEvent): Buffer {
+  return Buffer.from(encodeFrame({ id: eventId(event.epoch, event.id), event: event.type, retry: event.retry, data: event.data }))
 }
 
-/** Which topic an event of a history read is named by in an envelope: the first of the stream's topics holding it. */
-function firstTopicOf (read: HistoryRead): Map<number, string> {
-  const topics = new Map<number, string>()
-  for (const history of read.topics) {
-    for (const event of history.events) if (!topics.has(event.id)) topics.set(event.id, history.topic)
-  }
-  return topics
+/** The SSE frame of a stored event for a stream with envelopes: the published JSON wrapped with the topic. */
+function envelopedFrameOf (topic: string, event: StoredEvent): Buffer {
+  const data = `{"topic":${JSON.stringify(topic)},"data":${event.data}}`
+  return Buffer.from(encodeFrame({ id: eventId(event.epoch, event.id), event: event.type, retry: event.retry, data }))
 }

@@ -39,6 +39,8 @@ export interface ReplayPlan {
   reset?: ResetNotice
   /** Events to send, in id order, each once even when it was published to several of the topics. */
   events: StoredEvent[]
+  /** The topic each of `events` is sent for: the first of the read's topics (the stream's, in its order) that holds it. */
+  topics: string[]
   /** The epoch live delivery continues in. */
   epoch: string
   /** The position live delivery continues from: only ids above it are sent. */
@@ -74,12 +76,12 @@ export function planReplay (start: ReplayStart, read: HistoryRead, now: number, 
   let after = start.after
   let reset: ResetNotice | undefined
   if (start.epoch !== undefined && start.epoch !== read.epoch) {
-    if (!start.live) return { reset: notice('epoch-changed'), events: [], epoch: read.epoch, position: read.head, done: true }
+    if (!start.live) return { reset: notice('epoch-changed'), events: [], topics: [], epoch: read.epoch, position: read.head, done: true }
     after = 0
     // A stream that saw no epoch at all (nothing published yet) lost nothing: the new epoch is simply its first.
     if (start.epoch !== '') reset = notice('epoch-changed')
   } else if (after > read.head) {
-    return { reset: notice('unknown-id'), events: [], epoch: read.epoch, position: read.head, done: true }
+    return { reset: notice('unknown-id'), events: [], topics: [], epoch: read.epoch, position: read.head, done: true }
   }
 
   const oldestKept = ttlMs > 0 ? now - ttlMs : -Infinity
@@ -90,20 +92,25 @@ export function planReplay (start: ReplayStart, read: HistoryRead, now: number, 
     if (history.full) bound = Math.min(bound, history.events.at(-1)?.id ?? Infinity)
   }
   const byId = new Map<number, StoredEvent>()
+  const topicOf = new Map<number, string>()
   for (const history of read.topics) {
     if (history.trimmedThrough > after) trimmed.push(history.topic)
     let lostToTime = false
     for (const event of history.events) {
       if (event.id <= after || event.id > bound) continue
-      if (event.time < oldestKept) lostToTime = true
-      else byId.set(event.id, event)
+      if (event.time < oldestKept) {
+        lostToTime = true
+      } else {
+        byId.set(event.id, event)
+        if (!topicOf.has(event.id)) topicOf.set(event.id, history.topic)
+      }
     }
     if ((lostToTime || history.forgotten) && !trimmed.includes(history.topic)) expired.push(history.topic)
   }
   const events = [...byId.values()].sort((a, b) => a.id - b.id)
   const done = bound === Infinity
   const position = done ? Math.max(after, events.at(-1)?.id ?? after) : bound
-  const plan: ReplayPlan = { events, epoch: read.epoch, position, done }
+  const plan: ReplayPlan = { events, topics: events.map((event) => topicOf.get(event.id) as string), epoch: read.epoch, position, done }
   if (reset === undefined && (trimmed.length > 0 || expired.length > 0)) {
     reset = {
       reason: trimmed.length > 0 ? 'history-trimmed' : 'history-expired',

@@ -29,6 +29,8 @@ export class StalledClientError extends Error {
 
 export interface SubscriptionOptions {
   maxQueueBytes: number
+  /** Frames name their topic (`envelope=1`): the hub hands this subscription the enveloped frames. */
+  envelope?: boolean
   /** Called once when the subscription is destroyed, to release its listeners. */
   onDestroy: (subscription: Subscription) => void
   /**
@@ -53,6 +55,7 @@ export interface SubscriptionOptions {
  */
 export class Subscription extends Readable {
   readonly topics: readonly string[]
+  readonly envelope: boolean
   readonly openedAt = Date.now()
   /** The epoch of `position` ('' before the first catch-up, or while no epoch exists). */
   epoch = ''
@@ -62,8 +65,6 @@ export class Subscription extends Readable {
   events = 0
   bytes = 0
   endReason: EndReason | undefined
-  /** Frames carry their topic in the data (`envelope=1`): the hub frames this stream's events apart. */
-  envelope = false
 
   /** The hub's catch-up bookkeeping: the client's Last-Event-ID until the first catch-up honoured it. */
   lastEventId: string | undefined
@@ -78,7 +79,8 @@ export class Subscription extends Readable {
   private takenAtCheck = 0
   private held: FramedEvent[] | undefined = []
   private heldBytes = 0
-  private socket: (Writable & { bytesWritten?: number }) | undefined
+  /** The connection's socket (HTTP/1.1) or stream (HTTP/2). */
+  private socket: Writable | undefined
   private finishing = false
   private readonly maxQueueBytes: number
   private readonly onDestroy: (subscription: Subscription) => void
@@ -87,6 +89,7 @@ export class Subscription extends Readable {
   constructor (topics: readonly string[], options: SubscriptionOptions) {
     super()
     this.topics = topics
+    this.envelope = options.envelope ?? false
     this.maxQueueBytes = options.maxQueueBytes
     this.onDestroy = options.onDestroy
     this.onOtherEpoch = options.onOtherEpoch
@@ -213,9 +216,10 @@ export class Subscription extends Readable {
     const socket = this.socket
     if (socket === undefined || this.destroyed) return
     const waiting = socket.writableLength
-    // Bytes handed to the socket minus those still waiting in it: what the kernel took. It grows while the
-    // client reads, even when the socket refills between two checks.
-    const taken = (socket.bytesWritten ?? 0) - waiting
+    // Bytes handed over minus those still waiting here or in the socket: what the kernel (or, over HTTP/2, the
+    // peer's flow-control window) took. It grows while the client reads, even when the socket refills between
+    // two checks.
+    const taken = this.bytes - this.readableLength - waiting
     if (waiting === 0 || taken !== this.takenAtCheck) {
       this.progressAt = now
       this.takenAtCheck = taken

@@ -28,14 +28,26 @@ export function encodeFrame (frame: SseFrame): string {
   return text + '\n'
 }
 
-/** Encodes a comment, used for the opening line and heartbeats; browsers ignore comments. */
+/**
+ * Encodes comment lines, for the opening and heartbeats: every client ignores them. No blank line follows: a
+ * blank line ends a block, and some clients (@microsoft/fetch-event-source) report every block as a message,
+ * an empty one when it has no data. Comment lines before an event's lines change nothing about the event.
+ */
 export function encodeComment (text = ''): string {
-  return text.split(LINE_BREAK).map((line) => `:${line === '' ? '' : ' ' + line}\n`).join('') + '\n'
+  return text.split(LINE_BREAK).map((line) => `:${line === '' ? '' : ' ' + line}\n`).join('')
 }
 
-/** Encodes only a reconnection delay. */
+/** Encodes only a reconnection delay: a line that clients apply as they read it, so no blank line either. */
 export function encodeRetry (milliseconds: number): string {
-  return `retry: ${Math.trunc(milliseconds)}\n\n`
+  return `retry: ${Math.trunc(milliseconds)}\n`
+}
+
+/**
+ * What a stream starts with: `: herald` and the reconnection delay, sent at once (the headers reach the client
+ * only with the first bytes). No client turns it into a message: it has no data, and no blank line ends it.
+ */
+export function encodeOpening (retryMs: number): string {
+  return encodeComment('herald') + encodeRetry(retryMs)
 }
 
 function fieldValue (name: string, value: string): string {
