@@ -159,8 +159,15 @@ for i = 4, #KEYS do
         forgotten = false
       end
       trimmed = math.max(trimmed, number(fields['max-deleted-entry-id'] or '0'))
-      -- One more than a page: whether the stream holds more than the page tells the hub to read on.
-      local range = redis.call('XRANGE', KEYS[i], first .. '-0', '+', 'COUNT', count + 1)
+      -- The first entry tells how many of its size fit in the bytes: never load a whole page of big events into
+      -- the script to return one of them. One more than that: whether more remain tells the hub to read on.
+      local range = redis.call('XRANGE', KEYS[i], first .. '-0', '+', 'COUNT', 1)
+      if range[1] then
+        local size = math.max(1, #(field(range[1], 'd') or ''))
+        local more = math.min(count, math.max(1, math.floor(maxBytes / size)))
+        local rest = redis.call('XRANGE', KEYS[i], (number(range[1][1]) + 1) .. '-0', '+', 'COUNT', more)
+        for k = 1, #rest do range[k + 1] = rest[k] end
+      end
       local bytes = 0
       for k = 1, #range do
         local size = #(field(range[k], 'd') or '')
