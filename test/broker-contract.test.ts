@@ -272,7 +272,7 @@ for (const [kind, factoryOf] of kinds) {
       const counted = countedReads()
       const { hub, close } = await factoryOf()({ historySize: 1000 }, counted.wrap)
       t.after(close)
-      const big = (index: number): string => JSON.stringify({ index, pad: 'x'.repeat(20_000) })
+      const big = (index: number): string => JSON.stringify({ index, pad: 'x'.repeat(40_000) })
       const published: number[] = []
       for (let index = 0; index < 120; index++) published.push(seq((await hub.publish({ topics: [`big${index % 2}`], data: big(index) })).id))
       const subscription = hub.subscribe(['big0', 'big1'], '0')
@@ -280,9 +280,10 @@ for (const [kind, factoryOf] of kinds) {
       await received.waitFor(120)
       assert.deepEqual(received.ids(), published)
       assert.equal(received.resets().length, 0)
-      t.diagnostic(`${counted.reads()} history reads of 20 KB events, the largest ${counted.largestPageBytes()} bytes`)
-      // A quarter of the 1 MiB queue cap over two topics, each topic's page at least one event.
-      assert.ok(counted.largestPageBytes() <= 256 * 1024 + 2 * 20_100, `a page held ${counted.largestPageBytes()} bytes`)
+      t.diagnostic(`${counted.reads()} history reads of 40 KB events, the largest ${counted.largestPageBytes()} bytes`)
+      // The 1 MiB queue cap over two topics (each topic's page at least one event), where 50 events a topic
+      // made 4 MB.
+      assert.ok(counted.largestPageBytes() <= 1024 * 1024 + 2 * 40_100, `a page held ${counted.largestPageBytes()} bytes`)
     })
 
     test('a client that leaves mid-replay stops the history reads', async (t) => {

@@ -40,11 +40,12 @@ const CATCH_UP_RETRY_MS = 500
 const PAGE_EVENTS = 100
 const MIN_PAGE_PER_TOPIC = 10
 /**
- * Data one history page holds at most, spread over the stream's topics (a quarter of the queue cap if that is
- * less): what a replay keeps in memory while its client drains it, whatever the events' size. 100 events of 60 KB
- * would be 6 MB per replaying client; this bounds it like the live queue is bounded.
+ * Data one history page holds at most, spread over the stream's topics (the queue cap if that is less): what a
+ * replay keeps in memory while its client drains it, whatever the events' size, bounded as the live queue is.
+ * 100 events of 60 KB made 6 MB per replaying client; a quarter of this made replays of big events 2× slower
+ * (a read per few events), for little memory saved (`npm run findings -- 1`).
  */
-const PAGE_BYTES = 256 * 1024
+const PAGE_BYTES = 1024 * 1024
 /** A replay waits until fewer bytes than this (or a quarter of the queue cap) wait for the client. */
 const REPLAY_LOW_WATER_BYTES = 64 * 1024
 /** History reads one instance runs at once, by default. */
@@ -354,7 +355,7 @@ export class Hub implements TransportSink {
     // Page after page, each read within the instance's budget, each page sent under the client's backpressure.
     const topics = subscription.topics
     const limit = Math.max(MIN_PAGE_PER_TOPIC, Math.ceil(PAGE_EVENTS / topics.length))
-    const maxBytes = Math.max(1, Math.floor(Math.min(PAGE_BYTES, this.options.maxQueueBytes / 4) / topics.length))
+    const maxBytes = Math.max(1, Math.floor(Math.min(PAGE_BYTES, this.options.maxQueueBytes) / topics.length))
     const lowWater = Math.max(1, Math.min(REPLAY_LOW_WATER_BYTES, Math.floor(this.options.maxQueueBytes / 4)))
     for (let page = 0; ; page++) {
       if (subscription.pendingBytes >= lowWater) await subscription.drained(lowWater)
