@@ -79,6 +79,15 @@ prepareLoadGenerator(LOAD_CORE)
 const startedAt = Date.now()
 const notes: string[] = []
 const results: Result[] = []
+/** Herald's own metrics after each scenario's last run: what /metrics says after real load. */
+const scraped: string[] = []
+
+/** The herald_* samples of an instance's /metrics (the process defaults left out). */
+async function heraldMetrics (port: number): Promise<string> {
+  const response = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5_000) })
+  const text = await response.text()
+  return text.split('\n').filter((line) => line.startsWith('herald_') && !/_bucket\{/.test(line)).join('\n')
+}
 const all = systems()
 
 const wantsHerald = chosen.some((name) => name.startsWith('herald'))
@@ -135,6 +144,7 @@ for (const name of chosen) {
       }
       try {
         samples.push(await measure(running))
+        if (running.metricsPort !== undefined && run === runs - 1) scraped.push(`# ${system.name} ${scenario}, after run ${run + 1}\n${await heraldMetrics(running.metricsPort)}`)
       } catch (error) {
         notes.push(`${system.name} ${scenario} run ${run + 1}: ${(error as Error).message}`)
       } finally {
@@ -163,10 +173,11 @@ const file = quick ? 'quick' : partial ? 'partial' : 'latest'
 const json = { machine, sizes: size, results, notes }
 writeFileSync(`${root}bench/results/${file}.json`, JSON.stringify(json, null, 2) + '\n')
 writeFileSync(`${root}bench/results/${file}.md`, report)
+if (scraped.length > 0) writeFileSync(`${root}bench/results/${file}.metrics.txt`, scraped.join('\n') + '\n')
 console.log(JSON.stringify({ machine, results: results.map(({ samples: _, ...result }) => result), notes }))
 console.log()
 console.log(report)
-process.stderr.write(`wrote bench/results/${file}.json and ${file}.md\n`)
+process.stderr.write(`wrote bench/results/${file}.json and ${file}.md${scraped.length > 0 ? ` and ${file}.metrics.txt` : ''}\n`)
 clearTimeout(watchdog)
 
 function median (values: number[]): number {

@@ -12,6 +12,8 @@ export const SYSTEM_NAMES: SystemName[] = ['herald-memory', 'herald-redis', 'see
 export interface Running {
   server: Managed
   redis?: Managed
+  /** Herald's metrics listener, scraped after each run (bench/results/<file>.metrics.txt). */
+  metricsPort?: number
 }
 
 /** One server under test: how to start it, where to subscribe, how to publish. */
@@ -44,10 +46,11 @@ function herald (name: 'herald-memory' | 'herald-redis'): System {
       const redis = name === 'herald-redis' ? await startRedis(LOAD_CORE) : undefined
       try {
         const port = await freePort()
-        const env: Record<string, string> = { ...heraldEnv, HOST: '127.0.0.1', PORT: String(port) }
+        const metricsPort = await freePort()
+        const env: Record<string, string> = { ...heraldEnv, HOST: '127.0.0.1', PORT: String(port), HERALD_METRICS_PORT: String(metricsPort) }
         if (redis !== undefined) env.REDIS_URL = `redis://127.0.0.1:${redis.port}`
         const server = await startPinned(name, SERVER_CORE, [process.execPath, 'dist/src/server.js'], env, port, async () => await httpReady(port, '/health'))
-        return redis === undefined ? { server } : { server, redis }
+        return redis === undefined ? { server, metricsPort } : { server, redis, metricsPort }
       } catch (error) {
         await redis?.stop()
         throw error

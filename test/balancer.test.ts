@@ -152,7 +152,7 @@ for (const kind of KINDS) {
 
     const stream = await send(balancer.url, { from: '127.0.0.2', host: 'push.example', path: '/v1/stream?topic=behind' })
     assert.equal(stream.status, 200, stream.text)
-    assert.match(stream.text, /^retry: \d+\n/)
+    assert.match(stream.text, /^: herald\nretry: \d+\n/)
     const refused = await send(balancer.url, { from: '127.0.0.2', host: 'attacker.example', path: '/v1/stream?topic=behind' })
     assert.equal(refused.status, 403)
     assert.equal(JSON.parse(refused.text).code, 'HERALD_HOST_REFUSED')
