@@ -73,12 +73,15 @@ test('h2: a stream whose peer takes no byte is reset after the stall timeout, th
   await until(() => app.hub.listenerCount('stall') === 2, 2_000, 'subscribed')
   const stalledOnServer = serverStreams[1] as ServerHttp2Stream
   stalled.pause()
-  // Until the stream's flow-control window (64 KiB) is full and bytes wait in the server's stream.
+  // Until the stream's flow-control window (64 KiB) is full, as the client sees it, and bytes wait in the server's
+  // stream. The server's writableLength alone is no sign of a full window: it also counts a write on its way to
+  // nghttp2 (a 2-byte heartbeat, for one) for the moment before it is sent, window or not.
   let published = 0
-  while (stalledOnServer.writableLength === 0 && published < 1_000) {
+  while ((stalled.receiveWindow() !== 0 || stalledOnServer.writableLength === 0) && published < 1_000) {
     assert.equal((await publish(url, { topic: 'stall', data: 'x'.repeat(1_000) })).status, 202)
     published++
   }
+  assert.equal(stalled.receiveWindow(), 0, 'the stalled stream\'s window is full')
   assert.ok(stalledOnServer.writableLength > 0, 'bytes wait for the stalled stream')
   const waitingAt = performance.now()
   // Small events keep coming, straight into the stream: more bytes waiting is not progress.

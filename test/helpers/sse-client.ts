@@ -18,6 +18,11 @@ export interface StreamClient {
   ended: () => boolean
   /** HTTP/2: the RST_STREAM code the stream was closed with (0 for a clean end), once it closed. */
   resetCode: () => number | undefined
+  /**
+   * HTTP/2: the bytes the server may still send on this stream before the client grants more (the stream's
+   * flow-control window, as the client has seen it); undefined over HTTP/1.1.
+   */
+  receiveWindow: () => number | undefined
   waitForEvents: (count: number, timeoutMs?: number) => Promise<ParsedEvent[]>
   /** Stops reading (the bytes wait in the kernel, or in HTTP/2 flow control), and reads again. */
   pause: () => void
@@ -43,7 +48,7 @@ export async function openStream (url: string, headers: Record<string, string> =
   if (url.startsWith('https:') && options.http1 !== true) return await openHttp2Stream(url, headers, options.session)
   return await new Promise((resolve, reject) => {
     const onResponse = (response: IncomingMessage): void => {
-      receive(response, { status: response.statusCode ?? 0, headers: response.headers, protocol: 'http/1.1', resetCode: () => undefined, close: () => req.destroy() }, resolve)
+      receive(response, { status: response.statusCode ?? 0, headers: response.headers, protocol: 'http/1.1', resetCode: () => undefined, receiveWindow: () => undefined, close: () => req.destroy() }, resolve)
     }
     const requestHeaders = { accept: 'text/event-stream', ...headers }
     const req = url.startsWith('https:')
@@ -66,6 +71,7 @@ async function openHttp2Stream (url: string, headers: Record<string, string>, sh
         headers: responseHeaders,
         protocol: 'h2',
         resetCode: () => stream.closed ? stream.rstCode : undefined,
+        receiveWindow: () => stream.closed ? undefined : stream.state.localWindowSize,
         close: () => {
           stream.close(constants.NGHTTP2_CANCEL)
           if (shared === undefined) session.close()
@@ -80,7 +86,7 @@ async function openHttp2Stream (url: string, headers: Record<string, string>, sh
   })
 }
 
-type Received = Pick<StreamClient, 'status' | 'headers' | 'protocol' | 'resetCode' | 'close'>
+type Received = Pick<StreamClient, 'status' | 'headers' | 'protocol' | 'resetCode' | 'receiveWindow' | 'close'>
 
 /** Collects a response body as events; resolves the client with its first bytes, or with its end. */
 function receive (body: Readable, response: Received, resolve: (client: StreamClient) => void): void {
