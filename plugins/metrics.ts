@@ -89,6 +89,11 @@ export default fp(async (fastify) => {
     if (request.routeOptions.config.publish === true) published.inc({ result: 'refused' })
   })
 
+  // Label children bound once: a publish then costs no label lookup.
+  const publishedAs = { stored: published.labels({ result: 'stored' }), duplicate: published.labels({ result: 'duplicate' }) }
+  const commandSeconds = redis === undefined
+    ? undefined
+    : { publish: redis.commandSeconds.labels({ command: 'publish' }), read: redis.commandSeconds.labels({ command: 'read' }), ping: redis.commandSeconds.labels({ command: 'ping' }) }
   let server: Server | undefined
   const metrics: HeraldMetrics = {
     registry,
@@ -96,10 +101,10 @@ export default fp(async (fastify) => {
       const address = server?.address()
       return typeof address === 'object' && address !== null ? address : undefined
     },
-    published: (result) => published.inc({ result }),
+    published: (result) => publishedAs[result].inc(),
     publishDuration: (seconds) => publishSeconds.observe(seconds),
     dispatched: (publishedAt) => lagSeconds.observe(Math.max(0, Date.now() - publishedAt) / 1000),
-    redisCommand: (command, milliseconds) => redis?.commandSeconds.observe({ command }, milliseconds / 1000),
+    redisCommand: (command, milliseconds) => commandSeconds?.[command].observe(milliseconds / 1000),
     redisReconnected: () => redis?.reconnects.inc(),
     redisSubscriberDropped: () => redis?.subscriberDrops.inc()
   }
