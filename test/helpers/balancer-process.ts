@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { until } from '../helper.js'
+import { stopChild } from './child-process.js'
 import { freePort } from './redis-server.js'
 
 export type BalancerKind = 'nginx' | 'haproxy' | 'caddy'
@@ -131,14 +132,6 @@ export class BalancerProcess {
   }
 
   async stop (): Promise<void> {
-    const child = this.child
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
-      await exited
-      clearTimeout(timer)
-    }
-    rmSync(this.dir, { recursive: true, force: true })
+    await stopChild(this.child, this.dir)
   }
 }

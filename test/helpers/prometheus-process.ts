@@ -1,8 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { until } from '../helper.js'
+import { stopChild } from './child-process.js'
 import { freePort } from './redis-server.js'
 
 /** Why Prometheus cannot run here (not installed), or undefined when it can. */
@@ -69,14 +70,6 @@ export class PrometheusProcess {
   }
 
   async stop (): Promise<void> {
-    const child = this.child
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000)
-      await exited
-      clearTimeout(timer)
-    }
-    rmSync(this.dir, { recursive: true, force: true })
+    await stopChild(this.child, this.dir)
   }
 }
