@@ -6,7 +6,7 @@ import { HeraldProcess } from './helpers/herald-process.js'
 import { scrape } from './helpers/metrics.js'
 import { publishLoop } from './helpers/publish-loop.js'
 import { RedisServer } from './helpers/redis-server.js'
-import { ResumingClient, tally } from './helpers/resuming-client.js'
+import { ResumingClient, tallyAll } from './helpers/resuming-client.js'
 import { openStream } from './helpers/sse-client.js'
 import { SECRET, token } from './helpers/tokens.js'
 
@@ -117,15 +117,7 @@ test('SIGTERM behind nginx with hundreds of streams on two instances: drained cl
 
   const accepted = loop.accepted()
   await until(() => clients.every((client) => client.ids.length >= accepted.length), 15_000, 'clients to catch up')
-  let lost = 0
-  let duplicated = 0
-  let outOfOrder = 0
-  for (const client of clients) {
-    const counts = tally(client.ids, accepted)
-    lost += counts.lost
-    duplicated += counts.duplicated
-    outOfOrder += counts.outOfOrder
-  }
+  const { lost, duplicated, outOfOrder } = tallyAll(clients, accepted)
   const failedPublishes = loop.results.filter((result) => result.status !== 202)
   const retried = loop.results.filter((result) => result.attempts > 1).length
   const refusals = clients.reduce((sum, client) => sum + client.refusals, 0)

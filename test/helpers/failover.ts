@@ -3,7 +3,7 @@ import type { TestContext } from 'node:test'
 import { until } from '../helper.js'
 import type { HeraldProcess } from './herald-process.js'
 import { publishLoop } from './publish-loop.js'
-import { ResumingClient, tally } from './resuming-client.js'
+import { ResumingClient, tallyAll } from './resuming-client.js'
 
 /** Something clients and publishers reach the instances through: a balancer process. */
 export interface Front { kind: string, url: string }
@@ -59,17 +59,7 @@ export async function failover (t: TestContext, balancer: Front, a: HeraldProces
   const inFlight = loop.results.filter((result) => result.startedAt <= killedAt && result.status !== 202)
   const after = loop.results.filter((result) => result.startedAt > killedAt)
   await until(() => clients.every((client) => client.ids.length >= accepted.length), 10_000, 'clients to catch up')
-  let lost = 0
-  let duplicated = 0
-  let outOfOrder = 0
-  let unexpected = 0
-  for (const client of clients) {
-    const counts = tally(client.ids, accepted)
-    lost += counts.lost
-    duplicated += counts.duplicated
-    outOfOrder += counts.outOfOrder
-    unexpected += counts.unexpected
-  }
+  const { lost, duplicated, outOfOrder, unexpected } = tallyAll(clients, accepted)
   reconnectMs.sort((x, y) => x - y)
   const statuses: Record<string, number> = {}
   for (const result of loop.results) statuses[result.status] = (statuses[result.status] ?? 0) + 1

@@ -101,3 +101,16 @@ export function tally (received: string[], accepted: string[], ambiguous: string
     unexpected: [...seen].filter((id) => !known.has(id)).length
   }
 }
+
+/** The counts of `tally` summed over clients. */
+export function tallyAll (clients: Array<{ ids: string[] }>, accepted: string[]): ReturnType<typeof tally> {
+  const total = { lost: 0, duplicated: 0, outOfOrder: 0, unexpected: 0 }
+  for (const client of clients) {
+    const counts = tally(client.ids, accepted)
+    total.lost += counts.lost
+    total.duplicated += counts.duplicated
+    total.outOfOrder += counts.outOfOrder
+    total.unexpected += counts.unexpected
+  }
+  return total
+}
