@@ -39,7 +39,7 @@ for (const broker of ['memory', 'redis'] as const) {
   test(`${broker}: an idempotency key is remembered for its window, and after it the same key stores a new event`, { timeout: 30_000 }, async (t) => {
     const prefix = `idempotency${process.pid}-${++prefixes}:`
     // The history's retention is the default 24 h: a record kept as long as the history would outlive its window.
-    const env = broker === 'redis' ? { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix } : {}
+    const env: Record<string, string> = broker === 'redis' ? { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix } : {}
     const { url } = await build(t, { ...env, HERALD_IDEMPOTENCY_TTL_MS: String(WINDOW_MS) })
     const first = await publish(url, { topic: 'orders', data: 1, idempotencyKey: 'order-17' })
     const retried = await publish(url, { topic: 'orders', data: 1, idempotencyKey: 'order-17' })
