@@ -2,10 +2,9 @@ import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { readFileSync } from 'node:fs'
 import { STATUS_CODES } from 'node:http'
-import { fileURLToPath } from 'node:url'
 import { NotFoundError } from '../src/errors.js'
+import { packageVersion } from '../src/package-version.js'
 
 const notFound = new NotFoundError('GET', '/v1/nowhere')
 
@@ -88,11 +87,4 @@ async function referencePage (fastify: FastifyInstance): Promise<void> {
     // The badge would load an image from the Swagger validator's site.
     validatorUrl: false
   })
-}
-
-/** Herald's version, from package.json beside src/ (or beside dist/ when built). */
-function packageVersion (): string {
-  const here = fileURLToPath(new URL('.', import.meta.url))
-  const file = new URL(here.endsWith('/dist/plugins/') ? '../../package.json' : '../package.json', import.meta.url)
-  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version
 }

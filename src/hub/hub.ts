@@ -1,5 +1,6 @@
 import { encodeComment, encodeFrame, encodeRetry } from '../sse/encode.js'
 import { eventId, type PublishInput, type PublishResult, type StoredEvent, type Transport, type TransportHealth, type TransportSink } from '../transport/transport.js'
+import { NO_HUB_METRICS, type HubMetrics, type ReplayKind, type ReplayResult } from './hub-metrics.js'
 import { ReplayBudget } from './replay-budget.js'
 import { parseEventId, planReplay, type ReplayStart, type ResetNotice } from './replay.js'
 import { Subscription, type EndReason, type FramedEvent } from './subscription.js'
@@ -21,6 +22,8 @@ export interface HubOptions {
   onCatchUpDone?: () => void
   /** Told once per live event as it is handed to this instance's streams (for the publish→dispatch lag). */
   onDispatch?: (event: StoredEvent) => void
+  /** Told of replays: started, finished, each read's wait for a slot. */
+  metrics?: HubMetrics
 }
 
 export interface HubHealth extends TransportHealth {
@@ -73,6 +76,7 @@ export class Hub implements TransportSink {
   private lastEvent: StoredEvent | undefined
   private lastFramed: FramedEvent | undefined
   private readonly replayBudget: ReplayBudget
+  private readonly metrics: HubMetrics
   private drainingNow = false
   private drainTimer: NodeJS.Timeout | undefined
   /** Subscriptions to topics: each stream counts once per topic. */
@@ -87,7 +91,8 @@ export class Hub implements TransportSink {
 
   constructor (readonly transport: Transport, private readonly options: HubOptions) {
     transport.bind(this)
-    this.replayBudget = new ReplayBudget(options.maxConcurrentReads ?? REPLAY_READS)
+    this.metrics = options.metrics ?? NO_HUB_METRICS
+    this.replayBudget = new ReplayBudget(options.maxConcurrentReads ?? REPLAY_READS, (seconds) => this.metrics.replaySlotWaited(seconds))
     // One shared timer beats for every open stream; a timer per connection would cost a handle each.
     // It also resets stalled connections: no timer per connection for that either.
     const stallTimeoutMs = options.stallTimeoutMs
@@ -357,32 +362,42 @@ export class Hub implements TransportSink {
     const limit = Math.max(MIN_PAGE_PER_TOPIC, Math.ceil(PAGE_EVENTS / topics.length))
     const maxBytes = Math.max(1, Math.floor(Math.min(PAGE_BYTES, this.options.maxQueueBytes) / topics.length))
     const lowWater = Math.max(1, Math.min(REPLAY_LOW_WATER_BYTES, Math.floor(this.options.maxQueueBytes / 4)))
-    for (let page = 0; ; page++) {
-      if (subscription.pendingBytes >= lowWater) await subscription.drained(lowWater)
-      if (subscription.closing) return
-      let read = await this.replayBudget.run(async () => await this.transport.read(topics, start.after, limit, maxBytes))
-      // A live stream whose epoch was replaced gets the new epoch from its start.
-      if (start.live && read.epoch !== start.epoch && start.after > 0) {
-        read = await this.replayBudget.run(async () => await this.transport.read(topics, 0, limit, maxBytes))
-      }
-      if (subscription.closing) return
-      // Whether a topic expired before the client's position is asked once; later pages start from our own.
-      if (page > 0) for (const history of read.topics) history.forgotten = false
-      const plan = planReplay(start, read, Date.now(), this.options.historyTtlMs)
-      // The notice goes first, before any event it concerns.
-      if (plan.reset !== undefined) subscription.replay(plan.epoch, [], this.resetFrame(plan.reset))
-      for (const [index, event] of plan.events.entries()) {
-        const frame = subscription.envelope ? envelopedFrameOf(plan.topics[index] as string, event) : frameOf(event)
-        subscription.replay(plan.epoch, [{ id: event.id, epoch: event.epoch, frame }])
+    const kind: ReplayKind = subscription.started ? 'resync' : start.live ? 'new' : 'resume'
+    this.metrics.replayStarted(kind)
+    const startedAt = performance.now()
+    let result: ReplayResult = 'failed'
+    try {
+      for (let page = 0; ; page++) {
         if (subscription.pendingBytes >= lowWater) await subscription.drained(lowWater)
         if (subscription.closing) return
+        let read = await this.replayBudget.run(async () => await this.transport.read(topics, start.after, limit, maxBytes))
+        // A live stream whose epoch was replaced gets the new epoch from its start.
+        if (start.live && read.epoch !== start.epoch && start.after > 0) {
+          read = await this.replayBudget.run(async () => await this.transport.read(topics, 0, limit, maxBytes))
+        }
+        if (subscription.closing) return
+        // Whether a topic expired before the client's position is asked once; later pages start from our own.
+        if (page > 0) for (const history of read.topics) history.forgotten = false
+        const plan = planReplay(start, read, Date.now(), this.options.historyTtlMs)
+        // The notice goes first, before any event it concerns.
+        if (plan.reset !== undefined) subscription.replay(plan.epoch, [], this.resetFrame(plan.reset))
+        for (const [index, event] of plan.events.entries()) {
+          const frame = subscription.envelope ? envelopedFrameOf(plan.topics[index] as string, event) : frameOf(event)
+          subscription.replay(plan.epoch, [{ id: event.id, epoch: event.epoch, frame }])
+          if (subscription.pendingBytes >= lowWater) await subscription.drained(lowWater)
+          if (subscription.closing) return
+        }
+        if (plan.done) {
+          subscription.release(plan.epoch, plan.position, [])
+          subscription.started = true
+          result = 'done'
+          return
+        }
+        start = { lastEventId: eventId(plan.epoch, plan.position), epoch: plan.epoch, after: plan.position, live: true }
       }
-      if (plan.done) {
-        subscription.release(plan.epoch, plan.position, [])
-        subscription.started = true
-        return
-      }
-      start = { lastEventId: eventId(plan.epoch, plan.position), epoch: plan.epoch, after: plan.position, live: true }
+    } finally {
+      if (result !== 'done' && subscription.closing) result = 'client-left'
+      this.metrics.replayFinished(kind, result, (performance.now() - startedAt) / 1000)
     }
   }
 
