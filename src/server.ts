@@ -27,6 +27,8 @@ const SESSION_CLOSE_GRACE_MS = 1_000
 export async function createServer (config: Config, logger: FastifyBaseLogger = createLogger(config)): Promise<FastifyInstance> {
   const options = {
     loggerInstance: logger,
+    // plugins/request-log.ts logs one line per request instead of Fastify's two.
+    disableRequestLogging: true,
     bodyLimit: config.maxBodyBytes,
     // SSE responses are long-lived: no timeout may cut them, and close() ends them in preClose.
     connectionTimeout: 0,
