@@ -2,7 +2,6 @@ import type { FastifyInstance } from 'fastify'
 import type { Config } from './config.js'
 import configPlugin from '../plugins/config.js'
 import errorHandlerPlugin from '../plugins/error-handler.js'
-import requestLogPlugin from '../plugins/request-log.js'
 import authPlugin from '../plugins/auth.js'
 import corsPlugin from '../plugins/cors.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
@@ -30,7 +29,6 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
   // Handlers first: a route keeps the error handler in force when it is registered, and @fastify/static
   // registers its routes as soon as it is registered itself.
   await fastify.register(errorHandlerPlugin)
-  await fastify.register(requestLogPlugin)
   await fastify.register(configPlugin, { config: options.config })
   await fastify.register(securityHeadersPlugin)
   await fastify.register(authPlugin)

@@ -10,6 +10,7 @@ import { constants, type Http2SecureServer, type Http2Session, type ServerHttp2S
 import type { Socket } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
+import { RequestLog } from '../plugins/request-log.js'
 import app from './app.js'
 import { ConfigError, insecureBindRefusal, loadConfig, type Config } from './config.js'
 import { processOpenFileLimit, socketCap } from './open-file-limit.js'
@@ -27,8 +28,7 @@ const SESSION_CLOSE_GRACE_MS = 1_000
 export async function createServer (config: Config, logger: FastifyBaseLogger = createLogger(config)): Promise<FastifyInstance> {
   const options = {
     loggerInstance: logger,
-    // plugins/request-log.ts logs one line per request instead of Fastify's two.
-    disableRequestLogging: true,
+    logController: new RequestLog(),
     bodyLimit: config.maxBodyBytes,
     // SSE responses are long-lived: no timeout may cut them, and close() ends them in preClose.
     connectionTimeout: 0,
