@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { errorCodes } from 'fastify'
 import { errorReplies, hostRefused } from '../src/error-replies.js'
-import { BrokerUnavailableError, DataTooDeepError, ForbiddenError, PublishOverLimitError, RateLimitedError, TokenInvalidError, TokenMissingError } from '../src/errors.js'
+import { BrokerUnavailableError, DataTooDeepError, ForbiddenError, PublishOverLimitError, RateLimitedError, RedisFullError, TokenInvalidError, TokenMissingError } from '../src/errors.js'
 import { MAX_DATA_DEPTH, nestsDeeperThan } from '../src/json-depth.js'
 import { MAX_TOPICS_PER_EVENT, PublishBody, PublishHeaders, PublishReply } from '../src/schemas.js'
 import { topicCountLimit, validationFormatter } from './validation.js'
@@ -50,7 +50,8 @@ const events: FastifyPluginAsyncTypebox = async (fastify) => {
           { error: new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(), when: 'the content type is not `application/json`' },
           { error: new RateLimitedError(600, 'minute', 42), when: 'more than `HERALD_RATE_LIMIT_PER_MINUTE` topic-events (an event to N topics counts N) in a minute from one token subject (or one address without a verified token), on this instance' },
           { error: new PublishOverLimitError(64, 50), when: 'the publish alone names more topics than `HERALD_RATE_LIMIT_PER_MINUTE`: it never fits, so there is no `Retry-After`' },
-          { error: new BrokerUnavailableError('Redis is unreachable; the event was not stored'), when: 'Redis is unreachable: the event was not stored; or Redis did not answer within `HERALD_REDIS_COMMAND_TIMEOUT_MS`: it may be stored, so retry with the same idempotency key' }
+          { error: new BrokerUnavailableError('Redis is unreachable; the event was not stored'), when: 'Redis is unreachable: the event was not stored; or Redis did not answer within `HERALD_REDIS_COMMAND_TIMEOUT_MS`: it may be stored, so retry with the same idempotency key' },
+          { error: new RedisFullError('Redis is out of memory (used memory above its maxmemory, and its policy evicts nothing): the event was not stored; history expires, or raise maxmemory'), when: 'Redis is at its `maxmemory` under `noeviction` and refused the write: the event was not stored' }
         ])
       }
     },

@@ -8,6 +8,8 @@ import createError from '@fastify/error'
 
 export const BrokerUnavailableError = createError<'HERALD_BROKER_UNAVAILABLE', 503, [string, { cause: unknown }?]>(
   'HERALD_BROKER_UNAVAILABLE', '%s', 503)
+export const RedisFullError = createError<'HERALD_REDIS_FULL', 503, [string, { cause: unknown }?]>(
+  'HERALD_REDIS_FULL', '%s', 503)
 export const TooManyTopicsError = createError<'HERALD_TOO_MANY_TOPICS', 400, [number, number]>(
   'HERALD_TOO_MANY_TOPICS', 'a stream may subscribe to at most %d topics; this one asked for %d', 400)
 export const TooManyConnectionsError = createError<'HERALD_TOO_MANY_CONNECTIONS', 503, [number]>(

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis'
 import { BrokerUnavailableError } from '../errors.js'
+import { publishFailure } from './redis-errors.js'
 import { PUBLISH_SCRIPT, READ_SCRIPT } from './redis-scripts.js'
 import type { Head, HistoryRead, PublishInput, PublishResult, StoredEvent, TopicHistory, Transport, TransportHealth, TransportSink } from './transport.js'
 
@@ -76,7 +77,7 @@ export class RedisTransport implements Transport {
     try {
       reply = await this.publisher.heraldPublish(keys.length, ...keys, ...args)
     } catch (error) {
-      throw new BrokerUnavailableError(publishFailure(error), { cause: error })
+      throw publishFailure(error)
     } finally {
       this.options.onCommand?.('publish', performance.now() - started)
     }
@@ -188,17 +189,6 @@ export class RedisTransport implements Transport {
       this.retryTimer.unref()
     })
   }
-}
-
-/**
- * Why a publish failed, as the 503 says it. A command that was never sent (no connection) stored nothing; one
- * that timed out was sent, and a Redis that wakes up runs it: the client cannot know, and retries with an
- * idempotency key.
- */
-function publishFailure (error: unknown): string {
-  return (error as Error).message === 'Command timed out'
-    ? 'Redis did not answer in time; the event may or may not be stored: retry with the same idempotency key'
-    : 'Redis is unreachable; the event was not stored'
 }
 
 function parseMessage (epoch: string, id: number, message: string, idEnd: number): StoredEvent {
