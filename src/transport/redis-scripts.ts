@@ -4,6 +4,23 @@
  */
 
 /**
+ * A Lua function both scripts start with: whether Redis has evicted any key since it started (`evicted_keys` of
+ * INFO stats), asked at most once per call. Only a Redis whose maxmemory-policy evicts ever does; once it has, a
+ * topic's history may be missing before its retention, and only a conservative reading keeps that from being a
+ * silent gap (README, "Redis memory").
+ */
+const EVICTED_ANY = `
+local evictedAnyAnswer = nil
+local function evictedAny ()
+  if evictedAnyAnswer == nil then
+    local stats = redis.call('INFO', 'stats')
+    evictedAnyAnswer = (tonumber(string.match(stats, 'evicted_keys:(%d+)')) or 0) > 0
+  end
+  return evictedAnyAnswer
+end
+`
+
+/**
  * Publishes one event, atomically: next sequence number from the counter, the epoch (created with the counter:
  * when INCR creates the counter, or the epoch key is missing, a new epoch is made from Redis's TIME in
  * microseconds, base 36), append to each topic's history stream (explicit id `<seq>-0`, `MAXLEN ~` retention),
@@ -16,7 +33,9 @@
  * Each history entry has fields t (type), r (retry), d (data), ms (publish time), e (epoch) and p (the id of the
  * topic's previous event), so a reader can tell whether anything after a position was trimmed, however it was
  * trimmed. A stream whose newest entry is from another epoch is left over from a lost counter: it is deleted
- * before the append, so a stream only ever holds one epoch's events.
+ * before the append, so a stream only ever holds one epoch's events. A stream started afresh once Redis has
+ * evicted any key (EVICTED_ANY) may follow an evicted one: its first entry's `p` is then the previous sequence
+ * number, so a reader from before it is told of a gap.
  *
  * KEYS[1]    the id counter                    `<prefix>seq`
  * KEYS[2]    the epoch                         `<prefix>epoch`
@@ -35,6 +54,7 @@
  * Channel message: `<epoch>-<seq>\n<type>\n<retry>\n<publish time in ms, Redis's clock>\n<data>`
  */
 export const PUBLISH_SCRIPT = `
+${EVICTED_ANY}
 if string.find(ARGV[5], '[\\r\\n%z]') then
   return redis.error_reply('ERR herald: type must not contain CR, LF or NUL')
 end
@@ -90,6 +110,7 @@ for i = 5, #KEYS do
   elseif redis.call('EXISTS', KEYS[i]) == 1 then
     redis.call('DEL', KEYS[i])
   end
+  if previous == '0-0' and seq > 1 and evictedAny() then previous = (seq - 1) .. '-0' end
   if size > 0 then
     redis.call('XADD', KEYS[i], 'MAXLEN', '~', size, seq .. '-0', 't', ARGV[5], 'r', ARGV[6], 'd', ARGV[7], 'ms', ms, 'e', epoch, 'p', previous)
   else
@@ -112,9 +133,11 @@ return { id, 0 }
  * Redis 7's max-deleted-entry-id after XDEL, whichever is larger); entries are XRANGE … COUNT results; forgotten is 1
  * when events after the position may have expired with the stream: the position is older than the retention
  * (by the marks) and the stream is missing or starts afresh (`p` 0-0) after it. A stream left over from another
- * epoch counts as missing. full is 1 when the entries stopped at ARGV[3] or ARGV[4] while the stream held more.
+ * epoch counts as missing. A missing stream is also forgotten once Redis has evicted any key (EVICTED_ANY): it may
+ * have been evicted. full is 1 when the entries stopped at ARGV[3] or ARGV[4] while the stream held more.
  */
 export const READ_SCRIPT = `
+${EVICTED_ANY}
 local function number (streamId)
   return tonumber((string.gsub(streamId, '-.*', ''))) or 0
 end
@@ -142,6 +165,7 @@ for i = 4, #KEYS do
   local entries = {}
   local full = false
   local forgotten = old
+  local exists = false
   if epoch ~= '' and redis.call('EXISTS', KEYS[i]) == 1 then
     local info = redis.call('XINFO', 'STREAM', KEYS[i])
     local fields = {}
@@ -151,6 +175,7 @@ for i = 4, #KEYS do
     if type(newest) == 'table' and newest[1] and field(newest, 'e') ~= epoch then
       -- left over from a lost counter: none of it belongs to this epoch
     else
+      exists = true
       if type(oldest) == 'table' and oldest[1] then
         trimmed = number(field(oldest, 'p') or '0')
         forgotten = forgotten and trimmed == 0 and number(oldest[1]) > first
@@ -180,6 +205,7 @@ for i = 4, #KEYS do
       end
     end
   end
+  if epoch ~= '' and not exists and not forgotten then forgotten = evictedAny() end
   result[#result + 1] = tostring(trimmed)
   result[#result + 1] = entries
   result[#result + 1] = forgotten and 1 or 0
