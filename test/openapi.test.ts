@@ -155,7 +155,7 @@ test('publishing is documented with its body, examples, every status and its cod
   assert.ok(Object.keys(publishing.responses['202']?.content?.['application/json']?.examples ?? {}).length >= 1, 'reply examples')
   assert.deepEqual(documentedCodes(publishing.responses['400']).sort(), ['FST_ERR_CTP_EMPTY_JSON_BODY', 'FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_VALIDATION', 'HERALD_DATA_TOO_DEEP'])
   assert.deepEqual(documentedCodes(publishing.responses['401']).sort(), ['HERALD_TOKEN_INVALID', 'HERALD_TOKEN_MISSING'])
-  assert.deepEqual(documentedCodes(publishing.responses['503']), ['HERALD_BROKER_UNAVAILABLE'])
+  assert.deepEqual(documentedCodes(publishing.responses['503']), ['HERALD_BROKER_UNAVAILABLE', 'HERALD_REDIS_FULL'])
   for (const status of ['429', '503']) assert.ok(publishing.responses[status]?.headers?.['retry-after'] !== undefined, `${status} has Retry-After`)
   assert.ok(publishing.responses['401']?.headers?.['www-authenticate'] !== undefined)
 })
