@@ -192,7 +192,7 @@ for (const sharing of ['worker', 'local'] as const) {
   })
 }
 
-test('a page of its own (shared: false): a refusal shows as reconnecting with its reason, a reset as onReset, and only the event types asked for', { timeout: 90_000 }, async (t) => {
+test('a page of its own (shared: false): a refusal shows as refused with its reason and retryInMs, never as open; a reset as onReset; only the event types asked for', { timeout: 90_000 }, async (t) => {
   const { url } = await build(t, { HERALD_MAX_CONNECTIONS: '1' })
   const occupant = await openStream(`${url}/v1/stream?topic=other`)
   t.after(occupant.close)
@@ -203,12 +203,21 @@ test('a page of its own (shared: false): a refusal shows as reconnecting with it
   const page = await openTab(context, url)
   // An id of another epoch: Herald answers with herald.reset (epoch-changed) before going on live.
   assert.equal(await startClient(page, ['chat'], { shared: false, lastEventId: 'zzzz-5', types: ['message', 'note'] }), 'local')
-  await until(async () => (await pageLog(page)).states.some((state) => state.state === 'reconnecting' && state.reason === 'instance-full'), 10_000, 'the refusal in the page')
+  await until(async () => (await pageLog(page)).states.filter((state) => state.state === 'refused').length >= 2, 20_000, 'two refusals in the page')
   occupant.close()
-  // The browser retries by itself after Herald's jittered retry: (5 s × 0.5-1.5).
+  const refused = (await pageLog(page)).states.filter((state) => state.state === 'refused')
+  for (const [index, state] of refused.entries()) {
+    assert.equal(state.reason, 'instance-full')
+    // Herald's retry: is 5 s jittered over 0.5-1.5.
+    assert.ok(typeof state.retryInMs === 'number' && state.retryInMs >= 2_500 && state.retryInMs <= 7_500, JSON.stringify(state))
+    assert.equal(state.attempt, index + 1, 'attempt counts the refusals')
+  }
+  // The client tries again after Herald's jittered retryMs (5 s × 0.5-1.5).
   await until(async () => (await pageLog(page)).resets.length === 1, 15_000, 'the reset notice')
   assert.deepEqual((await pageLog(page)).resets, [{ reason: 'epoch-changed', topics: ['chat'], lastEventId: 'zzzz-5' }])
   await until(async () => await lastState(page) === 'open', 5_000, 'open')
+  const states = (await pageLog(page)).states.map((state) => state.state)
+  assert.equal(states.indexOf('open'), states.length - 1, `open only once Herald accepted the stream: ${JSON.stringify(states)}`)
   const note = await publish(url, { topic: 'chat', type: 'note', data: 'a note' })
   await publish(url, { topic: 'chat', type: 'typing', data: 'not asked for' })
   const message = await publish(url, { topic: 'chat', data: 'hello' })
