@@ -288,3 +288,67 @@ test('SharedWorker without Web Locks (not a secure context): a closed tab says g
   await waitForEvents(stays, 2)
   assert.deepEqual(await idsOf(stays), ids)
 })
+
+test('a token provider that returns garbage: 401 three times, each with a new token, then unauthorized and stopped, with Herald\'s code', { timeout: 60_000 }, async (t) => {
+  const { url } = await build(t, { HERALD_JWT_SECRET: SECRET, HERALD_PUBLIC_SUBSCRIBE: 'false' })
+  const { browser, close } = await launchChromium()
+  t.after(close)
+  const context = await browser.newContext()
+  let minted = 0
+  await context.exposeFunction('mintToken', () => { minted++; return 'not-a-jwt' })
+  await servePage(context, url)
+  const page = await openTab(context, url)
+  let streamRequests = 0
+  page.on('request', (request) => { if (new URL(request.url()).pathname === '/v1/stream') streamRequests++ })
+  await startClient(page, ['private/chat'], { useToken: true, shared: false })
+  await until(async () => (await pageLog(page)).states.at(-1)?.stopped === true, 15_000, 'the client to stop')
+  await new Promise((resolve) => setTimeout(resolve, 2_000))
+  const { states } = await pageLog(page)
+  t.diagnostic(JSON.stringify(states))
+  const refusals = states.filter((state) => state.state === 'unauthorized')
+  assert.deepEqual(refusals.map((state) => [state.attempt, state.status, state.code, state.retryInMs !== undefined, state.stopped === true]), [
+    [1, 401, 'HERALD_TOKEN_INVALID', true, false],
+    [2, 401, 'HERALD_TOKEN_INVALID', true, false],
+    [3, 401, 'HERALD_TOKEN_INVALID', false, true]
+  ])
+  assert.ok(!states.some((state) => state.state === 'open'), 'never open')
+  assert.equal(streamRequests, 3, 'three requests, then none')
+  assert.equal(minted, 3, 'a new token for each')
+})
+
+for (const sharing of ['worker', 'local'] as const) {
+  test(`a token provider that fails (${sharing}): the open stream stays open while its token is valid and says why; token-error once it expired; open again when the provider recovers`, { timeout: 60_000 }, async (t) => {
+    const { url } = await build(t, { HERALD_JWT_SECRET: SECRET, HERALD_PUBLIC_SUBSCRIBE: 'false' })
+    const publisher = { authorization: `Bearer ${token({ publish: ['**'] })}` }
+    const { browser, close } = await launchChromium()
+    t.after(close)
+    const context = await browser.newContext()
+    let failing = false
+    await context.exposeFunction('mintToken', () => {
+      if (failing) throw new Error('the auth server is down')
+      return token({ subscribe: ['private/**'], expiresIn: 5 })
+    })
+    await servePage(context, url)
+    const page = await openTab(context, url)
+    await startClient(page, ['private/chat'], { useToken: true, shared: sharing === 'worker' })
+    await until(async () => await lastState(page) === 'open', 10_000, 'open')
+    failing = true
+    // The refresh, a fifth of the token's 5 s before it expires, fails: the stream stays open and says so.
+    await until(async () => /token provider failed/.test((await pageLog(page)).states.at(-1)?.message ?? ''), 10_000, 'the failed refresh in the page')
+    assert.equal(await lastState(page), 'open')
+    const during = await publish(url, { topic: 'private/chat', data: 'still open' }, publisher)
+    await waitForEvents(page, 1)
+    assert.equal((await pageLog(page)).events[0]?.id, during.body.id)
+    // Herald ends the stream when the token expires; the next attempt's token fails: token-error, retried.
+    await until(async () => (await pageLog(page)).states.some((state) => state.state === 'token-error'), 10_000, 'token-error')
+    const tokenError = (await pageLog(page)).states.find((state) => state.state === 'token-error')
+    assert.match(tokenError?.message ?? '', /auth server is down/)
+    assert.ok(tokenError?.retryInMs !== undefined)
+    const missed = await publish(url, { topic: 'private/chat', data: 'while away' }, publisher)
+    failing = false
+    await until(async () => await lastState(page) === 'open', 10_000, 'open again')
+    await waitForEvents(page, 2)
+    assert.deepEqual((await pageLog(page)).events.map((event) => event.id), [during.body.id, missed.body.id], 'resumed without loss')
+    t.diagnostic(JSON.stringify((await pageLog(page)).states))
+  })
+}
