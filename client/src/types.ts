@@ -52,8 +52,8 @@ export interface SubscribeOptions<Data = unknown> {
   onReset?: (notice: ResetNotice) => void
   onState?: (state: StreamState) => void
   /**
-   * SSE event types to receive (default `['message']`): EventSource delivers only the types it listens for, so a
-   * publish with another `type` reaches only subscriptions that name it.
+   * SSE event types to receive (default `['message']`): a publish with another `type` reaches only subscriptions
+   * that name it.
    */
   types?: string[]
   /** Replay the retained events after this id first (e.g. the last one seen on a previous visit). */
@@ -84,7 +84,7 @@ export interface HeraldOptions {
    * elected with Web Locks that shares its stream over a BroadcastChannel. False: a stream of this page's own.
    */
   shared?: boolean
-  /** Send cookies on a cross-origin stream (EventSource's `withCredentials`). */
+  /** Send cookies on a cross-origin stream (fetch's `credentials: 'include'`). */
   withCredentials?: boolean
   backoff?: BackoffOptions
   /** Where the shared worker script is; by default `herald-worker.js` beside this module. */
