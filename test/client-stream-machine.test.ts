@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { ArrivalOrder } from '../client/src/arrival-order.js'
 import { backoffDelay, DEFAULT_BACKOFF } from '../client/src/backoff.js'
 import { SseParser, type SseMessage } from '../client/src/sse-parser.js'
 import { AUTH_ATTEMPTS, StreamMachine, type Outcome } from '../client/src/stream-machine.js'
@@ -160,4 +161,55 @@ test('parser: ids are opaque strings kept as they come; CRLF and CR line ends, s
     const { messages } = parseAll([text.slice(0, cut), text.slice(cut)])
     assert.deepEqual(messages, [{ type: 'note', data: 'a\nb', id }, { type: 'message', data: 'c', id: 'x' }], `cut at ${cut}`)
   }
+})
+
+// Ids in the lead's multi-topic form: opaque, long, with '.' and '~'. Nothing may parse or compare them as text.
+const opaque = (n: number): string => `v2.chat~${n}.news~${1000 - n}_${'q'.repeat(40)}`
+
+test('arrival order: ids are ranked as received; an id received before is not news to a reader past it', () => {
+  const order = new ArrivalOrder()
+  const ranks = [5, 6, 7].map((n) => order.record(opaque(n)))
+  assert.deepEqual(ranks, [0, 1, 2])
+  assert.equal(order.record(opaque(6)), 1, 'the same id, the same rank')
+  assert.equal(order.isNews(order.record(opaque(6)), opaque(7)), false, 'a replayed id behind the reader')
+  assert.equal(order.isNews(order.record(opaque(7)), opaque(7)), false, 'the reader\'s own position')
+  assert.equal(order.isNews(order.record(opaque(8)), opaque(7)), true, 'a new id')
+  assert.equal(order.isNews(0, undefined), true, 'no position yet')
+  assert.equal(order.isNews(0, 'from-a-previous-visit'), true, 'a position from elsewhere: Herald sends only what follows it')
+  // Lexical order means nothing: '~10' sorts before '~9'.
+  assert.equal(order.earlier(opaque(10), opaque(9)), opaque(10), 'an unknown id may be further back')
+  assert.equal(order.earlier(opaque(7), opaque(5)), opaque(5))
+  assert.equal(order.earlier(opaque(5), opaque(7)), opaque(5))
+  assert.equal(order.earlier(undefined, opaque(5)), opaque(5))
+})
+
+test('arrival order: a stream reopened from further back places the replayed ids it never saw before the ones it had', () => {
+  const order = new ArrivalOrder()
+  // A reader started at opaque(3) and got 4..6; another asks for history from opaque(1).
+  for (const n of [4, 5, 6]) order.record(opaque(n))
+  order.beginCatchUp(opaque(1), opaque(6))
+  const replayed = [2, 3, 4, 5, 6].map((n) => order.record(opaque(n)))
+  // Not news to the reader at 6, nor at 4 for 2 and 3: they come before what it had.
+  assert.deepEqual(replayed.map((rank) => order.isNews(rank, opaque(6))), [false, false, false, false, false])
+  assert.deepEqual(replayed.map((rank) => order.isNews(rank, opaque(4))), [false, false, false, true, true])
+  // The catch-up ended at 6: what follows is new.
+  assert.equal(order.isNews(order.record(opaque(7)), opaque(6)), true)
+  // Unknown ids between two known ones keep their order.
+  const second = new ArrivalOrder()
+  for (const n of [10, 20]) second.record(opaque(n))
+  second.beginCatchUp(opaque(10), opaque(20))
+  const between = [11, 12, 13].map((n) => second.record(opaque(n)))
+  assert.ok(between[0]! > second.rank(opaque(10))! && between[0]! < between[1]! && between[1]! < between[2]! && between[2]! < second.rank(opaque(20))!)
+  // Recording a known id again (a leader's page, a moment later) does not move the replay back.
+  second.beginCatchUp(opaque(10), opaque(20))
+  const x = second.record('x')
+  second.record(opaque(10))
+  assert.ok(second.record('y') > x)
+})
+
+test('arrival order: remembers a bounded number of ids', () => {
+  const order = new ArrivalOrder(3)
+  for (const n of [1, 2, 3, 4]) order.record(opaque(n))
+  assert.equal(order.rank(opaque(1)), undefined)
+  assert.equal(order.rank(opaque(4)), 3)
 })
