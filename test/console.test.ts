@@ -290,3 +290,18 @@ test('the token field: a private topic refused without one (Herald\'s reason sho
   await screenshot(t, page, 'token-forbidden')
   assert.deepEqual(problems, [])
 })
+
+test('a stream Herald answers 400 (a bad topic name) is said with Herald\'s reason, and not retried', { timeout: 60_000 }, async (t) => {
+  const { url } = await build(t)
+  const { page, problems } = await openConsole(t, url)
+  let streamRequests = 0
+  page.on('request', (request) => { if (new URL(request.url()).pathname === '/v1/stream') streamRequests++ })
+  await page.getByLabel('Topics').fill('bad$topic')
+  await page.getByRole('button', { name: 'Connect', exact: true }).click()
+  await page.locator('#state.rejected.stopped').waitFor({ timeout: 10_000 })
+  assert.match(await page.locator('#state').textContent() ?? '', /^rejected \(attempt 1, 400 \S+, stopped/)
+  assert.match(await page.locator('#log li.error').first().textContent() ?? '', /Herald refused the stream: 400 .*topic/)
+  await new Promise((resolve) => setTimeout(resolve, 3_000))
+  assert.equal(streamRequests, 1, 'one stream request, not retried')
+  assert.deepEqual(problems, [])
+})
