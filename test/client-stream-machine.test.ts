@@ -4,6 +4,7 @@ import { ArrivalOrder } from '../client/src/arrival-order.js'
 import { backoffDelay, DEFAULT_BACKOFF } from '../client/src/backoff.js'
 import { SseParser, type SseMessage } from '../client/src/sse-parser.js'
 import { AUTH_ATTEMPTS, StreamMachine, type Outcome } from '../client/src/stream-machine.js'
+import { refreshDelay } from '../client/src/token.js'
 
 // The browser client's pure parts, in Node: no EventSource, no fetch, no browser. Randomness is fixed, so each
 // figure is exact: `random = 0.5` makes the jitter factor exactly 1.
@@ -212,4 +213,19 @@ test('arrival order: remembers a bounded number of ids', () => {
   for (const n of [1, 2, 3, 4]) order.record(opaque(n))
   assert.equal(order.rank(opaque(1)), undefined)
   assert.equal(order.rank(opaque(4)), 3)
+})
+
+function jwt (claims: Record<string, number>): string {
+  return `h.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.s`
+}
+
+test('token refresh: a fifth of the lifetime before expiry, at most a minute, at least 2 s or half the lifetime', () => {
+  const now = 1_000_000_000_000
+  const at = (lifetimeS: number): number | undefined => refreshDelay(jwt({ iat: now / 1000, exp: now / 1000 + lifetimeS }), now)
+  assert.equal(at(3600), 3_540_000, 'an hour: a minute before')
+  assert.equal(at(100), 80_000, '100 s: a fifth before')
+  assert.equal(at(5), 3_000, '5 s: 2 s before')
+  assert.equal(at(3), 1_500, '3 s: half before')
+  assert.equal(refreshDelay(jwt({ iat: now / 1000 }), now), undefined, 'no exp')
+  assert.equal(refreshDelay('not-a-jwt', now), undefined)
 })
