@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { STREAM_REFUSALS } from '../src/errors.js'
+import { listenRefusal } from '../src/startup-error.js'
 import type { Hub } from '../src/hub/hub.js'
 import { RESET_REASONS } from '../src/hub/replay.js'
 
@@ -112,7 +113,12 @@ export default fp(async (fastify) => {
 
   const port = config.metricsPort
   if (port !== undefined) {
-    server = await listen(registry, config.metricsHost ?? config.host, port)
+    const host = config.metricsHost ?? config.host
+    try {
+      server = await listen(registry, host, port)
+    } catch (error) {
+      throw listenRefusal(error, { port: 'HERALD_METRICS_PORT', host: config.metricsHost === undefined ? 'HOST' : 'HERALD_METRICS_HOST' }, host, port) ?? error
+    }
     fastify.log.info({ address: metrics.address() }, 'metrics served at /metrics')
     fastify.addHook('onClose', async () => {
       server?.closeAllConnections()

@@ -13,6 +13,7 @@ import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'p
 import app from './app.js'
 import { ConfigError, insecureBindRefusal, loadConfig, type Config } from './config.js'
 import { processOpenFileLimit, socketCap } from './open-file-limit.js'
+import { listenRefusal, StartupError } from './startup-error.js'
 
 /** How long an idle keep-alive connection (HTTP/1.1) or HTTP/2 connection stays open. */
 const IDLE_CONNECTION_MS = 72_000
@@ -79,9 +80,11 @@ function limitSockets (server: FastifyInstance, config: Config): void {
   const http = server.server
   const openFiles = processOpenFileLimit()
   const maxSockets = socketCap(config.maxSockets, openFiles)
-  // Info, not warn: nothing is wrong once the cap is lowered; reaching it is the warning.
+  // Not a warning: nothing is wrong once the cap is lowered; reaching it is the warning. Info only when
+  // HERALD_MAX_SOCKETS was set: on a default host (open-file limit at or below the default cap) it would be said
+  // at every start.
   if (maxSockets < config.maxSockets) {
-    server.log.info({ maxSockets: config.maxSockets, openFileLimit: openFiles, cap: maxSockets },
+    server.log[config.setVariables.has('HERALD_MAX_SOCKETS') ? 'info' : 'debug']({ maxSockets: config.maxSockets, openFileLimit: openFiles, cap: maxSockets },
       `HERALD_MAX_SOCKETS (${config.maxSockets}) is not below this process's open-file limit (${String(openFiles)}): capping connections at ${maxSockets}, so they are refused and logged before descriptors run out; raise the limit (ulimit -n) or lower HERALD_MAX_SOCKETS`)
   }
   http.maxConnections = maxSockets
@@ -239,15 +242,37 @@ async function main (): Promise<void> {
     process.stderr.write(`herald: ${refusal}\n`)
     process.exit(2)
   }
-  const server = await createServer(config)
+  const logger = createLogger(config)
+  let server: FastifyInstance
+  try {
+    server = await createServer(config, logger)
+  } catch (error) {
+    exitAtStart(logger, error)
+  }
   // SIGTERM (an orchestrator, docker stop) drains first; SIGINT (Ctrl-C at a terminal) and errors close at once.
+  // Closing is bounded (resetAtClose), so the delay is only a last resort.
   closeWithGrace({ delay: config.drainMs + 10_000 }, async ({ signal, err }) => {
     if (err !== undefined) server.log.error({ err }, 'closing after an error')
     else server.log.info({ signal }, 'closing')
     if (signal === 'SIGTERM') await server.drain()
     await server.close()
   })
-  await server.listen({ host: config.host, port: config.port })
+  try {
+    await server.listen({ host: config.host, port: config.port })
+  } catch (error) {
+    exitAtStart(logger, listenRefusal(error, { port: 'PORT', host: 'HOST' }, config.host, config.port) ?? error)
+  }
+}
+
+/**
+ * A start-up that cannot go on as configured ends with one line naming the setting and the address, and exit
+ * code 1; anything else is a bug, thrown with its stack.
+ */
+function exitAtStart (logger: Logger, error: unknown): never {
+  if (!(error instanceof StartupError)) throw error
+  logger.fatal({ setting: error.setting, address: error.address }, error.message)
+  logger.flush()
+  process.exit(1)
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
