@@ -45,3 +45,47 @@ test('a Redis outage with many open streams: the failing catch-ups are logged on
   t.diagnostic(`${catchUpWarnings.length} catch-up warning(s) for ${streams.length} streams; warn lines: ${lines.filter((line) => line.level >= 40).map((line) => line.msg).join(' | ')}`)
   assert.ok(catchUpWarnings.length <= 1, `${catchUpWarnings.length} catch-up warnings`)
 })
+
+test('a Redis SIGKILL: one warn line per connection saying Redis closed it and refuses reconnects, not a CLIENT KILL', { timeout: 60_000 }, async (t) => {
+  const redis = await RedisServer.start()
+  t.after(async () => await redis.stop())
+  const { app, url, log: lines } = await build(t, { LOG_LEVEL: 'info', REDIS_URL: redis.url })
+  const stream = await openStream(`${url}/v1/stream?topic=sigkill`)
+  t.after(() => stream.close())
+  await until(() => app.hub.streamCount === 1, 5_000, 'subscribed')
+  await redis.kill()
+  const closedLines = (): string[] => lines.filter((line) => line.level === 40 && /Redis closed the (publisher|subscriber) connection/.test(line.msg)).map((line) => line.msg as string)
+  await until(() => closedLines().length === 2, 20_000, 'a warn line per connection').catch((error: Error) => {
+    throw new Error(`${error.message}; logged: ${JSON.stringify(lines.map((line) => line.msg))}`)
+  })
+  await redis.startProcess()
+  await until(() => lines.filter((line) => line.msg === 'Redis connection restored').length === 2, 20_000, 'both connections restored')
+  const said = lines.filter((line) => line.level >= 40 && !String(line.msg).startsWith('OPEN DEVELOPMENT MODE')).map((line) => line.msg as string)
+  t.diagnostic(`warn lines after a SIGKILL and a restart: ${JSON.stringify(said)}`)
+  for (const message of said.filter((message) => message.startsWith('Redis closed'))) {
+    assert.match(message, /reconnecting fails \(.*ECONNREFUSED.*\): Redis is down or restarting/)
+    assert.doesNotMatch(message, /CLIENT KILL|output buffer/, 'a guess the facts do not support')
+  }
+})
+
+test('publishes during a Redis outage: the 503s are logged once at warn without a stack, and counted in one line when publishing works again', { timeout: 60_000 }, async (t) => {
+  const redis = await RedisServer.start()
+  t.after(async () => await redis.stop())
+  const { url, log: lines } = await build(t, { LOG_LEVEL: 'info', REDIS_URL: redis.url, HERALD_REDIS_COMMAND_TIMEOUT_MS: '300' })
+  assert.equal((await publish(url, { topic: 'outage', data: 'before' })).status, 202)
+  await redis.kill()
+  const refused = 40
+  for (let i = 0; i < refused; i++) assert.equal((await publish(url, { topic: 'outage', data: i })).status, 503)
+  await redis.startProcess()
+  await until(async () => (await publish(url, { topic: 'outage', data: 'after' })).status === 202, 20_000, 'publishing again')
+  const about = lines.filter((line) => line.code === 'HERALD_BROKER_UNAVAILABLE')
+  t.diagnostic(`${refused} publishes answered 503 left ${about.length} log lines: ${JSON.stringify(about.map(({ level, msg, count, durationMs }) => ({ level, msg, count, durationMs })))}`)
+  const warnings = about.filter((line) => line.level === 40)
+  assert.equal(warnings.length, 1, 'one warning for the outage')
+  assert.equal(warnings[0]?.err, undefined, 'no stack')
+  assert.ok(JSON.stringify(lines).split('\\n    at ').length < 5, 'no stack anywhere in the log')
+  const summaries = about.filter((line) => line.level === 30)
+  assert.equal(summaries.length, 1, 'one summary when publishing works again')
+  // The 503s sent while the publish to tell recovery was retried count too.
+  assert.ok(summaries[0]?.count >= refused, `count ${summaries[0]?.count}`)
+})
