@@ -17,6 +17,8 @@ import { listenRefusal, StartupError } from './startup-error.js'
 
 /** How long an idle keep-alive connection (HTTP/1.1) or HTTP/2 connection stays open. */
 const IDLE_CONNECTION_MS = 72_000
+/** How long close() lets connections finish before the ones left are reset: the hub's flush time for streams. */
+const CLOSE_FLUSH_MS = 1_000
 /** How long a destroyed HTTP/2 session's socket may take to flush and close before its TCP connection is reset. */
 const SESSION_CLOSE_GRACE_MS = 1_000
 
@@ -53,7 +55,31 @@ export async function createServer (config: Config, logger: FastifyBaseLogger = 
   // The app's decorators (config, hub) and handlers belong to the root instance, as in fastify/demo.
   await server.register(fp(app), { config })
   if (config.tls !== undefined) closeHttp2Sessions(server)
+  resetAtClose(server)
   return server
+}
+
+/**
+ * app.close() waits for every connection to close, and one whose client stopped reading never does: its last
+ * bytes (or its FIN) wait in the kernel, and its stream has already left the hub (a drained one, or one ended
+ * normally). CLOSE_FLUSH_MS after close begins (the hub's flush time for open streams), every TCP connection
+ * still open is reset, HTTP/1.1 and TLS (HTTP/2 and HTTP/1.1) alike: closing never takes longer, and the kernel
+ * frees what waited for those clients.
+ */
+function resetAtClose (server: FastifyInstance): void {
+  const sockets = new Set<Socket>()
+  server.server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  })
+  server.addHook('preClose', (done) => {
+    setTimeout(() => {
+      if (sockets.size === 0) return
+      server.log.info({ connections: sockets.size, afterMs: CLOSE_FLUSH_MS }, `closing: reset ${sockets.size} connection(s) still open ${CLOSE_FLUSH_MS} ms after close began (clients that stopped reading)`)
+      for (const socket of sockets) resetTcp(socket)
+    }, CLOSE_FLUSH_MS).unref()
+    done()
+  })
 }
 
 /**
@@ -182,6 +208,13 @@ function destroySession (session: Http2Session): void {
   session.destroy()
   if (tcp === undefined) return
   setTimeout(() => { if (!tcp.destroyed) tcp.resetAndDestroy() }, SESSION_CLOSE_GRACE_MS).unref()
+}
+
+/** Resets a TCP connection (RST), so the kernel drops what waits in it; a socket without its handle is destroyed. */
+function resetTcp (socket: Socket): void {
+  if (socket.destroyed) return
+  if ((socket as Socket & { _handle?: unknown })._handle == null) socket.destroy()
+  else socket.resetAndDestroy()
 }
 
 export interface LoggerSettings {

@@ -32,7 +32,7 @@ export class HeraldProcess {
         } catch {
           return false
         }
-      }, 20_000, 'herald to answer /health')
+      }, 90_000, 'herald to answer /health')
     } catch (error) {
       // A process that never became healthy is still ours to stop.
       await herald.kill()
