@@ -32,6 +32,8 @@ export interface HeraldMetrics {
   redisCommand: (command: RedisCommand, milliseconds: number) => void
   redisReconnected: () => void
   redisSubscriberDropped: () => void
+  /** An HTTP/2 connection closed at once for misbehaving (src/server.ts). */
+  http2SessionClosed: (reason: 'rapid-reset' | 'session-error') => void
 }
 
 /** Seconds: from a fraction of a millisecond (a local publish) to the command timeout and beyond. */
@@ -76,6 +78,8 @@ export default fp(async (fastify) => {
   const authFailures = counter('herald_auth_failures_total', 'Requests refused for their token or host, by status (401 or 403).', ['status'])
   for (const status of ['401', '403']) authFailures.inc({ status }, 0)
   const rateLimited = counter('herald_rate_limited_total', 'Publishes refused by the rate limit.', [])
+  const http2Closed = counter('herald_http2_sessions_closed_total', 'HTTP/2 connections closed at once for misbehaving, by reason: rapid-reset (streams reset as soon as opened), session-error (Node\'s limits: invalid frames, refused streams, protocol errors).', ['reason'])
+  for (const reason of ['rapid-reset', 'session-error']) http2Closed.inc({ reason }, 0)
   const publishSeconds = new Histogram({ name: 'herald_publish_duration_seconds', help: 'Publish requests, from arrival to reply.', buckets: LATENCY_BUCKETS, registers })
   const lagSeconds = new Histogram({ name: 'herald_dispatch_lag_seconds', help: 'From an event\'s publish (the broker\'s clock) to this instance handing it to its streams.', buckets: LATENCY_BUCKETS, registers })
 
@@ -107,7 +111,8 @@ export default fp(async (fastify) => {
     dispatched: (publishedAt) => lagSeconds.observe(Math.max(0, Date.now() - publishedAt) / 1000),
     redisCommand: (command, milliseconds) => commandSeconds?.[command].observe(milliseconds / 1000),
     redisReconnected: () => redis?.reconnects.inc(),
-    redisSubscriberDropped: () => redis?.subscriberDrops.inc()
+    redisSubscriberDropped: () => redis?.subscriberDrops.inc(),
+    http2SessionClosed: (reason) => http2Closed.inc({ reason })
   }
   fastify.decorate('metrics', metrics)
 

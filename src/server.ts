@@ -17,6 +17,18 @@ import { listenRefusal, StartupError } from './startup-error.js'
 
 /** How long an idle keep-alive connection (HTTP/1.1) or HTTP/2 connection stays open. */
 const IDLE_CONNECTION_MS = 72_000
+/** Streams one HTTP/2 connection may have open at once. */
+const HTTP2_MAX_CONCURRENT_STREAMS = 256
+/** Invalid frames an HTTP/2 connection may send before Node closes it. */
+const HTTP2_MAX_INVALID_FRAMES = 100
+/**
+ * Streams an HTTP/2 connection may reset within RAPID_RESET_WINDOW_MS of opening them, per window, before it is
+ * cut (rapid reset, CVE-2023-44487: each stream costs Herald a request, the reset costs the client nothing).
+ */
+const RAPID_RESET_LIMIT = 100
+const RAPID_RESET_WINDOW_MS = 10_000
+/** How often, at most, closed HTTP/2 sessions are logged (with a count since the last line). */
+const HTTP2_CLOSE_LOG_INTERVAL_MS = 10_000
 /** How long close() lets connections finish before the ones left are reset: the hub's flush time for streams. */
 const CLOSE_FLUSH_MS = 1_000
 /** How long a destroyed HTTP/2 session's socket may take to flush and close before its TCP connection is reset. */
@@ -47,7 +59,17 @@ export async function createServer (config: Config, logger: FastifyBaseLogger = 
       http2: true,
       // Herald times sessions itself (limitHttp2): Fastify's handler closes gracefully, which waits for the peer.
       http2SessionTimeout: 0,
-      https: { ...config.tls, allowHTTP1: true, handshakeTimeout: config.headersTimeoutMs, noDelay: true }
+      https: {
+        ...config.tls,
+        allowHTTP1: true,
+        handshakeTimeout: config.headersTimeoutMs,
+        noDelay: true,
+        // Bounds on what one connection may cost (Node's defaults: 1000 invalid frames, unlimited concurrent
+        // streams). Refused streams past maxConcurrentStreams count towards maxSessionRejectedStreams (100), past
+        // which Node closes the session. A browser opens one stream per EventSource and request.
+        settings: { maxConcurrentStreams: HTTP2_MAX_CONCURRENT_STREAMS },
+        maxSessionInvalidFrames: HTTP2_MAX_INVALID_FRAMES
+      }
     }) as unknown as FastifyInstance
   limitSockets(server, config)
   if (config.tls !== undefined) limitHttp2(server, config)
@@ -150,11 +172,36 @@ function limitSockets (server: FastifyInstance, config: Config): void {
 function limitHttp2 (server: FastifyInstance, config: Config): void {
   const http = server.server as unknown as Http2SecureServer & { headersTimeout: number, requestTimeout: number, connectionsCheckingInterval: number, keepAliveTimeout: number }
   Object.assign(http, http1Timeouts(config), { keepAliveTimeout: IDLE_CONNECTION_MS })
+  const closedSessions = http2CloseLog(server)
   http.on('session', (session: Http2Session) => {
     session.setTimeout(config.headersTimeoutMs, () => destroySession(session))
     session.once('stream', () => session.setTimeout(IDLE_CONNECTION_MS))
+    // Node closes a session past its limits (invalid frames, refused streams, a flood nghttp2 detects, a protocol
+    // error) with an ERR_HTTP2_* error; a socket's error (a client gone: ECONNRESET) is no misbehaviour.
+    session.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code?.startsWith('ERR_HTTP2_') !== true) return
+      closedSessions(session, 'session-error', `${error.code}: ${error.message}`)
+      destroySession(session, 0)
+    })
   })
+  const resets = new WeakMap<Http2Session, { since: number, count: number }>()
   http.on('stream', (stream: ServerHttp2Stream) => {
+    const openedAt = Date.now()
+    // A closed stream no longer knows its session.
+    const session = stream.session
+    stream.once('close', () => {
+      if (stream.rstCode === constants.NGHTTP2_NO_ERROR || session === undefined || session.destroyed) return
+      const now = Date.now()
+      if (now - openedAt > RAPID_RESET_WINDOW_MS) return
+      let window = resets.get(session)
+      if (window === undefined || now - window.since > RAPID_RESET_WINDOW_MS) {
+        window = { since: now, count: 0 }
+        resets.set(session, window)
+      }
+      if (++window.count <= RAPID_RESET_LIMIT) return
+      closedSessions(session, 'rapid-reset', `${window.count} streams reset within ${RAPID_RESET_WINDOW_MS} ms of opening`)
+      destroySession(session, 0)
+    })
     if (stream.endAfterHeaders) return
     const timer = setTimeout(() => stream.close(constants.NGHTTP2_CANCEL), config.requestTimeoutMs)
     const done = (): void => clearTimeout(timer)
@@ -202,12 +249,36 @@ function closeHttp2Sessions (server: FastifyInstance): void {
  * the TLS socket's `_parent`, read through session.socket (which forwards to the TLS socket until the session is
  * gone, so before destroying it).
  */
-function destroySession (session: Http2Session): void {
+function destroySession (session: Http2Session, graceMs = SESSION_CLOSE_GRACE_MS): void {
   if (session.destroyed) return
   const tcp = (session.socket as unknown as { _parent?: Socket })._parent
   session.destroy()
   if (tcp === undefined) return
-  setTimeout(() => { if (!tcp.destroyed) tcp.resetAndDestroy() }, SESSION_CLOSE_GRACE_MS).unref()
+  if (graceMs === 0) resetTcp(tcp)
+  else setTimeout(() => resetTcp(tcp), graceMs).unref()
+}
+
+export type Http2CloseReason = 'rapid-reset' | 'session-error'
+
+/**
+ * Counts HTTP/2 sessions Herald closed for misbehaving (herald_http2_sessions_closed_total{reason}) and logs them
+ * at warn, at most once per HTTP2_CLOSE_LOG_INTERVAL_MS with a count since the last line: an attacker reconnects
+ * at once, and a line per session would flood the log.
+ */
+function http2CloseLog (server: FastifyInstance): (session: Http2Session, reason: Http2CloseReason, detail: string) => void {
+  let loggedAt = 0
+  let unlogged = 0
+  return (session, reason, detail) => {
+    server.metrics.http2SessionClosed(reason)
+    unlogged++
+    const now = Date.now()
+    if (now - loggedAt < HTTP2_CLOSE_LOG_INTERVAL_MS) return
+    loggedAt = now
+    const remoteAddress = (session.socket as Socket | undefined)?.remoteAddress
+    server.log.warn({ reason, detail, remoteAddress, sessions: unlogged },
+      `closed ${unlogged} HTTP/2 connection(s) at once for ${reason} (last: ${remoteAddress ?? 'unknown address'}, ${detail}); logged at most every ${HTTP2_CLOSE_LOG_INTERVAL_MS / 1000} s, counted in herald_http2_sessions_closed_total`)
+    unlogged = 0
+  }
 }
 
 /** Resets a TCP connection (RST), so the kernel drops what waits in it; a socket without its handle is destroyed. */
