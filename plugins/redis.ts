@@ -111,11 +111,11 @@ export default fp(async (fastify) => {
     const client = clients[namespace]
     const connection = { connection: namespace, name: options[namespace].connectionName }
     // Once per drop, and the recovery. ioredis reports every failed reconnect as an 'error': only the first of
-    // an outage is logged. A drop without an error (Redis closed the connection) is logged once the first
-    // reconnect tells more: refused (Redis is down or restarting), or made at once (Redis is up and closed this
-    // one connection: CLIENT KILL, or for the subscriber its pub/sub output buffer limit).
+    // an outage is logged. A drop without an error (Redis closed the connection) is logged at once with what is
+    // known, then the first reconnect tells more: refused (Redis is down or restarting: a second warning), or
+    // taken at once (Redis is up and closed this one connection: said on the restored line).
     let down = false
-    let closedBy = false
+    let closedByRedis = false
     const lost = (): void => {
       down = true
       if (namespace === 'subscriber') fastify.metrics.redisSubscriberDropped()
@@ -123,9 +123,9 @@ export default fp(async (fastify) => {
     const then = namespace === 'subscriber' ? '; streams resume from history once it is back' : ''
     client.on('error', (error: Error) => {
       if (closing) return
-      if (closedBy) {
-        closedBy = false
-        fastify.log.warn({ ...connection, error: error.message }, `Redis closed the ${namespace} connection and reconnecting fails (${error.message}): Redis is down or restarting; retrying${then}`)
+      if (closedByRedis) {
+        closedByRedis = false
+        fastify.log.warn({ ...connection, error: error.message }, `reconnecting the Redis ${namespace} connection fails (${error.message}): Redis is down or restarting; retrying${then}`)
         return
       }
       if (down) return
@@ -135,19 +135,24 @@ export default fp(async (fastify) => {
     client.on('close', () => {
       if (down || closing) return
       lost()
-      closedBy = true
+      closedByRedis = true
+      fastify.log.warn(connection, `Redis closed the ${namespace} connection; reconnecting${then}`)
     })
     client.on('ready', () => {
       if (!down) return
       down = false
-      if (closedBy) {
-        closedBy = false
-        fastify.log.warn(connection, namespace === 'subscriber'
-          ? 'Redis closed the subscriber connection and took the reconnect at once: Redis is up, so it closed this connection (CLIENT KILL, or the subscriber past client-output-buffer-limit pubsub) or restarted at once; streams resume from history'
-          : 'Redis closed the publisher connection and took the reconnect at once: Redis is up, so it closed this connection (CLIENT KILL, or its timeout setting) or restarted at once')
-      }
       fastify.metrics.redisReconnected()
-      fastify.log.info(connection, 'Redis connection restored')
+      if (!closedByRedis) {
+        fastify.log.info(connection, 'Redis connection restored')
+        return
+      }
+      closedByRedis = false
+      fastify.log.info({
+        ...connection,
+        likelyCause: namespace === 'subscriber'
+          ? 'Redis took the reconnect at once, so it is up and closed this connection: CLIENT KILL, the subscriber past client-output-buffer-limit pubsub, or a restart'
+          : 'Redis took the reconnect at once, so it is up and closed this connection: CLIENT KILL, its timeout setting, or a restart'
+      }, 'Redis connection restored')
     })
     await fastify.register(fastifyRedis, { namespace, client })
     // Not QUIT: it waits for a live connection, and one that dies meanwhile leaves it pending forever.
