@@ -12,11 +12,11 @@ after(async () => { await redis.stop() })
 let prefixes = 0
 const env = () => ({ REDIS_URL: redis.url, HERALD_REDIS_PREFIX: `instances${++prefixes}:` })
 
-/** Redis's own count of subscribers to a topic's channel: the SUBSCRIBE took effect, not just was asked for. */
+/** Redis's own count of subscribers to a topic's channel: the SSUBSCRIBE took effect, not just was asked for. */
 async function numsub (prefix: string, topic: string): Promise<number> {
   const admin = redis.client()
   try {
-    return Number((await admin.pubsub('NUMSUB', `${prefix}topic:${topic}`) as [string, number])[1])
+    return Number((await admin.pubsub('SHARDNUMSUB', `${prefix}{${topic}}`) as [string, number])[1])
   } finally {
     admin.disconnect()
   }
@@ -29,7 +29,7 @@ test('an event published to instance A reaches a stream on instance B', async (t
   const onB = await openStream(`${b.url}/v1/stream?topic=chat`)
   const onA = await openStream(`${a.url}/v1/stream?topic=chat`)
   t.after(() => { onA.close(); onB.close() })
-  await until(async () => await numsub(shared.HERALD_REDIS_PREFIX, 'chat') === 2, 2_000, 'A and B subscribed in Redis')
+  await until(async () => await numsub(shared.HERALD_REDIS_PREFIX, 'chat') === 2, 5_000, 'A and B subscribed in Redis')
   const published = await publish(a.url, { topic: 'chat', data: { from: 'A' } })
   assert.equal(published.status, 202)
   const events = await onB.waitForEvents(1)
@@ -47,13 +47,13 @@ test('one Redis subscription per topic per instance, however many clients', asyn
   const clients = await Promise.all(Array.from({ length: 20 }, async () => await openStream(`${a.url}/v1/stream?topic=busy`)))
   const admin = redis.client()
   t.after(() => { for (const client of clients) client.close(); admin.disconnect() })
-  await until(() => a.app.hub.listenerCount('busy') === 20, 2_000, 'all subscribed')
-  await until(async () => await numsub(shared.HERALD_REDIS_PREFIX, 'busy') > 0, 2_000, 'subscribed in Redis')
+  await until(() => a.app.hub.listenerCount('busy') === 20, 5_000, 'all subscribed')
+  await until(async () => await numsub(shared.HERALD_REDIS_PREFIX, 'busy') > 0, 5_000, 'subscribed in Redis')
   assert.equal(await numsub(shared.HERALD_REDIS_PREFIX, 'busy'), 1)
   const clientList = (await admin.client('LIST') as string).split('\n').filter((line) => line.includes(`herald-${process.pid}`))
   assert.equal(clientList.length, 2, 'a publisher and a subscriber connection, no more')
   for (const client of clients) client.close()
-  await until(async () => Number((await admin.pubsub('NUMSUB', `${shared.HERALD_REDIS_PREFIX}topic:busy`) as [string, number])[1]) === 0, 2_000, 'unsubscribed')
+  await until(async () => await numsub(shared.HERALD_REDIS_PREFIX, 'busy') === 0, 5_000, 'unsubscribed')
 })
 
 test('a client resumes on another instance from shared history', async (t) => {
