@@ -14,6 +14,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The publish route: its error answers count as refused publishes. */
     publish?: boolean
+    /** A batch publish route: an error answer counts each event of its body as refused. */
+    publishBatch?: boolean
   }
 }
 
@@ -24,7 +26,8 @@ export interface HeraldMetrics {
   readonly registry: Registry
   /** Where `/metrics` listens, once it does; undefined with HERALD_METRICS_PORT=off. */
   address: () => AddressInfo | undefined
-  published: (result: 'stored' | 'duplicate') => void
+  /** One event's publish, by result (a batch tells one per event). */
+  published: (result: 'stored' | 'duplicate' | 'refused') => void
   publishDuration: (seconds: number) => void
   /** A live event handed to this instance's streams, published at `publishedAt` (ms, the broker's clock). */
   dispatched: (publishedAt: number) => void
@@ -68,7 +71,7 @@ export default fp(async (fastify) => {
   counter('herald_resets_sent_total', 'herald.reset notices sent, by reason.', ['reason'], function () { setAll(this, RESET_REASONS, hub().resetsSent) })
 
   // Counted as they happen.
-  const published = counter('herald_events_published_total', 'Publish requests, by result: stored, duplicate (an idempotency key seen before), refused (any error answer).', ['result'])
+  const published = counter('herald_events_published_total', 'Events published, by result: stored, duplicate (an idempotency key seen before), refused (any error answer); a batch counts each of its events.', ['result'])
   for (const result of ['stored', 'duplicate', 'refused']) published.inc({ result }, 0)
   const refusals = counter('herald_stream_refusals_total', 'Streams refused with a retryable herald.unavailable, by reason.', ['reason'])
   for (const { reason } of Object.values(STREAM_REFUSALS)) refusals.inc({ reason }, 0)
@@ -86,11 +89,13 @@ export default fp(async (fastify) => {
     if (refusal !== undefined) refusals.inc({ reason: refusal.reason })
     if (error.statusCode === 401 || error.statusCode === 403) authFailures.inc({ status: String(error.statusCode) })
     if (code === 'HERALD_RATE_LIMITED') rateLimited.inc()
-    if (request.routeOptions.config.publish === true) published.inc({ result: 'refused' })
+    if (request.routeOptions.config.publish === true) {
+      published.inc({ result: 'refused' }, request.routeOptions.config.publishBatch === true ? batchSize(request.body) : 1)
+    }
   })
 
   // Label children bound once: a publish then costs no label lookup.
-  const publishedAs = { stored: published.labels({ result: 'stored' }), duplicate: published.labels({ result: 'duplicate' }) }
+  const publishedAs = { stored: published.labels({ result: 'stored' }), duplicate: published.labels({ result: 'duplicate' }), refused: published.labels({ result: 'refused' }) }
   const commandSeconds = redis === undefined
     ? undefined
     : { publish: redis.commandSeconds.labels({ command: 'publish' }), read: redis.commandSeconds.labels({ command: 'read' }), ping: redis.commandSeconds.labels({ command: 'ping' }) }
@@ -141,6 +146,12 @@ export default fp(async (fastify) => {
     }
   }
 }, { name: 'metrics', dependencies: ['config'] })
+
+/** The events of a batch body, as far as it was read: 1 when it was not (too large, not JSON, no events array). */
+function batchSize (body: unknown): number {
+  const events = (body as { events?: unknown } | null | undefined)?.events
+  return Array.isArray(events) && events.length > 0 ? events.length : 1
+}
 
 /** Sets a counter's series to totals kept elsewhere, one per `reasons` value (0 before its first count). */
 function setAll (counter: Counter<'reason'>, reasons: readonly string[], totals: ReadonlyMap<string, number>): void {

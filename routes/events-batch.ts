@@ -1,0 +1,167 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { errorCodes, type FastifyReply, type FastifyRequest } from 'fastify'
+import { Type, type TObject } from 'typebox'
+import { errorReplies, hostRefused } from '../src/error-replies.js'
+import { BatchTooLargeError, BrokerUnavailableError, DataTooDeepError, ForbiddenError, RateLimitedError, TokenInvalidError, TokenMissingError } from '../src/errors.js'
+import { MAX_DATA_DEPTH, nestsDeeperThan } from '../src/json-depth.js'
+import { describeOutcomes, idsOf, publishEach, type BatchOutcome } from '../src/publish-batch.js'
+import { compileBatchValidator } from '../src/batch-validator.js'
+import { BatchEventOutcome, ErrorReply, PublishBatchReply, publishBatchBody } from '../src/schemas.js'
+import { uniqueTopics } from '../src/topics.js'
+import type { PublishInput, PublishResult } from '../src/transport/transport.js'
+import { validationFormatter } from './validation.js'
+
+declare module '../src/hub/hub.js' {
+  interface Hub {
+    /** The hub's own batch publish, where it has one: one pipelined round trip on Redis. */
+    publishBatch?: (inputs: PublishInput[]) => Promise<BatchOutcome[]>
+  }
+}
+
+/** Seconds a client waits before retrying a batch that failed part-way (as a 503 of the error handler says). */
+const RETRY_AFTER_SECONDS = 1
+
+/**
+ * POST /v1/events/batch: publish many events in one request, each with the fields of POST /v1/events. The whole
+ * batch is checked first (size, every field, data depth, every topic against the token): a bad one stores
+ * nothing. Then the events are published in their order; a failure part-way says which were stored.
+ */
+const eventsBatch: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { maxBatchEvents, rateLimitPerMinute } = fastify.config
+  const rateLimit = rateLimitPerMinute === 0
+    ? undefined
+    : {
+        max: rateLimitPerMinute,
+        timeWindow: '1 minute',
+        keyGenerator: (request: FastifyRequest) => {
+          const subject = fastify.authorizer.verifiedSubject(fastify.bearerToken(request))
+          return subject === undefined ? `ip:${request.ip}` : `sub:${subject}`
+        }
+      }
+  const PublishBatchBody = publishBatchBody(maxBatchEvents)
+  const replies = errorReplies([
+    { error: new errorCodes.FST_ERR_VALIDATION('body/events/17/topic must be a topic name: 1-256 characters from A-Z a-z 0-9 and - _ . ~ : @ /'), when: 'a missing, unknown or ill-typed field in any event (the first such event\'s index and field are named), or no events; nothing was stored' },
+    { error: new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY(), when: 'the body is not valid JSON' },
+    { error: new errorCodes.FST_ERR_CTP_EMPTY_JSON_BODY(), when: 'the body is empty' },
+    { error: new DataTooDeepError('body/events/3/data', MAX_DATA_DEPTH), when: `an event's \`data\` nests deeper than ${MAX_DATA_DEPTH} levels; nothing was stored` },
+    { error: new TokenMissingError('publishing needs a token: send Authorization: Bearer <jwt>'), when: 'a key is configured and the request has no bearer token' },
+    { error: new TokenInvalidError('the token has expired'), when: 'the token does not verify: signature, algorithm, expiry, `nbf`, issuer, audience, or a malformed `herald` claim' },
+    { error: new ForbiddenError('body/events/4: this token may not publish to topic "billing"'), when: 'the token\'s `herald.publish` patterns do not cover a topic of an event (the first such event\'s index and the topic are named); nothing was stored' },
+    hostRefused,
+    { error: new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE(), when: 'the body is larger than `HERALD_MAX_BODY_BYTES`' },
+    { error: new BatchTooLargeError(maxBatchEvents, maxBatchEvents + 1), when: 'more events than `HERALD_MAX_BATCH_EVENTS`; nothing was stored' },
+    { error: new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(), when: 'the content type is not `application/json`' },
+    { error: new RateLimitedError(600, 'minute', 42), when: 'more than `HERALD_RATE_LIMIT_PER_MINUTE` publishes in a minute from one token subject (or one address without a verified token)' },
+    { error: new BrokerUnavailableError('Redis is unreachable; 2 of 5 events were stored, 3 were not: retry the batch with the same idempotency keys'), when: 'Redis failed during the batch: `events` says which events were `stored` (with their ids), `not-stored`, or `unknown` (Redis did not answer within `HERALD_REDIS_COMMAND_TIMEOUT_MS`: it may be stored). Retrying the whole batch with the same idempotency keys completes it with no duplicate' }
+  ])
+  // A failure part-way carries each event's outcome beside the error; the schema lists it so it is serialized.
+  const { 503: unavailable, ...otherReplies } = replies
+  const { properties, ...annotations } = unavailable as TObject
+  const UnavailableReply = Type.Object({
+    ...properties as typeof ErrorReply.properties,
+    events: Type.Optional(Type.Array(BatchEventOutcome, { description: 'what became of each event of the batch, in its order' }))
+  }, annotations)
+
+  fastify.post('/v1/events/batch', {
+    config: rateLimit === undefined ? { publish: true, publishBatch: true } : { publish: true, publishBatch: true, rateLimit },
+    onResponse: (_request, reply, done) => {
+      fastify.metrics.publishDuration(reply.elapsedTime / 1000)
+      done()
+    },
+    // Cheap checks before the schema's per-event patterns: a batch over the limit is refused on its length.
+    preValidation: async (request) => {
+      const events = (request.body as { events?: unknown } | null)?.events
+      if (Array.isArray(events) && events.length > maxBatchEvents) throw new BatchTooLargeError(maxBatchEvents, events.length)
+    },
+    schema: {
+      summary: 'Publish a batch of events',
+      description: `Publishes up to ${maxBatchEvents} events (\`HERALD_MAX_BATCH_EVENTS\`), each with the fields of ` +
+        '`POST /v1/events`, in one request, in their order: within a topic, events get positions in batch order. ' +
+        'The whole batch is checked first (fields, data depth, every topic against the token): an invalid or ' +
+        'forbidden event refuses the whole batch, naming its index, and nothing is stored. The body is bounded by ' +
+        '`HERALD_MAX_BODY_BYTES` too. Each event may carry its own idempotency key: retrying a batch that failed ' +
+        'part-way with the same keys stores only what was missing.',
+      tags: ['publish'],
+      security: [{ bearerToken: [] }],
+      body: PublishBatchBody,
+      response: { 202: PublishBatchReply, ...otherReplies, 503: UnavailableReply }
+    },
+    // A bad batch is described by its first bad event, and checked no further.
+    validatorCompiler: () => compileBatchValidator(PublishBatchBody, 'events'),
+    schemaErrorFormatter: validationFormatter({ body: PublishBatchBody })
+  }, async (request, reply) => {
+    const events = request.body.events
+    const inputs: PublishInput[] = []
+    for (const [index, event] of events.entries()) {
+      if (nestsDeeperThan(event.data, MAX_DATA_DEPTH)) throw new DataTooDeepError(`body/events/${index}/data`, MAX_DATA_DEPTH)
+      const input: PublishInput = {
+        topics: uniqueTopics(typeof event.topic === 'string' ? [event.topic] : event.topic),
+        // Encoded once here; every subscriber on every instance gets these same bytes.
+        data: JSON.stringify(event.data)
+      }
+      if (event.type !== undefined) input.type = event.type
+      if (event.retry !== undefined) input.retry = event.retry
+      if (event.idempotencyKey !== undefined) input.idempotencyKey = event.idempotencyKey
+      inputs.push(input)
+    }
+    authorize(fastify.bearerToken(request), inputs)
+
+    const hub = fastify.hub
+    const outcomes = hub.publishBatch === undefined
+      ? await publishEach(hub.publish.bind(hub), inputs)
+      : await hub.publishBatch(inputs)
+    const { events: described, failure } = describeOutcomes(outcomes)
+    let stored = 0
+    for (const event of described) {
+      if (event.status !== 'stored') continue
+      stored++
+      fastify.metrics.published(event.duplicate === true ? 'duplicate' : 'stored')
+    }
+    if (failure === undefined) {
+      const results = outcomes.map((outcome) => (outcome as { result: PublishResult }).result)
+      return reply.code(202).send({ events: results.map((result) => ({ ids: idsOf(result), topics: result.topics, duplicate: result.duplicate })) })
+    }
+
+    for (let refused = described.length - stored; refused > 0; refused--) fastify.metrics.published('refused')
+    const unknown = described.filter((event) => event.status === 'unknown').length
+    const outcome = `${stored} of ${described.length} events were stored, ${described.length - stored - unknown} were not` +
+      `${unknown === 0 ? '' : `, ${unknown} may be`}: retry the batch with the same idempotency keys`
+    if (!(failure instanceof BrokerUnavailableError)) {
+      // A bug, as the error handler treats one: logged with its stack, answered without its details.
+      request.log.error({ err: failure, stored }, 'batch publish failed')
+      return (reply as FastifyReply).code(500).send({ statusCode: 500, error: 'Internal Server Error', message: `internal error; ${outcome}`, events: described })
+    }
+    // The broker's reason, before the single-event advice that follows it (`; the event was not stored`).
+    const message = `${failure.message.split(';')[0] ?? failure.message}; ${outcome}`
+    request.log.warn(failure.cause === undefined ? { code: failure.code, stored } : { code: failure.code, stored, err: failure.cause }, message)
+    return reply.code(503).header('retry-after', String(RETRY_AFTER_SECONDS)).send({
+      statusCode: 503,
+      error: 'Service Unavailable',
+      code: failure.code,
+      message,
+      events: described
+    })
+  })
+
+  /**
+   * Every topic of the batch against the one token, in one check. When a topic is refused, the events are checked
+   * one by one to name the first one refused.
+   */
+  function authorize (token: string | undefined, inputs: readonly PublishInput[]): void {
+    try {
+      fastify.authorizer.authorizePublish(token, uniqueTopics(inputs.flatMap((input) => input.topics)))
+    } catch (error) {
+      if (!(error instanceof ForbiddenError)) throw error
+      for (const [index, input] of inputs.entries()) {
+        try {
+          fastify.authorizer.authorizePublish(token, input.topics)
+        } catch (refused) {
+          throw new ForbiddenError(`body/events/${index}: ${(refused as Error).message}`)
+        }
+      }
+      throw error
+    }
+  }
+}
+
+export default eventsBatch
