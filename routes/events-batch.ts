@@ -4,19 +4,12 @@ import { Type, type TObject } from 'typebox'
 import { errorReplies, hostRefused } from '../src/error-replies.js'
 import { BatchTooLargeError, BrokerUnavailableError, DataTooDeepError, ForbiddenError, RateLimitedError, TokenInvalidError, TokenMissingError } from '../src/errors.js'
 import { MAX_DATA_DEPTH, nestsDeeperThan } from '../src/json-depth.js'
-import { describeOutcomes, idsOf, publishEach, type BatchOutcome } from '../src/publish-batch.js'
+import { describeOutcomes } from '../src/publish-batch.js'
 import { compileBatchValidator } from '../src/batch-validator.js'
 import { BatchEventOutcome, ErrorReply, PublishBatchReply, publishBatchBody } from '../src/schemas.js'
 import { uniqueTopics } from '../src/topics.js'
 import type { PublishInput, PublishResult } from '../src/transport/transport.js'
 import { validationFormatter } from './validation.js'
-
-declare module '../src/hub/hub.js' {
-  interface Hub {
-    /** The hub's own batch publish, where it has one: one pipelined round trip on Redis. */
-    publishBatch?: (inputs: PublishInput[]) => Promise<BatchOutcome[]>
-  }
-}
 
 /** Seconds a client waits before retrying a batch that failed part-way (as a 503 of the error handler says). */
 const RETRY_AFTER_SECONDS = 1
@@ -106,11 +99,8 @@ const eventsBatch: FastifyPluginAsyncTypebox = async (fastify) => {
     }
     authorize(fastify.bearerToken(request), inputs)
 
-    const hub = fastify.hub
-    const outcomes = hub.publishBatch === undefined
-      ? await publishEach(hub.publish.bind(hub), inputs)
-      : await hub.publishBatch(inputs)
-    const { events: described, failure } = describeOutcomes(outcomes)
+    const outcomes = await fastify.hub.publishBatch(inputs)
+    const { events: described, failure } = describeOutcomes(inputs, outcomes)
     let stored = 0
     for (const event of described) {
       if (event.status !== 'stored') continue
@@ -118,13 +108,13 @@ const eventsBatch: FastifyPluginAsyncTypebox = async (fastify) => {
       fastify.metrics.published(event.duplicate === true ? 'duplicate' : 'stored')
     }
     if (failure === undefined) {
-      const results = outcomes.map((outcome) => (outcome as { result: PublishResult }).result)
-      return reply.code(202).send({ events: results.map((result) => ({ ids: idsOf(result), topics: result.topics, duplicate: result.duplicate })) })
+      return reply.code(202).send({ events: outcomes.map((outcome) => (outcome as { result: PublishResult }).result) })
     }
 
     for (let refused = described.length - stored; refused > 0; refused--) fastify.metrics.published('refused')
     const unknown = described.filter((event) => event.status === 'unknown').length
-    const outcome = `${stored} of ${described.length} events were stored, ${described.length - stored - unknown} were not` +
+    const notStored = described.length - stored - unknown
+    const outcome = `${stored} of ${described.length} events were stored, ${notStored} ${notStored === 1 ? 'was' : 'were'} not` +
       `${unknown === 0 ? '' : `, ${unknown} may be`}: retry the batch with the same idempotency keys`
     if (!(failure instanceof BrokerUnavailableError)) {
       // A bug, as the error handler treats one: logged with its stack, answered without its details.
