@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { errorCodes, type FastifyReply, type FastifyRequest } from 'fastify'
+import { STATUS_CODES } from 'node:http'
 import { Type, type TObject } from 'typebox'
 import { errorReplies, hostRefused } from '../src/error-replies.js'
 import { BatchTooLargeError, BrokerUnavailableError, DataTooDeepError, ForbiddenError, RateLimitedError, TokenInvalidError, TokenMissingError } from '../src/errors.js'
@@ -116,18 +117,20 @@ const eventsBatch: FastifyPluginAsyncTypebox = async (fastify) => {
     const notStored = described.length - stored - unknown
     const outcome = `${stored} of ${described.length} events were stored, ${notStored} ${notStored === 1 ? 'was' : 'were'} not` +
       `${unknown === 0 ? '' : `, ${unknown} may be`}: retry the batch with the same idempotency keys`
-    if (!(failure instanceof BrokerUnavailableError)) {
-      // A bug, as the error handler treats one: logged with its stack, answered without its details.
+    const { statusCode = 500, code } = failure as { statusCode?: number, code?: unknown }
+    if (typeof code !== 'string' || !code.startsWith('HERALD_') || statusCode < 500) {
+      // A bug (the route checked every event, so Redis has no reason to refuse one), as the error handler treats
+      // one: logged with its stack, answered without its details.
       request.log.error({ err: failure, stored }, 'batch publish failed')
       return (reply as FastifyReply).code(500).send({ statusCode: 500, error: 'Internal Server Error', message: `internal error; ${outcome}`, events: described })
     }
     // The broker's reason, before the single-event advice that follows it (`; the event was not stored`).
     const message = `${failure.message.split(';')[0] ?? failure.message}; ${outcome}`
-    request.log.warn(failure.cause === undefined ? { code: failure.code, stored } : { code: failure.code, stored, err: failure.cause }, message)
-    return reply.code(503).header('retry-after', String(RETRY_AFTER_SECONDS)).send({
-      statusCode: 503,
-      error: 'Service Unavailable',
-      code: failure.code,
+    request.log.warn(failure.cause === undefined ? { code, stored } : { code, stored, err: failure.cause }, message)
+    return (reply as FastifyReply).code(statusCode).header('retry-after', String(RETRY_AFTER_SECONDS)).send({
+      statusCode,
+      error: STATUS_CODES[statusCode] ?? 'Error',
+      code,
       message,
       events: described
     })
