@@ -373,6 +373,16 @@ test('the batch route is documented: its statuses and codes, and real answers ma
   }
 })
 
+test('HERALD_RATE_LIMIT_PER_MINUTE counts a batch as one publish, in a budget of its own', async (t) => {
+  const { url } = await build(t, { HERALD_RATE_LIMIT_PER_MINUTE: '2' })
+  const batch = { events: [{ topic: 'r', data: 1 }, { topic: 'r', data: 2 }, { topic: 'r', data: 3 }] }
+  assert.deepEqual([(await publishBatch(url, batch)).status, (await publishBatch(url, batch)).status], [202, 202])
+  const limited = await publishBatch(url, batch)
+  assert.equal(limited.status, 429)
+  assert.equal(limited.body.code, 'HERALD_RATE_LIMITED')
+  assert.equal((await publish(url, { topic: 'r', data: 4 })).status, 202, 'POST /v1/events has its own budget')
+})
+
 test('a batch outcome says stored, not-stored or unknown: a timed-out call, or an event on several topics, may be stored', () => {
   const inputs: PublishInput[] = [['a'], ['b'], ['c'], ['d', 'e']].map((topics) => ({ topics, data: '1' }))
   const unreachable = new BrokerUnavailableError('Redis is unreachable; the event was not stored', { cause: new Error('Connection is closed.') })
