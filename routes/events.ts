@@ -31,6 +31,7 @@ const events: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     schema: {
       summary: 'Publish an event',
+      operationId: 'publishEvent',
       description: 'Stores one JSON event and sends it to every subscriber of its topics, on every instance. ' +
         'Never a 2xx for an event that was not stored. With `HERALD_JWT_SECRET` or `HERALD_JWT_PUBLIC_KEY` set, ' +
         'it needs a bearer token whose `herald.publish` patterns cover every topic; without either key ' +
