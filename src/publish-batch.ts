@@ -20,15 +20,15 @@ export function mayBeStored (input: PublishInput, error: Error): boolean {
   return input.topics.length > 1 || (cause instanceof Error && cause.message === 'Command timed out')
 }
 
-/** Each event's outcome as the reply says it, and the first failure, if any. */
-export function describeOutcomes (inputs: readonly PublishInput[], outcomes: readonly BatchOutcome[]): { events: EventOutcome[], failure: Error | undefined } {
-  let failure: Error | undefined
+/** Each event's outcome as the reply says it, and the first failure with its event's index, if any. */
+export function describeOutcomes (inputs: readonly PublishInput[], outcomes: readonly BatchOutcome[]): { events: EventOutcome[], failure: { index: number, error: Error } | undefined } {
+  let failure: { index: number, error: Error } | undefined
   const events = outcomes.map((outcome, index): EventOutcome => {
     if ('result' in outcome) {
       const { ids, topics, duplicate } = outcome.result
       return { status: 'stored', ids, topics, duplicate }
     }
-    failure ??= outcome.error
+    failure ??= { index, error: outcome.error }
     return { status: mayBeStored(inputs[index] as PublishInput, outcome.error) ? 'unknown' : 'not-stored' }
   })
   return { events, failure }

@@ -39,6 +39,10 @@ test('compose runs Redis (AOF, healthcheck), two Herald instances and nginx by d
   const redis = service('redis')
   assert.match(redis.image ?? '', /^redis:7/)
   assert.deepEqual(redis.command?.slice(0, 3), ['redis-server', '--appendonly', 'yes'])
+  // A memory bound under which a full Redis refuses writes (503 HERALD_REDIS_FULL) and evicts nothing Herald stored.
+  const option = (name: string) => redis.command?.[(redis.command?.indexOf(name) ?? -2) + 1]
+  assert.equal(option('--maxmemory'), '512mb')
+  assert.equal(option('--maxmemory-policy'), 'noeviction')
   assert.deepEqual(redis.healthcheck?.test, ['CMD', 'redis-cli', 'ping'])
 })
 

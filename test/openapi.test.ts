@@ -155,7 +155,7 @@ test('publishing is documented with its body, examples, every status and its cod
   assert.ok(Object.keys(publishing.responses['202']?.content?.['application/json']?.examples ?? {}).length >= 1, 'reply examples')
   assert.deepEqual(documentedCodes(publishing.responses['400']).sort(), ['FST_ERR_CTP_EMPTY_JSON_BODY', 'FST_ERR_CTP_INVALID_JSON_BODY', 'FST_ERR_VALIDATION', 'HERALD_DATA_TOO_DEEP'])
   assert.deepEqual(documentedCodes(publishing.responses['401']).sort(), ['HERALD_TOKEN_INVALID', 'HERALD_TOKEN_MISSING'])
-  assert.deepEqual(documentedCodes(publishing.responses['503']), ['HERALD_BROKER_UNAVAILABLE'])
+  assert.deepEqual(documentedCodes(publishing.responses['503']), ['HERALD_BROKER_UNAVAILABLE', 'HERALD_REDIS_FULL'])
   for (const status of ['429', '503']) assert.ok(publishing.responses[status]?.headers?.['retry-after'] !== undefined, `${status} has Retry-After`)
   assert.ok(publishing.responses['401']?.headers?.['www-authenticate'] !== undefined)
 })
@@ -263,6 +263,17 @@ test("Herald's real answers are documented: each status and code is the operatio
   }
   // The eight publishes above that carried the token (valid or not) spent its budget of 8 a minute.
   await ask('over the rate limit', 'POST', '/v1/events', events, { headers: json, body: JSON.stringify({ topic: 'chat/lobby', data: 1 }) })
+  // Batches, with a token subject of their own: its own rate-limit budget.
+  const batches = `${secured.url}/v1/events/batch`
+  const batcher = { 'content-type': 'application/json', authorization: `Bearer ${token({ publish: ['chat/*'], subject: 'batcher' })}` }
+  const batch = (...events: unknown[]) => JSON.stringify({ events })
+  await ask('a batch', 'POST', '/v1/events/batch', batches, { headers: batcher, body: batch({ topic: 'chat/lobby', data: 1 }) })
+  await ask('a batch with a bad event', 'POST', '/v1/events/batch', batches, { headers: batcher, body: batch({ topic: 'chat/lobby', data: 1 }, { topic: 'chat/lobby' }) })
+  await ask('a batch without a token', 'POST', '/v1/events/batch', batches, { headers: { 'content-type': 'application/json' }, body: batch({ topic: 'chat/lobby', data: 1 }) })
+  await ask('a batch with a forbidden topic', 'POST', '/v1/events/batch', batches, { headers: batcher, body: batch({ topic: 'chat/lobby', data: 1 }, { topic: 'billing', data: 1 }) })
+  await ask('a large batch', 'POST', '/v1/events/batch', batches, { headers: batcher, body: batch({ topic: 'chat/lobby', data: 'x'.repeat(2000) }) })
+  await ask('a batch as text', 'POST', '/v1/events/batch', batches, { headers: { ...batcher, 'content-type': 'text/plain' }, body: 'hi' })
+  await ask('a batch over the rate limit', 'POST', '/v1/events/batch', batches, { headers: batcher, body: batch(...Array.from({ length: 9 }, (_, index) => ({ topic: 'chat/lobby', data: index }))) })
   const draining = await build(t, { HERALD_DRAIN_MS: '0' })
   await draining.app.drain()
   await ask('a draining instance', 'GET', '/health/ready', `${draining.url}/health/ready`)
@@ -292,8 +303,9 @@ test("Herald's real answers are documented: each status and code is the operatio
   ], 'every case came back as the test expects')
 
   // And the other way round: every documented status is one the route sends. A publish's 503 needs Redis to be
-  // away: test/hung-redis.test.ts and test/errors.test.ts get it and check its body.
-  const needsRedis = new Set(['POST /v1/events 503'])
+  // away: test/hung-redis.test.ts and test/errors.test.ts get it and check its body (a batch's:
+  // test/publish-batch.test.ts).
+  const needsRedis = new Set(['POST /v1/events 503', 'POST /v1/events/batch 503'])
   for (const { method, path, operation: documented } of operations(document)) {
     for (const status of Object.keys(documented.responses)) {
       const answer = `${method} ${path} ${status}`

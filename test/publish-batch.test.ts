@@ -270,7 +270,7 @@ describe('redis: a failure part-way', () => {
     assert.equal(outcomes[5]?.status, 'not-stored', 'the refused one was not')
     for (const outcome of outcomes.slice(6)) assert.ok(outcome.status === 'stored' || outcome.status === 'not-stored', 'the ones after it either way, said exactly')
     const stored = outcomes.filter((outcome) => outcome.status === 'stored').length
-    assert.match(failed.body.message ?? '', new RegExp(`; ${stored} of 12 events were stored, ${12 - stored} (was|were) not: retry the batch with the same idempotency keys$`))
+    assert.match(failed.body.message ?? '', new RegExp(`^event 5: .*\\. ${stored} of 12 events were stored, ${12 - stored} (was|were) not: retry the batch with the same idempotency keys$`))
 
     const okEvents = events.flatMap((event, index) => event.topic === 'p/ok' && outcomes[index]?.status === 'stored' ? [index] : [])
     const replayedOk = await history(t, url, 'p/ok', okEvents.length)
@@ -315,7 +315,7 @@ describe('redis: a failure part-way', () => {
       assert.ok(outcome.status === 'stored' || (outcome.status === 'unknown' && Object.keys(outcome).length === 1), `event ${index}: ${JSON.stringify(outcome)}`)
       if (index >= 4) assert.equal(outcome.status, 'unknown', `event ${index}: its answer was held`)
     }
-    assert.match(failed.body.message ?? '', /^Redis did not answer in time; \d+ of 10 events were stored, \d+ (was|were) not, \d+ may be: retry the batch with the same idempotency keys$/)
+    assert.match(failed.body.message ?? '', /^event \d+: Redis did not answer in time.*\. \d+ of 10 events were stored, \d+ (was|were) not, \d+ may be: retry the batch with the same idempotency keys$/)
 
     const retried = await publishBatch(url, { events })
     assert.equal(retried.status, 202, JSON.stringify(retried.body))
@@ -373,14 +373,21 @@ test('the batch route is documented: its statuses and codes, and real answers ma
   }
 })
 
-test('HERALD_RATE_LIMIT_PER_MINUTE counts a batch as one publish, in a budget of its own', async (t) => {
-  const { url } = await build(t, { HERALD_RATE_LIMIT_PER_MINUTE: '2' })
-  const batch = { events: [{ topic: 'r', data: 1 }, { topic: 'r', data: 2 }, { topic: 'r', data: 3 }] }
-  assert.deepEqual([(await publishBatch(url, batch)).status, (await publishBatch(url, batch)).status], [202, 202])
+test('HERALD_RATE_LIMIT_PER_MINUTE counts each event\'s topics, from the budget POST /v1/events counts against too', async (t) => {
+  const { url } = await build(t, { HERALD_RATE_LIMIT_PER_MINUTE: '6' })
+  // 1 + 2 (a repeated topic counts once) + 1 topic-events.
+  const batch = { events: [{ topic: 'r', data: 1 }, { topic: ['r', 's', 'r'], data: 2 }, { topic: 's', data: 3 }] }
+  assert.equal((await publishBatch(url, batch)).status, 202)
+  assert.equal((await publish(url, { topic: 'r', data: 4 })).status, 202, 'five of six spent')
   const limited = await publishBatch(url, batch)
   assert.equal(limited.status, 429)
   assert.equal(limited.body.code, 'HERALD_RATE_LIMITED')
-  assert.equal((await publish(url, { topic: 'r', data: 4 })).status, 202, 'POST /v1/events has its own budget')
+  assert.ok(Number(limited.headers.get('retry-after')) > 0)
+  const small = await build(t, { HERALD_RATE_LIMIT_PER_MINUTE: '3' })
+  const never = await publishBatch(small.url, batch)
+  assert.equal(never.status, 429)
+  assert.match(never.body.message ?? '', /names 4 topics, more than the 3 topic-events per minute/)
+  assert.equal(never.headers.get('retry-after'), null, 'waiting would not help')
 })
 
 test('a batch outcome says stored, not-stored or unknown: a timed-out call, or an event on several topics, may be stored', () => {
@@ -395,7 +402,7 @@ test('a batch outcome says stored, not-stored or unknown: a timed-out call, or a
     { status: 'unknown' },
     { status: 'unknown' }
   ])
-  assert.equal(described.failure, unreachable, 'the first failure is the one the reply names')
+  assert.deepEqual(described.failure, { index: 1, error: unreachable }, 'the first failure is the one the reply names')
   assert.equal(describeOutcomes(inputs.slice(0, 1), [{ result: stored }]).failure, undefined)
 })
 

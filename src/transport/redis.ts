@@ -1,6 +1,7 @@
 import calculateSlot from 'cluster-key-slot'
 import type { Cluster, Redis } from 'ioredis'
 import { BrokerUnavailableError, InvalidEventError } from '../errors.js'
+import { publishFailure } from './redis-errors.js'
 import type { Position } from '../protocol.js'
 import { functionLibrary, type FunctionLibrary } from './redis-functions.js'
 import { parseChannelMessage, parseHistoryEntry } from './redis-messages.js'
@@ -282,17 +283,12 @@ function publishResult (input: PublishInput, replies: unknown[]): PublishResult 
   return { ids, topics: input.topics, duplicate: duplicates === input.topics.length }
 }
 
-/**
- * Why a publish failed, as the reply says it. A command that was never sent (no connection) stored nothing; one that
- * timed out was sent, and a Redis that wakes up runs it: the client cannot know, and retries with an idempotency key.
- */
+/** Why a publish failed, as the reply says it: a refusal of the function's checks is the caller's (400). */
 function publishError (error: unknown): Error {
   if ((error as { statusCode?: number }).statusCode !== undefined) return error as Error
   const message = String((error as Error).message)
   if (message.startsWith('HERALD_INVALID ')) return new InvalidEventError(message.slice('HERALD_INVALID '.length))
-  return new BrokerUnavailableError(message === 'Command timed out'
-    ? 'Redis did not answer in time; the event may or may not be stored: retry with the same idempotency key'
-    : 'Redis is unreachable; the event was not stored', { cause: error })
+  return publishFailure(error)
 }
 
 function parseRead (reply: unknown): TopicRead {
