@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { STATUS_CODES } from 'node:http'
 import { DEFAULT_RETRY_AFTER_SECONDS, NotFoundError, STREAM_REFUSALS } from '../src/errors.js'
@@ -24,7 +24,7 @@ export interface ErrorBody {
  * status are answered with their status, code and message. Anything else is a bug: logged with its stack at
  * error level and answered with a bare `internal error`, so no detail of the server leaks to the client.
  */
-export function errorHandler (error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function errorHandler (error: FastifyError, request: FastifyRequest, reply: FastifyReply, outages = new OutageLog()): FastifyReply {
   const statusCode = statusOf(error)
   const code = typeof error.code === 'string' ? error.code : undefined
   const herald = code?.startsWith('HERALD_') === true
@@ -36,9 +36,8 @@ export function errorHandler (error: FastifyError, request: FastifyRequest, repl
     return send(reply, { statusCode, error: reason(statusCode), message: 'internal error' })
   }
   if (statusCode >= 500) {
-    // Expected and operational (Redis away, instance full): worth a warning, not an alert. The cause, if any,
-    // says why the broker is away.
-    request.log.warn(error.cause === undefined ? { code, statusCode } : { code, statusCode, err: error.cause }, error.message)
+    // Expected and operational (Redis away, instance full): worth a warning, not an alert, once per outage.
+    outages.refused(request, code as string, statusCode, error)
   } else {
     // The client's mistake, not the server's: one line without a stack, which would say nothing here.
     request.log.info({ code, statusCode, message: error.message }, 'request rejected')
@@ -85,11 +84,67 @@ function reason (statusCode: number): string {
 }
 
 /**
+ * Operational 5xx answers (HERALD_* codes, such as a publish while Redis is away) come in runs: every request
+ * gets one until the cause is gone. A run is logged at its first answer (warn, with the cause's message, no
+ * stack), then only counted, and summed up (info, with the count and duration) when a route that gave one
+ * answers below 500 again, or at close.
+ */
+export class OutageLog {
+  private readonly open = new Map<string, { statusCode: number, routes: Set<string>, since: number, count: number }>()
+
+  get active (): boolean {
+    return this.open.size > 0
+  }
+
+  refused (request: FastifyRequest, code: string, statusCode: number, error: FastifyError): void {
+    const route = request.routeOptions.url ?? ''
+    const outage = this.open.get(code)
+    if (outage !== undefined) {
+      outage.count++
+      outage.routes.add(route)
+      return
+    }
+    this.open.set(code, { statusCode, routes: new Set([route]), since: Date.now(), count: 1 })
+    const cause = error.cause instanceof Error ? error.cause.message : undefined
+    request.log.warn({ code, statusCode, ...(cause === undefined ? {} : { cause }) },
+      `${error.message}${cause === undefined ? '' : ` (${cause})`}; answering ${statusCode} ${code} until it is fixed: logged once, counted until then`)
+  }
+
+  /** A reply below 500: ends the runs that its route was part of. */
+  answered (request: FastifyRequest): void {
+    const route = request.routeOptions.url ?? ''
+    for (const [code, outage] of this.open) {
+      if (outage.routes.has(route)) this.end(request.log, code, 'answering again')
+    }
+  }
+
+  /** Sums up every run still open (at close). */
+  endAll (log: FastifyBaseLogger): void {
+    for (const code of [...this.open.keys()]) this.end(log, code, 'still so at close')
+  }
+
+  private end (log: FastifyBaseLogger, code: string, how: string): void {
+    const outage = this.open.get(code)
+    if (outage === undefined) return
+    this.open.delete(code)
+    const durationMs = Date.now() - outage.since
+    log.info({ code, statusCode: outage.statusCode, count: outage.count, durationMs },
+      `${code}: ${outage.count} answer(s) ${outage.statusCode} over ${durationMs} ms; ${how}`)
+  }
+}
+
+/**
  * Sets the error handler and a not-found handler that throws into it, on the root instance (fastify-plugin).
  * Register it before any route: a route keeps the error handler in force when it is registered.
  */
 export default fp(async (fastify) => {
-  fastify.setErrorHandler(errorHandler)
+  const outages = new OutageLog()
+  fastify.setErrorHandler((error: FastifyError, request, reply) => errorHandler(error, request, reply, outages))
+  fastify.addHook('onResponse', (request, reply, done) => {
+    if (outages.active && reply.statusCode < 500) outages.answered(request)
+    done()
+  })
+  fastify.addHook('onClose', async () => outages.endAll(fastify.log))
   fastify.setNotFoundHandler((request) => {
     throw new NotFoundError(request.method, request.url.split('?')[0] ?? '')
   })

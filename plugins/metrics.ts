@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { STREAM_REFUSALS } from '../src/errors.js'
+import { listenRefusal } from '../src/startup-error.js'
 import type { Hub } from '../src/hub/hub.js'
 import { REPLAY_KINDS, REPLAY_RESULTS, type HubMetrics } from '../src/hub/hub-metrics.js'
 import { packageVersion } from '../src/package-version.js'
@@ -40,6 +41,8 @@ export interface HeraldMetrics {
   redisForeignMessage: () => void
   /** What the hub tells of replays. */
   hub: HubMetrics
+  /** An HTTP/2 connection closed at once for misbehaving (src/server.ts). */
+  http2SessionClosed: (reason: 'rapid-reset' | 'session-error') => void
 }
 
 /** Seconds: from a fraction of a millisecond (a local publish) to the command timeout and beyond. */
@@ -118,6 +121,8 @@ export default fp(async (fastify) => {
   const authFailures = counter('herald_auth_failures_total', 'Requests refused for their token or host, by status (401 or 403).', ['status'])
   for (const status of ['401', '403']) authFailures.inc({ status }, 0)
   const rateLimited = counter('herald_rate_limited_total', 'Publishes refused by the rate limit.', [])
+  const http2Closed = counter('herald_http2_sessions_closed_total', 'HTTP/2 connections closed at once for misbehaving, by reason: rapid-reset (streams reset as soon as opened), session-error (Node\'s limits: invalid frames, refused streams, protocol errors).', ['reason'])
+  for (const reason of ['rapid-reset', 'session-error']) http2Closed.inc({ reason }, 0)
   const publishSeconds = new Histogram({ name: 'herald_publish_duration_seconds', help: 'Publish requests, from arrival to reply.', buckets: LATENCY_BUCKETS, registers })
   const lagSeconds = new Histogram({ name: 'herald_dispatch_lag_seconds', help: 'From an event\'s publish (the broker\'s clock) to this instance handing it to its streams.', buckets: LATENCY_BUCKETS, registers })
 
@@ -161,13 +166,19 @@ export default fp(async (fastify) => {
         replaySeconds.observe({ kind }, seconds)
       },
       replaySlotWaited: (seconds) => slotWaitSeconds.observe(seconds)
-    }
+    },
+    http2SessionClosed: (reason) => http2Closed.inc({ reason })
   }
   fastify.decorate('metrics', metrics)
 
   const port = config.metricsPort
   if (port !== undefined) {
-    server = await listen(registry, config.metricsHost ?? config.host, port)
+    const host = config.metricsHost ?? config.host
+    try {
+      server = await listen(registry, host, port)
+    } catch (error) {
+      throw listenRefusal(error, { port: 'HERALD_METRICS_PORT', host: config.metricsHost === undefined ? 'HOST' : 'HERALD_METRICS_HOST' }, host, port) ?? error
+    }
     fastify.log.info({ address: metrics.address() }, 'metrics served at /metrics')
     fastify.addHook('onClose', async () => {
       server?.closeAllConnections()

@@ -1,6 +1,7 @@
 import fastifyRedis from '@fastify/redis'
 import fp from 'fastify-plugin'
 import { Redis, type RedisOptions } from 'ioredis'
+import { redisAddress, StartupError } from '../src/startup-error.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -18,6 +19,46 @@ export interface RedisAnswer {
   /** Round trip of the PING, or why there was no answer. */
   latencyMs?: number
   error?: string
+}
+
+/**
+ * How long start-up waits for Redis before it exits saying so. A Redis starting at the same moment (compose
+ * starts Herald once Redis is healthy) answers well within it; anything longer is for the orchestrator's restart.
+ */
+const START_WAIT_MS = 5_000
+
+/** Redis's answers to credentials it does not take. */
+const CREDENTIALS_REFUSED = /^(WRONGPASS|NOAUTH|NOPERM)\b|invalid password|AUTH.*(without any password|called without)/i
+
+/**
+ * Resolves when the client is ready. Rejects with a StartupError naming REDIS_URL and the address: at once when
+ * Redis refuses the credentials (retrying cannot help), or after START_WAIT_MS without a connection.
+ */
+async function untilReady (client: Redis, url: string): Promise<void> {
+  const address = redisAddress(url)
+  await new Promise<void>((resolve, reject) => {
+    let lastError: Error | undefined
+    const done = (error?: StartupError): void => {
+      clearTimeout(timer)
+      client.off('ready', onReady)
+      client.off('error', onError)
+      if (error === undefined) resolve()
+      else reject(error)
+    }
+    const onReady = (): void => done()
+    const onError = (error: Error): void => {
+      lastError = error
+      if (CREDENTIALS_REFUSED.test(error.message)) {
+        done(new StartupError('REDIS_URL', address, `Redis at ${address} refused the credentials (${error.message.split('\n')[0] ?? ''}); check the password (and user) in REDIS_URL`))
+      }
+    }
+    const timer = setTimeout(() => {
+      done(new StartupError('REDIS_URL', address, `cannot reach Redis at ${address} within ${START_WAIT_MS / 1000} s (${lastError?.message ?? 'no answer'}); exiting`))
+    }, START_WAIT_MS)
+    client.on('ready', onReady)
+    client.on('error', onError)
+    if (client.status === 'ready') done()
+  })
 }
 
 /** How long a PING's outcome stands for: health checks from several balancers cost one PING a second. */
@@ -57,34 +98,61 @@ export default fp(async (fastify) => {
   }
 
   let closing = false
+  const clients = { publisher: new Redis(url, options.publisher), subscriber: new Redis(url, options.subscriber) }
+  // Both at once: start-up waits at most START_WAIT_MS, then says why it cannot go on.
+  try {
+    await Promise.all([untilReady(clients.publisher, url), untilReady(clients.subscriber, url)])
+  } catch (error) {
+    clients.publisher.disconnect()
+    clients.subscriber.disconnect()
+    throw error
+  }
   for (const namespace of ['publisher', 'subscriber'] as const) {
-    const client = new Redis(url, options[namespace])
+    const client = clients[namespace]
     const connection = { connection: namespace, name: options[namespace].connectionName }
     // Once per drop, and the recovery. ioredis reports every failed reconnect as an 'error': only the first of
-    // an outage is logged. A drop without an error (Redis closed the connection: CLIENT KILL, or the subscriber
-    // past `client-output-buffer-limit pubsub`) is logged from 'close', even when the reconnect succeeds at once.
+    // an outage is logged. A drop without an error (Redis closed the connection) is logged at once with what is
+    // known, then the first reconnect tells more: refused (Redis is down or restarting: a second warning), or
+    // taken at once (Redis is up and closed this one connection: said on the restored line).
     let down = false
+    let closedByRedis = false
     const lost = (): void => {
       down = true
       if (namespace === 'subscriber') fastify.metrics.redisSubscriberDropped()
     }
+    const then = namespace === 'subscriber' ? '; streams resume from history once it is back' : ''
     client.on('error', (error: Error) => {
-      if (down || closing) return
+      if (closing) return
+      if (closedByRedis) {
+        closedByRedis = false
+        fastify.log.warn({ ...connection, error: error.message }, `reconnecting the Redis ${namespace} connection fails (${error.message}): Redis is down or restarting; retrying${then}`)
+        return
+      }
+      if (down) return
       lost()
       fastify.log.warn({ err: error, ...connection }, 'Redis connection lost; reconnecting')
     })
     client.on('close', () => {
       if (down || closing) return
       lost()
-      fastify.log.warn(connection, namespace === 'subscriber'
-        ? 'Redis closed the subscriber connection (CLIENT KILL, or its pub/sub output buffer limit); reconnecting, then streams resume from history'
-        : 'Redis closed the publisher connection; reconnecting')
+      closedByRedis = true
+      fastify.log.warn(connection, `Redis closed the ${namespace} connection; reconnecting${then}`)
     })
     client.on('ready', () => {
       if (!down) return
       down = false
       fastify.metrics.redisReconnected()
-      fastify.log.info(connection, 'Redis connection restored')
+      if (!closedByRedis) {
+        fastify.log.info(connection, 'Redis connection restored')
+        return
+      }
+      closedByRedis = false
+      fastify.log.info({
+        ...connection,
+        likelyCause: namespace === 'subscriber'
+          ? 'Redis took the reconnect at once, so it is up and closed this connection: CLIENT KILL, the subscriber past client-output-buffer-limit pubsub, or a restart'
+          : 'Redis took the reconnect at once, so it is up and closed this connection: CLIENT KILL, its timeout setting, or a restart'
+      }, 'Redis connection restored')
     })
     await fastify.register(fastifyRedis, { namespace, client })
     // Not QUIT: it waits for a live connection, and one that dies meanwhile leaves it pending forever.

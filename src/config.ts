@@ -103,7 +103,7 @@ const settings = [
   setting('HERALD_MAX_STREAMS_PER_ADDRESS', Integer('open streams one client address may hold on an instance (see HERALD_TRUST_PROXY), 0 = no limit', 0, 1_000), 'maxStreamsPerAddress'),
   setting('HERALD_MAX_STREAMS_PER_SUBJECT', Integer('open streams one verified token subject may hold on an instance, 0 = no limit', 0, 100), 'maxStreamsPerSubject'),
   // Every socket costs a file descriptor: past this Node closes new ones at once, before the process runs out.
-  setting('HERALD_MAX_SOCKETS', Integer('open TCP connections one instance accepts (streams, publishes, idle keep-alive), at least 1; at most the open-file limit less 64 (lowered to that, said at start)', 1, 20_000), 'maxSockets'),
+  setting('HERALD_MAX_SOCKETS', Integer('open TCP connections one instance accepts (streams, publishes, idle keep-alive), at least 1; at most the open-file limit less 64 (lowered to that and said at start: at info when set, at debug when unset)', 1, 20_000), 'maxSockets'),
   setting('HERALD_HEADERS_TIMEOUT_MS', Integer('milliseconds a connection has to send its request headers (from its first byte, or from opening it), at least 100', 100, 10_000), 'headersTimeoutMs'),
   setting('HERALD_REQUEST_TIMEOUT_MS', Integer('milliseconds a client has to send a whole request, body included, at least 100 and at least HERALD_HEADERS_TIMEOUT_MS', 100, 30_000), 'requestTimeoutMs'),
   setting('HERALD_RATE_LIMIT_PER_MINUTE', Integer('topic-events per minute (an event to N topics counts N) per token subject, or per address without one, on each instance; 0 = no limit', 0, 0), 'rateLimitPerMinute'),
@@ -136,6 +136,8 @@ export interface Config extends SettingFields {
   jwt: JwtConfig | undefined
   /** The certificate and key to serve HTTPS (HTTP/2, and HTTP/1.1 by ALPN) with; undefined serves plain HTTP/1.1. */
   tls: TlsConfig | undefined
+  /** The variables the environment set; the others have their defaults. */
+  setVariables: ReadonlySet<string>
 }
 
 export interface TlsConfig {
@@ -226,7 +228,7 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
   }
   if (extra.length > 0) throw new ConfigError(extra)
 
-  return { ...config, jwt, tls }
+  return { ...config, jwt, tls, setVariables: new Set(Object.keys(raw)) }
 }
 
 /** Reads the certificate and key files and checks, at start, that they are PEM and belong together. */

@@ -14,10 +14,25 @@ import { RequestLog } from '../plugins/request-log.js'
 import app from './app.js'
 import { ConfigError, EnvSchema, insecureBindRefusal, loadConfig, type Config } from './config.js'
 import { processOpenFileLimit, socketCap } from './open-file-limit.js'
+import { listenRefusal, StartupError } from './startup-error.js'
 import { unknownSettings } from './unknown-settings.js'
 
 /** How long an idle keep-alive connection (HTTP/1.1) or HTTP/2 connection stays open. */
 const IDLE_CONNECTION_MS = 72_000
+/** Streams one HTTP/2 connection may have open at once. */
+const HTTP2_MAX_CONCURRENT_STREAMS = 256
+/** Invalid frames an HTTP/2 connection may send before Node closes it. */
+const HTTP2_MAX_INVALID_FRAMES = 100
+/**
+ * Streams an HTTP/2 connection may reset within RAPID_RESET_WINDOW_MS of opening them, per window, before it is
+ * cut (rapid reset, CVE-2023-44487: each stream costs Herald a request, the reset costs the client nothing).
+ */
+const RAPID_RESET_LIMIT = 100
+const RAPID_RESET_WINDOW_MS = 10_000
+/** How often, at most, closed HTTP/2 sessions are logged (with a count since the last line). */
+const HTTP2_CLOSE_LOG_INTERVAL_MS = 10_000
+/** How long close() lets connections finish before the ones left are reset: the hub's flush time for streams. */
+const CLOSE_FLUSH_MS = 1_000
 /** How long a destroyed HTTP/2 session's socket may take to flush and close before its TCP connection is reset. */
 const SESSION_CLOSE_GRACE_MS = 1_000
 
@@ -47,7 +62,17 @@ export async function createServer (config: Config, logger: FastifyBaseLogger = 
       http2: true,
       // Herald times sessions itself (limitHttp2): Fastify's handler closes gracefully, which waits for the peer.
       http2SessionTimeout: 0,
-      https: { ...config.tls, allowHTTP1: true, handshakeTimeout: config.headersTimeoutMs, noDelay: true }
+      https: {
+        ...config.tls,
+        allowHTTP1: true,
+        handshakeTimeout: config.headersTimeoutMs,
+        noDelay: true,
+        // Bounds on what one connection may cost (Node's defaults: 1000 invalid frames, unlimited concurrent
+        // streams). Refused streams past maxConcurrentStreams count towards maxSessionRejectedStreams (100), past
+        // which Node closes the session. A browser opens one stream per EventSource and request.
+        settings: { maxConcurrentStreams: HTTP2_MAX_CONCURRENT_STREAMS },
+        maxSessionInvalidFrames: HTTP2_MAX_INVALID_FRAMES
+      }
     }) as unknown as FastifyInstance
   limitSockets(server, config)
   if (config.tls !== undefined) limitHttp2(server, config)
@@ -55,7 +80,31 @@ export async function createServer (config: Config, logger: FastifyBaseLogger = 
   // The app's decorators (config, hub) and handlers belong to the root instance, as in fastify/demo.
   await server.register(fp(app), { config })
   if (config.tls !== undefined) closeHttp2Sessions(server)
+  resetAtClose(server)
   return server
+}
+
+/**
+ * app.close() waits for every connection to close, and one whose client stopped reading never does: its last
+ * bytes (or its FIN) wait in the kernel, and its stream has already left the hub (a drained one, or one ended
+ * normally). CLOSE_FLUSH_MS after close begins (the hub's flush time for open streams), every TCP connection
+ * still open is reset, HTTP/1.1 and TLS (HTTP/2 and HTTP/1.1) alike: closing never takes longer, and the kernel
+ * frees what waited for those clients.
+ */
+function resetAtClose (server: FastifyInstance): void {
+  const sockets = new Set<Socket>()
+  server.server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  })
+  server.addHook('preClose', (done) => {
+    setTimeout(() => {
+      if (sockets.size === 0) return
+      server.log.info({ connections: sockets.size, afterMs: CLOSE_FLUSH_MS }, `closing: reset ${sockets.size} connection(s) still open ${CLOSE_FLUSH_MS} ms after close began (clients that stopped reading)`)
+      for (const socket of sockets) resetTcp(socket)
+    }, CLOSE_FLUSH_MS).unref()
+    done()
+  })
 }
 
 /**
@@ -82,9 +131,11 @@ function limitSockets (server: FastifyInstance, config: Config): void {
   const http = server.server
   const openFiles = processOpenFileLimit()
   const maxSockets = socketCap(config.maxSockets, openFiles)
-  // Info, not warn: nothing is wrong once the cap is lowered; reaching it is the warning.
+  // Not a warning: nothing is wrong once the cap is lowered; reaching it is the warning. Info only when
+  // HERALD_MAX_SOCKETS was set: on a default host (open-file limit at or below the default cap) it would be said
+  // at every start.
   if (maxSockets < config.maxSockets) {
-    server.log.info({ maxSockets: config.maxSockets, openFileLimit: openFiles, cap: maxSockets },
+    server.log[config.setVariables.has('HERALD_MAX_SOCKETS') ? 'info' : 'debug']({ maxSockets: config.maxSockets, openFileLimit: openFiles, cap: maxSockets },
       `HERALD_MAX_SOCKETS (${config.maxSockets}) is not below this process's open-file limit (${String(openFiles)}): capping connections at ${maxSockets}, so they are refused and logged before descriptors run out; raise the limit (ulimit -n) or lower HERALD_MAX_SOCKETS`)
   }
   http.maxConnections = maxSockets
@@ -124,11 +175,36 @@ function limitSockets (server: FastifyInstance, config: Config): void {
 function limitHttp2 (server: FastifyInstance, config: Config): void {
   const http = server.server as unknown as Http2SecureServer & { headersTimeout: number, requestTimeout: number, connectionsCheckingInterval: number, keepAliveTimeout: number }
   Object.assign(http, http1Timeouts(config), { keepAliveTimeout: IDLE_CONNECTION_MS })
+  const closedSessions = http2CloseLog(server)
   http.on('session', (session: Http2Session) => {
     session.setTimeout(config.headersTimeoutMs, () => destroySession(session))
     session.once('stream', () => session.setTimeout(IDLE_CONNECTION_MS))
+    // Node closes a session past its limits (invalid frames, refused streams, a flood nghttp2 detects, a protocol
+    // error) with an ERR_HTTP2_* error; a socket's error (a client gone: ECONNRESET) is no misbehaviour.
+    session.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code?.startsWith('ERR_HTTP2_') !== true) return
+      closedSessions(session, 'session-error', `${error.code}: ${error.message}`)
+      destroySession(session, 0)
+    })
   })
+  const resets = new WeakMap<Http2Session, { since: number, count: number }>()
   http.on('stream', (stream: ServerHttp2Stream) => {
+    const openedAt = Date.now()
+    // A closed stream no longer knows its session.
+    const session = stream.session
+    stream.once('close', () => {
+      if (stream.rstCode === constants.NGHTTP2_NO_ERROR || session === undefined || session.destroyed) return
+      const now = Date.now()
+      if (now - openedAt > RAPID_RESET_WINDOW_MS) return
+      let window = resets.get(session)
+      if (window === undefined || now - window.since > RAPID_RESET_WINDOW_MS) {
+        window = { since: now, count: 0 }
+        resets.set(session, window)
+      }
+      if (++window.count <= RAPID_RESET_LIMIT) return
+      closedSessions(session, 'rapid-reset', `${window.count} streams reset within ${RAPID_RESET_WINDOW_MS} ms of opening`)
+      destroySession(session, 0)
+    })
     if (stream.endAfterHeaders) return
     const timer = setTimeout(() => stream.close(constants.NGHTTP2_CANCEL), config.requestTimeoutMs)
     const done = (): void => clearTimeout(timer)
@@ -176,12 +252,43 @@ function closeHttp2Sessions (server: FastifyInstance): void {
  * the TLS socket's `_parent`, read through session.socket (which forwards to the TLS socket until the session is
  * gone, so before destroying it).
  */
-function destroySession (session: Http2Session): void {
+function destroySession (session: Http2Session, graceMs = SESSION_CLOSE_GRACE_MS): void {
   if (session.destroyed) return
   const tcp = (session.socket as unknown as { _parent?: Socket })._parent
   session.destroy()
   if (tcp === undefined) return
-  setTimeout(() => { if (!tcp.destroyed) tcp.resetAndDestroy() }, SESSION_CLOSE_GRACE_MS).unref()
+  if (graceMs === 0) resetTcp(tcp)
+  else setTimeout(() => resetTcp(tcp), graceMs).unref()
+}
+
+export type Http2CloseReason = 'rapid-reset' | 'session-error'
+
+/**
+ * Counts HTTP/2 sessions Herald closed for misbehaving (herald_http2_sessions_closed_total{reason}) and logs them
+ * at warn, at most once per HTTP2_CLOSE_LOG_INTERVAL_MS with a count since the last line: an attacker reconnects
+ * at once, and a line per session would flood the log.
+ */
+function http2CloseLog (server: FastifyInstance): (session: Http2Session, reason: Http2CloseReason, detail: string) => void {
+  let loggedAt = 0
+  let unlogged = 0
+  return (session, reason, detail) => {
+    server.metrics.http2SessionClosed(reason)
+    unlogged++
+    const now = Date.now()
+    if (now - loggedAt < HTTP2_CLOSE_LOG_INTERVAL_MS) return
+    loggedAt = now
+    const remoteAddress = (session.socket as Socket | undefined)?.remoteAddress
+    server.log.warn({ reason, detail, remoteAddress, sessions: unlogged },
+      `closed ${unlogged} HTTP/2 connection(s) at once for ${reason} (last: ${remoteAddress ?? 'unknown address'}, ${detail}); logged at most every ${HTTP2_CLOSE_LOG_INTERVAL_MS / 1000} s, counted in herald_http2_sessions_closed_total`)
+    unlogged = 0
+  }
+}
+
+/** Resets a TCP connection (RST), so the kernel drops what waits in it; a socket without its handle is destroyed. */
+function resetTcp (socket: Socket): void {
+  if (socket.destroyed) return
+  if ((socket as Socket & { _handle?: unknown })._handle == null) socket.destroy()
+  else socket.resetAndDestroy()
 }
 
 export interface LoggerSettings {
@@ -242,18 +349,40 @@ async function main (): Promise<void> {
     process.stderr.write(`herald: ${refusal}\n`)
     process.exit(2)
   }
-  const server = await createServer(config)
+  const logger = createLogger(config)
   for (const { variable, suggestion, message } of unknownSettings(process.env, Object.keys(EnvSchema.properties))) {
-    server.log.warn({ variable, suggestion }, message)
+    logger.warn({ variable, suggestion }, message)
+  }
+  let server: FastifyInstance
+  try {
+    server = await createServer(config, logger)
+  } catch (error) {
+    exitAtStart(logger, error)
   }
   // SIGTERM (an orchestrator, docker stop) drains first; SIGINT (Ctrl-C at a terminal) and errors close at once.
+  // Closing is bounded (resetAtClose), so the delay is only a last resort.
   closeWithGrace({ delay: config.drainMs + 10_000 }, async ({ signal, err }) => {
     if (err !== undefined) server.log.error({ err }, 'closing after an error')
     else server.log.info({ signal }, 'closing')
     if (signal === 'SIGTERM') await server.drain()
     await server.close()
   })
-  await server.listen({ host: config.host, port: config.port })
+  try {
+    await server.listen({ host: config.host, port: config.port })
+  } catch (error) {
+    exitAtStart(logger, listenRefusal(error, { port: 'PORT', host: 'HOST' }, config.host, config.port) ?? error)
+  }
+}
+
+/**
+ * A start-up that cannot go on as configured ends with one line naming the setting and the address, and exit
+ * code 1; anything else is a bug, thrown with its stack.
+ */
+function exitAtStart (logger: Logger, error: unknown): never {
+  if (!(error instanceof StartupError)) throw error
+  logger.fatal({ setting: error.setting, address: error.address }, error.message)
+  logger.flush()
+  process.exit(1)
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

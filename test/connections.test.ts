@@ -58,6 +58,22 @@ test('HERALD_MAX_SOCKETS not below the open-file limit is capped below it, and s
   assert.equal(under.lines.filter((line) => typeof line.msg === 'string' && line.msg.includes('open-file limit')).length, 0)
 })
 
+test('on a default host (HERALD_MAX_SOCKETS unset, not below the open-file limit) the lowered cap is said at debug only, not on every start', async (t) => {
+  const limit = processOpenFileLimit()
+  const defaultCap = 20_000
+  if (limit === undefined || limit > defaultCap) {
+    t.skip(`this host's open-file limit (${String(limit)}) is above the default cap: nothing is lowered`)
+    return
+  }
+  const info = await buildLogged(t, {})
+  assert.equal(info.app.server.maxConnections, limit - DESCRIPTOR_RESERVE)
+  assert.deepEqual(info.lines.filter((line) => typeof line.msg === 'string' && line.msg.includes('open-file limit')), [], 'nothing at info')
+  const debug = await build(t, { LOG_LEVEL: 'debug' })
+  const said = debug.log.filter((line) => typeof line.msg === 'string' && line.msg.includes('open-file limit'))
+  assert.equal(said.length, 1)
+  assert.equal(said[0]?.level, 20, 'debug')
+})
+
 test('openFileLimit reads the soft "Max open files" of /proc/<pid>/limits', () => {
   const limits = (soft: string, hard: string) => `Limit                     Soft Limit           Hard Limit           Units     \nMax processes             95957                95957                processes \nMax open files            ${soft.padEnd(21)}${hard.padEnd(21)}files     \nMax locked memory         8388608              8388608              bytes     \n`
   assert.equal(openFileLimit(limits('1024', '524288')), 1024)

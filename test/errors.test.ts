@@ -36,8 +36,8 @@ const cases: Case[] = [
   { name: 'a batch too large', error: () => new BatchTooLargeError(1000, 1001), statusCode: 413, code: 'HERALD_BATCH_TOO_LARGE', message: 'a batch may hold at most 1000 events (HERALD_MAX_BATCH_EVENTS); this one has 1001' },
   { name: 'too many topics', error: () => new TooManyTopicsError(3, 4), statusCode: 400, code: 'HERALD_TOO_MANY_TOPICS', message: 'a stream may subscribe to at most 3 topics; this one asked for 4' },
   { name: 'a rate limit', error: () => new RateLimitedError(5, 'minute', 42), statusCode: 429, code: 'HERALD_RATE_LIMITED', message: 'at most 5 topic-events (an event to N topics counts N) per minute; retry in 42 s' },
-  { name: 'a lost broker', error: () => new BrokerUnavailableError('Redis is unreachable'), statusCode: 503, code: 'HERALD_BROKER_UNAVAILABLE', message: 'Redis is unreachable', headers: { 'retry-after': '1' } },
   { name: 'a lost broker, with its cause', error: () => new BrokerUnavailableError('Redis is unreachable; the event was not stored', { cause: new Error('connect ECONNREFUSED') }), statusCode: 503, code: 'HERALD_BROKER_UNAVAILABLE', message: 'Redis is unreachable; the event was not stored', headers: { 'retry-after': '1' } },
+  { name: 'a lost broker', error: () => new BrokerUnavailableError('Redis is unreachable'), statusCode: 503, code: 'HERALD_BROKER_UNAVAILABLE', message: 'Redis is unreachable', headers: { 'retry-after': '1' } },
   { name: 'a full instance', error: () => new TooManyConnectionsError(3), statusCode: 503, code: 'HERALD_TOO_MANY_CONNECTIONS', message: 'this instance serves at most 3 streams; retry shortly or elsewhere', headers: { 'retry-after': '5' } },
   { name: 'a bug', error: () => new TypeError('cannot read secret.password of undefined'), statusCode: 500, message: 'internal error' },
   { name: 'a 5xx from elsewhere', error: () => Object.assign(new Error('upstream 10.0.0.7 refused'), { statusCode: 502, code: 'UPSTREAM' }), statusCode: 502, message: 'internal error' },
@@ -74,6 +74,7 @@ test('each kind of error gets its status, the standard reason phrase, its code a
       throw (cases[Number((request.params as { index: string }).index)] as Case).error()
     })
   })
+  const outages = new Set<string>()
   for (const [index, expected] of cases.entries()) {
     const response = await app.inject({ url: `/throw/${index}`, headers: { 'x-request-id': `case-${index}` } })
     assert.equal(response.statusCode, expected.statusCode, expected.name)
@@ -83,7 +84,11 @@ test('each kind of error gets its status, the standard reason phrase, its code a
     }
 
     const logged = lines.filter((line) => line.reqId === `case-${index}` && line.level >= 30 && line.msg !== 'incoming request' && line.msg !== 'request completed')
-    assert.equal(logged.length, 1, `${expected.name}: one line about the error`)
+    // An operational 5xx again while its first is unresolved (no success since) is counted, not logged again.
+    const repeat = expected.statusCode >= 500 && expected.code !== undefined && outages.has(expected.code)
+    if (expected.statusCode >= 500 && expected.code !== undefined) outages.add(expected.code)
+    assert.equal(logged.length, repeat ? 0 : 1, `${expected.name}: ${repeat ? 'counted in its outage, not logged again' : 'one line about the error'}`)
+    if (repeat) continue
     const line = logged[0] as LogLine
     if (expected.statusCode < 500) {
       // A client's mistake: info, what was refused and why, and no stack anywhere in the line.
@@ -103,7 +108,7 @@ test('each kind of error gets its status, the standard reason phrase, its code a
     }
   }
   const legacy = lines.find((line) => line.reqId === `case-${cases.findIndex((item) => item.name.includes('with its cause'))}` && line.level === 40)
-  assert.match(String((legacy?.err as { message?: unknown } | undefined)?.message), /ECONNREFUSED/, 'the broker\'s cause is logged')
+  assert.match(String(legacy?.cause), /ECONNREFUSED/, 'the broker\'s cause is logged (its message: a stack would say nothing more)')
 })
 
 test('errors thrown from a hook, a sent error, and an unknown route go through the same handler', async (t) => {

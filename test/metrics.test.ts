@@ -48,10 +48,10 @@ for (const broker of ['memory', 'redis'] as const) {
     assert.equal(after.value('herald_events_published_total', { result: 'duplicate' }), 1)
     assert.equal(after.value('herald_events_published_total', { result: 'refused' }), 1)
     assert.equal(after.value('herald_publish_refusals_total', { reason: 'invalid' }), 1)
-    // `one` and `both` read what came since they arrived; `malformed` got a reset without reading.
+    // `one` and `both` read what came since they arrived; `malformed` got a reset, then read from its arrival.
     assert.equal(after.value('herald_replays_started_total', { kind: 'new' }), 2)
     assert.equal(after.value('herald_replays_finished_total', { kind: 'new', result: 'done' }), 2)
-    assert.equal(after.value('herald_replays_started_total', { kind: 'resume' }), 0)
+    assert.equal(after.value('herald_replays_started_total', { kind: 'resume' }), 1)
     assert.equal(after.value('herald_publish_duration_seconds_count'), 7)
     // 4 to `one`, 5 to `both`, 1 to `malformed` (after its reset): each event once per stream.
     assert.equal(after.value('herald_deliveries_total'), 10)

@@ -35,7 +35,12 @@ const BUGS = [
   ['stalled drops not counted in herald_clients_dropped_total', 'plugins/metrics.ts', "const DROP_REASONS = ['slow-client', 'stalled'] as const", "const DROP_REASONS = ['slow-client'] as const", 'test/stalled-client.test.ts', 'never reads'],
   ['a dropped HTTP/1.1 stream\'s socket ended instead of reset', 'plugins/event-stream.ts', '  else tcp.resetAndDestroy()', '  else tcp.end()', 'test/stalled-client.test.ts', 'never reads'],
   ['a dropped HTTP/1.1-over-TLS stream\'s socket ended instead of reset', 'plugins/event-stream.ts', '  else tcp.resetAndDestroy()', '  else tcp.end()', 'test/http2.test.ts', 'HTTP/1.1 over TLS'],
-  ['an HTTP/2 session\'s TCP connection ended instead of reset at shutdown', 'src/server.ts', 'if (!tcp.destroyed) tcp.resetAndDestroy()', 'if (!tcp.destroyed) tcp.end()', 'test/http2.test.ts', 'shutdown does not wait']
+  ['an HTTP/2 session\'s TCP connection ended instead of reset at shutdown', 'src/server.ts', 'if (!tcp.destroyed) tcp.resetAndDestroy()', 'if (!tcp.destroyed) tcp.end()', 'test/http2.test.ts', 'shutdown does not wait'],
+  ['client backoff that does not grow', 'client/src/backoff.ts', 'backoff.initialMs * 2 ** Math.max(0, failures - 1)', 'backoff.initialMs', 'test/client-stream-machine.test.ts', 'backoff|machine'],
+  ['client backoff with no cap', 'client/src/backoff.ts', 'Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.max(0, failures - 1))', 'backoff.initialMs * 2 ** Math.max(0, failures - 1)', 'test/client-stream-machine.test.ts', 'backoff|machine'],
+  ['client failure count not reset after an open', 'client/src/stream-machine.ts', '        this.failures = 0\n        this.authFailures = 0\n        this.everOpen = true', '        this.authFailures = 0\n        this.everOpen = true', 'test/client-stream-machine.test.ts', 'backoff|machine'],
+  ['Redis channel messages parsed without checks (a line break in the type reaches the frame)', 'src/transport/redis-messages.ts', "  if (CONTROL.test(type)) return 'bad type'\n", '', 'test/redis-integrity.test.ts', 'no channel message'],
+  ['a Redis restart keeps the epoch (lost acknowledged writes reuse ids)', 'redis/herald.lua', 'if not epoch or not seq or state[3] ~= boot then', 'if not epoch or not seq then', 'test/redis-integrity.test.ts', 'acknowledged writes']
 ]
 
 const root = process.cwd()
@@ -67,7 +72,7 @@ if (unplantable.length > 0) {
 }
 
 const copy = mkdtempSync(join(tmpdir(), 'herald-planted-'))
-for (const part of ['src', 'plugins', 'routes', 'test', 'public', 'package.json', 'tsconfig.json']) cpSync(join(root, part), join(copy, part), { recursive: true })
+for (const part of ['src', 'plugins', 'routes', 'test', 'public', 'client', 'redis', 'package.json', 'tsconfig.json']) cpSync(join(root, part), join(copy, part), { recursive: true })
 symlinkSync(join(root, 'node_modules'), join(copy, 'node_modules'))
 
 /** Runs the tests of a file whose names match a pattern; tests whose names do not match count as skipped. */

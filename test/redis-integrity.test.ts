@@ -120,7 +120,7 @@ test('Redis losing acknowledged writes (AOF everysec, SIGKILL) starts a new epoc
     const marker = await publish(herald.url, { topic: 'ledger', data: { label: 'marker', from: lastEventId } })
     assert.equal(marker.status, 202, JSON.stringify(marker.body))
     acknowledged.set(marker.body.id, { label: 'marker', from: lastEventId })
-    await until(() => stream.events.some((event) => event.id === marker.body.id), 10_000, `the marker ${String(marker.body.id)} after resuming from ${lastEventId}; got ${stream.events.map((event) => `${event.event}:${event.id}`).join(' ')}`)
+    await until(() => stream.events.some((event) => event.id === marker.body.id), 10_000, `the marker ${String(marker.body.id)} after resuming from ${lastEventId}`)
     for (const event of stream.events) {
       if (event.event === 'herald.reset') continue
       assert.ok(acknowledged.has(event.id), `id ${event.id} was never acknowledged`)

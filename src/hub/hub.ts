@@ -126,10 +126,11 @@ export class Hub implements TransportSink {
    * `envelope`, each event's data is `{"topic":…,"data":…}`, naming the topic it is delivered for.
    */
   subscribe (topics: readonly string[], lastEventId?: string, { envelope = false }: { envelope?: boolean } = {}): Session {
-    // Where a new client starts: the heads now, as it arrives, before its topics are listened to. Its catch-up
-    // replays from there, so an event published between now and the SUBSCRIBE taking effect is not lost.
-    const openingHeads = lastEventId === undefined ? this.transport.heads(topics) : undefined
-    openingHeads?.catch(() => {})
+    // The heads now, as the client arrives, before its topics are listened to: a new client's catch-up replays from
+    // there (and a resume whose position cannot be honoured goes on from there), so an event published between now
+    // and the SUBSCRIBE taking effect is not lost.
+    const openingHeads = this.transport.heads(topics)
+    openingHeads.catch(() => {})
     for (const topic of topics) {
       let entry = this.topics.get(topic)
       if (entry === undefined) {

@@ -1,4 +1,4 @@
-import type { ResetReason } from '../protocol.js'
+import type { Position, ResetReason } from '../protocol.js'
 import type { StoredEvent, TopicRead } from '../transport/transport.js'
 
 /** Where a topic's replay starts. */
@@ -13,6 +13,8 @@ export interface TopicStart {
    * position of another epoch continues from the head instead.
    */
   live: boolean
+  /** The topic's head when the client arrived: where the stream goes on when this position cannot be honoured. */
+  arrival?: Position
 }
 
 export interface TopicPlan {

@@ -356,6 +356,15 @@ export class Session extends Readable {
     if (this.closing) return
     const now = Date.now()
     const plans = reads.map((read, index) => planTopic(starts[index] as TopicStart, read, now, this.historyTtlMs))
+    // A position that cannot be honoured resets, then continues from where the client arrived: read again from there.
+    await Promise.all(plans.map(async (plan, index) => {
+      const arrival = (starts[index] as TopicStart).arrival
+      if (arrival === undefined || (plan.reset !== 'epoch-changed' && plan.reset !== 'unknown-id')) return
+      const start: TopicStart = { ...arrival, live: true }
+      const again = planTopic(start, await this.source.read(topics[index] as string, arrival, limit, maxBytes), Date.now(), this.historyTtlMs)
+      plans[index] = { ...again, reset: plan.reset }
+    }))
+    if (this.closing) return
     // The notices go first, before any event they concern: one per reason.
     const resets = new Map(first?.resets ?? [])
     first?.resets.clear()
@@ -423,45 +432,37 @@ export class Session extends Readable {
   private async workOutStarts (lastEventId: string | undefined, openingHeads: Promise<Position[]> | undefined): Promise<FirstStarts> {
     const starts = new Map<string, TopicStart>()
     const resets = new Map<ResetReason, string[]>()
-    const fromHeads = async (topics: readonly string[], heads?: Position[]): Promise<void> => {
-      const positions = heads ?? await this.source.heads(topics)
-      for (const [index, topic] of topics.entries()) {
-        const head = positions[index] as Position
-        starts.set(topic, { epoch: head.epoch, seq: head.seq, live: true })
-      }
-    }
-    if (lastEventId === undefined) {
-      // A new client asked for nothing older than its arrival: replay only what came since.
-      await fromHeads(this.topics, await (openingHeads ?? this.source.heads(this.topics)))
-      return { starts, resets }
-    }
-    const request = parseStreamId(lastEventId, this.topics)
-    switch (request.kind) {
+    // Each topic's head as the client arrived: a new client starts there, and so does a topic whose position cannot
+    // be honoured (after its reset), so nothing published since the client arrived is skipped.
+    const heads = await (openingHeads ?? this.source.heads(this.topics))
+    const arrival = new Map(this.topics.map((topic, index) => [topic, heads[index] ?? { epoch: '', seq: 0 }]))
+    const fromHead = (topic: string): TopicStart => ({ ...(arrival.get(topic) as Position), live: true })
+    const positioned = (topic: string, position: Position): TopicStart => ({ ...position, live: false, arrival: arrival.get(topic) as Position })
+    const request = lastEventId === undefined ? undefined : parseStreamId(lastEventId, this.topics)
+    for (const topic of this.topics) starts.set(topic, fromHead(topic))
+    switch (request?.kind) {
+      case undefined:
+        // A new client asked for nothing older than its arrival: replay only what came since.
+        break
       case 'start':
         for (const topic of this.topics) starts.set(topic, { epoch: undefined, seq: 0, live: false })
         break
-      case 'positions': {
-        const unnamed = this.topics.filter((topic) => !request.positions.has(topic))
+      case 'positions':
         // Topics the id does not name were not in the client's last stream: they start at the head.
-        await fromHeads(unnamed)
         for (const [topic, position] of request.positions) {
-          starts.set(topic, position === null ? { epoch: '', seq: 0, live: true } : { epoch: position.epoch, seq: position.seq, live: false })
+          starts.set(topic, position === null ? { epoch: '', seq: 0, live: true } : positioned(topic, position))
         }
         if (request.ambiguous.length > 0) resets.set('unknown-id', request.ambiguous)
         break
-      }
       case 'bare': {
         // A single-topic id on a multi-topic stream: it is the position of the topic whose epoch it names.
-        const heads = await this.source.heads(this.topics)
-        await fromHeads(this.topics, heads)
-        const named = this.topics.filter((_, index) => heads[index]?.epoch === request.position.epoch)
-        for (const topic of named) starts.set(topic, { ...request.position, live: false })
+        const named = this.topics.filter((topic) => arrival.get(topic)?.epoch === request.position.epoch)
+        for (const topic of named) starts.set(topic, positioned(topic, request.position))
         if (named.length === 0) resets.set('epoch-changed', [...this.topics])
         break
       }
       case 'legacy':
       case 'malformed':
-        await fromHeads(this.topics)
         resets.set(request.kind === 'legacy' ? 'epoch-changed' : 'malformed-id', [...this.topics])
     }
     return { starts, resets }

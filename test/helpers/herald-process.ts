@@ -32,13 +32,32 @@ export class HeraldProcess {
         } catch {
           return false
         }
-      }, 20_000, 'herald to answer /health')
+      }, 90_000, 'herald to answer /health')
     } catch (error) {
       // A process that never became healthy is still ours to stop.
       await herald.kill()
       throw error
     }
     return herald
+  }
+
+  /**
+   * Runs Herald until it exits by itself (a start-up that must fail), at most `timeoutMs`; what it wrote to
+   * stdout and stderr, its exit code, and how long it ran.
+   */
+  static async run (env: Record<string, string>, timeoutMs = 150_000): Promise<{ code: number | null, signal: NodeJS.Signals | null, output: string, ms: number }> {
+    const startedAt = performance.now()
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', HERALD_METRICS_PORT: '0', ...env },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+    child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.once('close', (code, signal) => resolve([code, signal])))
+    clearTimeout(timer)
+    return { code, signal, output, ms: performance.now() - startedAt }
   }
 
   get pid (): number | undefined {
