@@ -427,8 +427,8 @@ test('/docs renders the reference in Chromium under the CSP, showing the publish
   tab.on('console', (message) => { if (message.type() === 'error') problems.push(message.text()) })
   tab.on('requestfailed', (request) => problems.push(`${request.url()} failed`))
   await tab.goto(`${url}/docs`)
-  // By id: /v1/events/batch also contains the text /v1/events.
-  const publishing = tab.locator('#operations-publish-post_v1_events')
+  // By its operationId: /v1/events/batch also contains the text /v1/events.
+  const publishing = tab.locator('#operations-publish-publishEvent')
   await publishing.waitFor({ timeout: 20_000 })
   assert.match(await publishing.innerText(), /Publish an event/)
   assert.ok(await tab.locator('.opblock-get', { hasText: '/v1/stream' }).count() >= 1, 'the stream operation is shown too')
