@@ -66,6 +66,7 @@ const settings = [
   setting('HERALD_REDIS_COMMAND_TIMEOUT_MS', Integer('milliseconds a Redis command may take before it fails (a publish answers 503), at least 10', 10, 1_000), 'redisCommandTimeoutMs'),
   setting('HERALD_REDIS_PREFIX', Type.String({ description: 'a key prefix such as herald:', pattern: '^[^\\s]*$', default: 'herald:' }), 'redisPrefix'),
   setting('HERALD_MAX_BODY_BYTES', Integer('the largest publish body in bytes, at least 1024', 1024, 65_536), 'maxBodyBytes'),
+  setting('HERALD_MAX_BATCH_EVENTS', Integer('how many events one POST /v1/events/batch may hold, at least 1 (its body is bounded by HERALD_MAX_BODY_BYTES too)', 1, 1_000), 'maxBatchEvents'),
   // Bounds a stream's id, which carries a position per topic: 38 characters per topic, 2,495 at 64 topics.
   setting('HERALD_MAX_TOPICS_PER_STREAM', Integer(`how many topics one stream may subscribe to, 1-${MAX_TOPICS_PER_STREAM}; a stream's id carries each topic's position, at most ${maxStreamIdLength(32)} characters with 32 topics and ${maxStreamIdLength(MAX_TOPICS_PER_STREAM)} with ${MAX_TOPICS_PER_STREAM}`, 1, 32, MAX_TOPICS_PER_STREAM), 'maxTopicsPerStream'),
   setting('HERALD_MAX_QUEUE_BYTES', Integer('bytes queued for one slow connection before it is ended, at least 1024', 1024, 1_048_576), 'maxQueueBytes'),
