@@ -1,6 +1,7 @@
 import fastifyRedis from '@fastify/redis'
 import fp from 'fastify-plugin'
-import { Redis, type RedisOptions } from 'ioredis'
+import { createRedisClients, detectMode, type ShardAnswer } from '../src/redis-clients.js'
+import type { RedisMode } from '../src/redis-topology.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -10,6 +11,13 @@ declare module 'fastify' {
      * `ready`: only an answer tells it is there.
      */
     redisAnswers: () => Promise<RedisAnswer | undefined>
+    /** How Herald reaches Redis (standalone without Redis too: the memory broker needs no topology). */
+    redisTopology: { mode: RedisMode }
+    /**
+     * The run_id of the Redis server a command on `key` runs on now (a new one after a restart or a failover);
+     * undefined without Redis, and while not known yet (see RedisClients.runId in src/redis-clients.ts).
+     */
+    redisRunId: (key?: string) => string | undefined
   }
 }
 
@@ -18,6 +26,8 @@ export interface RedisAnswer {
   /** Round trip of the PING, or why there was no answer. */
   latencyMs?: number
   error?: string
+  /** Each master that holds slots (one outside a cluster): Redis answers when every one does. */
+  shards: ShardAnswer[]
 }
 
 /** How long a PING's outcome stands for: health checks from several balancers cost one PING a second. */
@@ -25,41 +35,36 @@ const PING_CACHE_MS = 1_000
 
 /**
  * Two Redis connections per process, as @fastify/redis namespaces: `publisher` runs commands (the publish
- * and read scripts), `subscriber` only SUBSCRIBEs. Never a connection per client.
+ * and read scripts), `subscriber` only (S)SUBSCRIBEs. Never a connection per client. On a Redis Cluster each is an
+ * ioredis Cluster (see src/redis-clients.ts), on Sentinel a connection to the master the sentinels name.
  * Registered only when REDIS_URL is set; @fastify/redis waits for each to be ready at start.
  */
 export default fp(async (fastify) => {
   const url = fastify.config.redisUrl
   if (url === undefined) {
     fastify.decorate('redisAnswers', async () => undefined)
+    fastify.decorate('redisTopology', { mode: 'standalone' as const })
+    fastify.decorate('redisRunId', () => undefined)
     return
   }
   const name = `herald-${process.pid}`
-  const options: Record<'publisher' | 'subscriber', RedisOptions> = {
-    publisher: {
-      connectionName: `${name}-publisher`,
-      // A publish while Redis is away must fail at once (503), never wait in a queue, and a command lost
-      // with its connection must not be sent again: the client decides, with an idempotency key.
-      enableOfflineQueue: false,
-      // No auto-pipelining: measured on an idle machine it cut publish-only throughput by ~20% (25k -> 20k/s), its
-      // batches keeping commands alive long enough to be promoted out of the young generation.
-      autoResendUnfulfilledCommands: false,
-      maxRetriesPerRequest: 0,
-      // A Redis that keeps the connection but does not answer (stopped, hung) fails the command, so a publish
-      // answers 503 within about this long instead of hanging.
-      commandTimeout: fastify.config.redisCommandTimeoutMs
-    },
-    subscriber: {
-      connectionName: `${name}-subscriber`,
-      // SUBSCRIBEs asked for during an outage wait for the connection; ioredis resubscribes on reconnect.
-      maxRetriesPerRequest: null
-    }
+  const clientOptions = {
+    url,
+    mode: fastify.config.redisMode,
+    tls: fastify.config.redisTls,
+    commandTimeoutMs: fastify.config.redisCommandTimeoutMs,
+    connectionName: name
   }
+  const mode = await detectMode(clientOptions)
+  const clients = createRedisClients(clientOptions, mode)
+  fastify.decorate('redisTopology', { mode })
+  fastify.decorate('redisRunId', clients.runId)
+  fastify.log.info({ mode }, `Redis ${mode === 'standalone' ? 'server' : mode}`)
 
   let closing = false
   for (const namespace of ['publisher', 'subscriber'] as const) {
-    const client = new Redis(url, options[namespace])
-    const connection = { connection: namespace, name: options[namespace].connectionName }
+    const client = clients[namespace]
+    const connection = { connection: namespace, name: `${name}-${namespace}` }
     // Once per drop, and the recovery. ioredis reports every failed reconnect as an 'error': only the first of
     // an outage is logged. A drop without an error (Redis closed the connection: CLIENT KILL, or the subscriber
     // past `client-output-buffer-limit pubsub`) is logged from 'close', even when the reconnect succeeds at once.
@@ -95,19 +100,15 @@ export default fp(async (fastify) => {
     })
   }
 
-  const publisher = fastify.redis.publisher as Redis
   let last: { at: number, answer: Promise<RedisAnswer> } | undefined
   let answering = true
   const ping = async (): Promise<RedisAnswer> => {
     const started = performance.now()
-    let answer: RedisAnswer
-    try {
-      // The publisher's command timeout bounds it.
-      await publisher.ping()
-      answer = { ok: true, latencyMs: Math.round(performance.now() - started) }
-    } catch (error) {
-      answer = { ok: false, error: (error as Error).message }
-    }
+    const shards = await clients.pingShards()
+    const failed = shards.filter((shard) => !shard.ok)
+    const answer: RedisAnswer = failed.length === 0
+      ? { ok: true, latencyMs: Math.max(...shards.map((shard) => shard.latencyMs ?? 0)), shards }
+      : { ok: false, error: failed.map((shard) => shards.length === 1 ? shard.error : `${shard.node}: ${shard.error ?? 'no answer'}`).join('; '), shards }
     fastify.metrics.redisCommand('ping', performance.now() - started)
     if (answer.ok !== answering) {
       answering = answer.ok
