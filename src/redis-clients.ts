@@ -118,15 +118,17 @@ export async function detectMode (options: Pick<RedisClientsOptions, 'url' | 'mo
 /** What to tell the operator when an error at start cannot be fixed by waiting; undefined when it might be. */
 export function startupProblem (url: string, error: Error & { code?: string }): string | undefined {
   const where = `REDIS_URL=${JSON.stringify(shownUrl(url))}`
+  // OpenSSL's messages end with a line break.
+  const message = error.message.trim()
   if (error.code !== undefined && CERTIFICATE_ERRORS.has(error.code)) {
-    return `${where}: Herald does not trust the Redis server's TLS certificate (${error.code}: ${error.message}); ` +
+    return `${where}: Herald does not trust the Redis server's TLS certificate (${error.code}: ${message}); ` +
       'set HERALD_REDIS_TLS_CA to the PEM file of the CA that signed it'
   }
-  if (error.code?.startsWith('ERR_SSL_') === true || /alert (certificate required|bad certificate|unknown ca)/i.test(error.message)) {
-    return `${where}: the Redis server refused the TLS handshake (${error.message}); if it asks for a client certificate, ` +
+  if (error.code?.startsWith('ERR_SSL_') === true || /alert (certificate required|bad certificate|unknown ca)/i.test(message)) {
+    return `${where}: the Redis server refused the TLS handshake (${message}); if it asks for a client certificate, ` +
       'set HERALD_REDIS_TLS_CERT and HERALD_REDIS_TLS_KEY to one its CA signed'
   }
-  if (/^(WRONGPASS|NOAUTH|NOPERM)/.test(error.message)) return `${where}: Redis refused Herald: ${error.message}`
+  if (/^(WRONGPASS|NOAUTH|NOPERM)/.test(message)) return `${where}: Redis refused Herald: ${message}`
   return undefined
 }
 
