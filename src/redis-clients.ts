@@ -50,6 +50,9 @@ const CERTIFICATE_ERRORS = new Set([
   'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_SIGNATURE_FAILURE'
 ])
 
+/** How often a cluster client reads the slot map (CLUSTER SLOTS) without being told it changed. */
+const SLOTS_REFRESH_MS = 2_000
+
 /** How long the start-up probe waits between attempts while Redis does not answer. */
 const PROBE_RETRY_MS = 500
 
@@ -187,6 +190,9 @@ function clusterClients (options: RedisClientsOptions, publisherOptions: RedisOp
     // Loopback and private networks announce addresses Herald reaches as they are; TLS checks them against the
     // certificates, so the servers' certificates must name the addresses the cluster announces.
     slotsRefreshTimeout: Math.max(1_000, options.commandTimeoutMs),
+    // A failover or a reshard is otherwise seen only by the next command that gets MOVED or fails: health and run
+    // ids must follow the owners without traffic.
+    slotsRefreshInterval: SLOTS_REFRESH_MS,
     enableOfflineQueue: redisOptions.enableOfflineQueue ?? true
   })
   const publisherNodeOptions = { ...publisherOptions }
@@ -217,7 +223,11 @@ function clusterClients (options: RedisClientsOptions, publisherOptions: RedisOp
   }
   publisher.on('refresh', askOwners)
   publisher.on('ready', askOwners)
-  publisher.on('-node', (node: Redis) => runIds.delete(nodeKey(node)))
+  publisher.on('-node', (node: Redis) => {
+    runIds.delete(nodeKey(node))
+    // A node's connection ended (cluster nodes do not reconnect): its slots may have a new owner already.
+    if (publisher.status === 'ready') publisher.refreshSlotsCache()
+  })
 
   return {
     mode: 'cluster',
