@@ -5,7 +5,7 @@ import { constants, type Http2ServerResponse } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { Writable } from 'node:stream'
 import { TLSSocket } from 'node:tls'
-import { SlowConsumerError, StalledClientError, type Subscription } from '../src/hub/subscription.js'
+import { SlowConsumerError, StalledClientError, type Session } from '../src/hub/session.js'
 import { encodeOpening } from '../src/sse/encode.js'
 
 declare module 'fastify' {
@@ -14,7 +14,7 @@ declare module 'fastify' {
      * Answers with a Server-Sent Events stream of a subscription: the head, the opening lines, the
      * subscription piped into the connection, the end at a token's expiry, cleanup, and one log line at close.
      */
-    eventStream: (subscription: Subscription, options?: EventStreamOptions) => FastifyReply
+    eventStream: (subscription: Session, options?: EventStreamOptions) => FastifyReply
   }
 }
 
@@ -37,7 +37,7 @@ export default fp(async (fastify) => {
   // Headers reach the client only with the first bytes: the opening goes at once.
   const opening = Buffer.from(encodeOpening(fastify.config.retryMs))
 
-  fastify.decorateReply('eventStream', function (this: FastifyReply, subscription: Subscription, options: EventStreamOptions = {}) {
+  fastify.decorateReply('eventStream', function (this: FastifyReply, subscription: Session, options: EventStreamOptions = {}) {
     const reply = this
     const request = reply.request
     // Hijacked replies skip Fastify's header handling: carry over what hooks set (CORS, for one).
@@ -142,7 +142,7 @@ function resetSocket (socket: Socket): void {
 function ignore (): void {}
 
 /** Finishes a subscription when a token expires; timers hold at most MAX_TIMER_MS, so a long wait is taken in steps. */
-function endAtExpiry (subscription: Subscription, expiresAt: number): { timer: NodeJS.Timeout } {
+function endAtExpiry (subscription: Session, expiresAt: number): { timer: NodeJS.Timeout } {
   const expiry = { timer: undefined as unknown as NodeJS.Timeout }
   const wait = (): void => {
     expiry.timer = setTimeout(() => {

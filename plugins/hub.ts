@@ -1,3 +1,4 @@
+import type { FastifyBaseLogger } from 'fastify'
 import fp from 'fastify-plugin'
 import { Hub } from '../src/hub/hub.js'
 import { MemoryTransport } from '../src/transport/memory.js'
@@ -16,6 +17,28 @@ declare module 'fastify' {
   }
 }
 
+/** How often, at most, dropped foreign messages are logged while they keep coming. */
+const FOREIGN_LOG_INTERVAL_MS = 10_000
+
+/**
+ * Logs messages on Herald channels that Herald did not write: the first at once, then at most one line per
+ * FOREIGN_LOG_INTERVAL_MS with how many came meanwhile, so a flood of them cannot flood the log.
+ */
+function foreignMessageLog (log: FastifyBaseLogger): { note: (channel: string, problem: string) => void } {
+  let loggedAt = -Infinity
+  let unlogged = 0
+  return {
+    note: (channel, problem) => {
+      unlogged++
+      const now = Date.now()
+      if (now - loggedAt < FOREIGN_LOG_INTERVAL_MS) return
+      loggedAt = now
+      log.warn({ channel, problem, dropped: unlogged }, 'dropped a message on a Herald channel that Herald did not write (another Redis client published there)')
+      unlogged = 0
+    }
+  }
+}
+
 /** How long a stream may take to flush its last bytes at shutdown before its socket is closed. */
 const SHUTDOWN_FLUSH_MS = 1_000
 /** The longest `retry:` a drained stream gets: its client should come back soon, to another instance. */
@@ -28,6 +51,7 @@ const DRAIN_RETRY_MS = 1_000
 export default fp(async (fastify) => {
   const config = fastify.config
   const { publisher, subscriber } = fastify.redis ?? {}
+  const foreignMessages = foreignMessageLog(fastify.log)
   const transport: Transport = publisher === undefined || subscriber === undefined
     ? new MemoryTransport({ historySize: config.historySize, historyRetentionMs: config.historyRetentionMs, idempotencyTtlMs: config.idempotencyTtlMs })
     : new RedisTransport(publisher, subscriber, {
@@ -36,8 +60,13 @@ export default fp(async (fastify) => {
       historyRetentionMs: config.historyRetentionMs,
       idempotencyTtlMs: config.idempotencyTtlMs,
       onRecoverableError: (error) => fastify.log.warn({ err: error }, 'subscribing again after a Redis reconnect failed; retrying'),
-      onCommand: (command, milliseconds) => fastify.metrics.redisCommand(command, milliseconds)
+      onCommand: (command, milliseconds) => fastify.metrics.redisCommand(command, milliseconds),
+      onForeignMessage: (channel, problem) => {
+        fastify.metrics.redisForeignMessage()
+        foreignMessages.note(channel, problem)
+      }
     })
+  if (transport instanceof RedisTransport) await transport.load()
   // One warning per outage, not one per subscription: every open stream's catch-up fails while Redis is away.
   let catchUpFailing = false
   const hub = new Hub(transport, {

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { STREAM_REFUSALS } from '../src/errors.js'
 import type { Hub } from '../src/hub/hub.js'
-import { RESET_REASONS } from '../src/hub/replay.js'
+import { RESET_REASONS } from '../src/protocol.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -31,6 +31,8 @@ export interface HeraldMetrics {
   redisCommand: (command: RedisCommand, milliseconds: number) => void
   redisReconnected: () => void
   redisSubscriberDropped: () => void
+  /** A message on a Herald channel that Herald did not write, dropped. */
+  redisForeignMessage: () => void
 }
 
 /** Seconds: from a fraction of a millisecond (a local publish) to the command timeout and beyond. */
@@ -106,7 +108,8 @@ export default fp(async (fastify) => {
     dispatched: (publishedAt) => lagSeconds.observe(Math.max(0, Date.now() - publishedAt) / 1000),
     redisCommand: (command, milliseconds) => commandSeconds?.[command].observe(milliseconds / 1000),
     redisReconnected: () => redis?.reconnects.inc(),
-    redisSubscriberDropped: () => redis?.subscriberDrops.inc()
+    redisSubscriberDropped: () => redis?.subscriberDrops.inc(),
+    redisForeignMessage: () => redis?.foreignMessages.inc()
   }
   fastify.decorate('metrics', metrics)
 
@@ -128,7 +131,7 @@ export default fp(async (fastify) => {
     return new Counter({ name, help, labelNames, registers, ...(collect === undefined ? {} : { collect }) })
   }
 
-  function redisMetrics (): { commandSeconds: Histogram<'command'>, reconnects: Counter, subscriberDrops: Counter } {
+  function redisMetrics (): { commandSeconds: Histogram<'command'>, reconnects: Counter, subscriberDrops: Counter, foreignMessages: Counter } {
     gauge('herald_redis_up', '1 while Redis answers a PING within the command timeout and the subscriber is subscribed, else 0.', async function () {
       const answer = await fastify.redisAnswers()
       this.set(answer?.ok === true && hub().health().status === 'ok' ? 1 : 0)
@@ -137,7 +140,8 @@ export default fp(async (fastify) => {
     return {
       commandSeconds,
       reconnects: counter('herald_redis_reconnects_total', 'Times a Redis connection (publisher or subscriber) came back after it was lost.', []),
-      subscriberDrops: counter('herald_redis_subscriber_drops_total', 'Times the subscriber connection was lost or closed by Redis (e.g. its pub/sub output buffer limit).', [])
+      subscriberDrops: counter('herald_redis_subscriber_drops_total', 'Times the subscriber connection was lost or closed by Redis (e.g. its pub/sub output buffer limit).', []),
+      foreignMessages: counter('herald_redis_foreign_messages_total', 'Messages on a Herald channel that Herald did not write (another client PUBLISHed there), dropped.', [])
     }
   }
 }, { name: 'metrics', dependencies: ['config'] })

@@ -6,7 +6,7 @@ import { MAX_DATA_DEPTH, nestsDeeperThan } from '../src/json-depth.js'
 import { PublishBody, PublishHeaders, PublishReply } from '../src/schemas.js'
 import { validationFormatter } from './validation.js'
 import { uniqueTopics } from '../src/topics.js'
-import type { PublishInput } from '../src/transport/transport.js'
+import type { PublishInput, PublishResult } from '../src/transport/transport.js'
 
 /** POST /v1/events: publish one JSON event to one or more topics. */
 const events: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -77,8 +77,13 @@ const events: FastifyPluginAsyncTypebox = async (fastify) => {
 
     const published = await fastify.hub.publish(input)
     fastify.metrics.published(published.duplicate ? 'duplicate' : 'stored')
-    return reply.code(202).send(published)
+    return reply.code(202).send(publishReply(published))
   })
+}
+
+/** The reply to a publish: each topic's id, and `id` alone when there is one topic (the id its streams carry). */
+export function publishReply (published: PublishResult): { id?: string, ids: string[], topics: string[], duplicate: boolean } {
+  return published.topics.length === 1 ? { id: published.ids[0] as string, ...published } : published
 }
 
 export default events

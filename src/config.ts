@@ -2,7 +2,9 @@ import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { Type, type Static, type TOptional, type TSchema } from 'typebox'
 import { Value } from 'typebox/value'
+import { maxStreamIdLength } from './protocol.js'
 import { modeProblem, parseSentinelUrl, SENTINEL_SCHEME, type RedisModeSetting } from './redis-topology.js'
+import { MAX_TOPICS_PER_STREAM } from './schemas.js'
 import { patternProblem } from './topic-patterns.js'
 
 /** One environment variable: its schema, and the Config field it becomes (none for inputs of a derived field). */
@@ -72,7 +74,8 @@ const settings = [
   setting('HERALD_REDIS_TLS_KEY', Type.Optional(Type.String({ description: 'the path of a PEM file with the private key of HERALD_REDIS_TLS_CERT', minLength: 1 }))),
   setting('HERALD_REDIS_PREFIX', Type.String({ description: 'a key prefix such as herald:', pattern: '^[^\\s]*$', default: 'herald:' }), 'redisPrefix'),
   setting('HERALD_MAX_BODY_BYTES', Integer('the largest publish body in bytes, at least 1024', 1024, 65_536), 'maxBodyBytes'),
-  setting('HERALD_MAX_TOPICS_PER_STREAM', Integer('how many topics one stream may subscribe to, at least 1', 1, 32), 'maxTopicsPerStream'),
+  // Bounds a stream's id, which carries a position per topic: 38 characters per topic, 2,495 at 64 topics.
+  setting('HERALD_MAX_TOPICS_PER_STREAM', Integer(`how many topics one stream may subscribe to, 1-${MAX_TOPICS_PER_STREAM}; a stream's id carries each topic's position, at most ${maxStreamIdLength(32)} characters with 32 topics and ${maxStreamIdLength(MAX_TOPICS_PER_STREAM)} with ${MAX_TOPICS_PER_STREAM}`, 1, 32, MAX_TOPICS_PER_STREAM), 'maxTopicsPerStream'),
   setting('HERALD_MAX_QUEUE_BYTES', Integer('bytes queued for one slow connection before it is ended, at least 1024', 1024, 1_048_576), 'maxQueueBytes'),
   setting('HERALD_STALL_TIMEOUT_MS', Integer('milliseconds a connection may take no byte while bytes wait for it before it is reset, checked every heartbeat, at least 100', 100, 30_000), 'stallTimeoutMs'),
   // SIGTERM: readiness fails at once, new streams are refused (retryably), open ones end spread over this

@@ -50,3 +50,7 @@ export const STREAM_REFUSALS: Readonly<Record<string, { reason: string, retryMs:
 
 /** Seconds a client waits before retrying a 503 that is not a stream refusal. */
 export const DEFAULT_RETRY_AFTER_SECONDS = 1
+
+/** Redis refused an event the publish function checks (a caller that bypassed the HTTP API's own checks). */
+export const InvalidEventError = createError<'HERALD_INVALID_EVENT', 400, [string]>(
+  'HERALD_INVALID_EVENT', 'Redis refused the event: %s', 400)

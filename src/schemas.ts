@@ -1,10 +1,15 @@
 import { Type } from 'typebox'
 import { STREAM_REFUSALS } from './errors.js'
+import { maxStreamIdLength } from './protocol.js'
 import { encodeComment, encodeFrame, encodeOpening } from './sse/encode.js'
 import { TOPIC_CHARACTERS, TOPIC_MAX_LENGTH, TOPIC_PATTERN } from './topics.js'
 
 /** The largest number of topics one event may be published to. */
 export const MAX_TOPICS_PER_EVENT = 64
+/** The most topics HERALD_MAX_TOPICS_PER_STREAM allows. */
+export const MAX_TOPICS_PER_STREAM = 64
+/** The longest id a stream of the most topics sends: a `Last-Event-ID` longer than this is not one of Herald's. */
+export const MAX_STREAM_ID_LENGTH = maxStreamIdLength(MAX_TOPICS_PER_STREAM)
 
 export const TopicName = Type.String({
   minLength: 1,
@@ -57,14 +62,15 @@ export const PublishHeaders = Type.Object({
 })
 
 export const PublishReply = Type.Object({
-  id: Type.String({ description: 'the event id, `<epoch>-<seq>`: compare `seq` within one epoch only' }),
+  id: Type.Optional(Type.String({ description: 'for an event on one topic, its id there: `<epoch>-<seq>`, the id its streams carry (compare `seq` within one epoch only)' })),
+  ids: Type.Array(Type.String(), { description: 'the event\'s id on each of its topics, in the order of `topics`: every topic numbers its own events, `<epoch>-<seq>`' }),
   topics: Type.Array(Type.String(), { description: 'the topics it was published to, each once' }),
-  duplicate: Type.Boolean({ description: 'true when the idempotency key was used before: nothing new was stored or sent, `id` is the first publish\'s' })
+  duplicate: Type.Boolean({ description: 'true when the idempotency key was used before: nothing new was stored or sent, the ids are the first publish\'s' })
 }, {
   description: 'stored (in Redis, or the memory broker) and fanned out to every subscriber of its topics',
   'x-examples': {
-    published: { summary: 'stored and sent', value: { id: 'm5x8k2qz3f-17', topics: ['chat'], duplicate: false } },
-    duplicate: { summary: 'the same idempotency key again', value: { id: 'm5x8k2qz3f-17', topics: ['orders/42', 'dashboard'], duplicate: true } }
+    published: { summary: 'stored and sent', value: { id: 'm5x8k2qz3f-17', ids: ['m5x8k2qz3f-17'], topics: ['chat'], duplicate: false } },
+    duplicate: { summary: 'the same idempotency key again, for an event on two topics', value: { ids: ['m5x8k2qz3f-17', 'm6a1b9wq0c-4'], topics: ['orders/42', 'dashboard'], duplicate: true } }
   }
 })
 
@@ -72,7 +78,7 @@ export const StreamQuery = Type.Object({
   topic: Type.Union([TopicName, Type.Array(TopicName, { minItems: 1 })], {
     description: 'one or more topic names (repeat the parameter: ?topic=a&topic=b)'
   }),
-  lastEventId: Type.Optional(Type.String({ maxLength: 64, description: 'the id of the last event seen, 1-64 characters' })),
+  lastEventId: Type.Optional(Type.String({ maxLength: MAX_STREAM_ID_LENGTH, description: `the id of the last event seen, at most ${MAX_STREAM_ID_LENGTH} characters` })),
   envelope: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0')], {
     description: '1 to receive each event\'s data as {"topic": the topic it came for, "data": the published data}; 0 (the default) for the published data as it is'
   })),
@@ -139,7 +145,7 @@ export const EventStreamReply = {
  * of ours, and is refused with a 400 rather than carried into a reset notice or a log at length.
  */
 export const StreamHeaders = Type.Object({
-  'last-event-id': Type.Optional(Type.String({ maxLength: 64, description: 'the id of the last event seen, at most 64 characters' }))
+  'last-event-id': Type.Optional(Type.String({ maxLength: MAX_STREAM_ID_LENGTH, description: `the id of the last event seen, at most ${MAX_STREAM_ID_LENGTH} characters` }))
 })
 
 /** Every error reply (plugins/error-handler.ts); `error` is the status's reason phrase. */

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import type { Socket } from 'node:net'
 import type { TestContext } from 'node:test'
 import { Agent, fetch as fetchWithAgent } from 'undici'
 import { loadConfig, type Config } from '../src/config.js'
@@ -22,7 +23,8 @@ export async function build (t: Pick<TestContext, 'after'> | undefined, env: Rec
   const config = loadConfig({ LOG_LEVEL: 'silent', PORT: '0', HERALD_METRICS_PORT: '0', ...env })
   const log: Array<Record<string, any>> = []
   const app = await createServer(config, createLogger(config, { destination: { write: (line: string) => { log.push(JSON.parse(line)) } } }))
-  t?.after(() => app.close())
+  trackConnections(app)
+  t?.after(async () => await closeWithin(app))
   await app.listen({ host: '127.0.0.1', port: config.port })
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
@@ -38,6 +40,47 @@ export const PROTOCOLS: Protocol[] = ['http/1.1', 'h2']
 export function tlsEnv (): Record<string, string> {
   const { certPath, keyPath } = testCertificate()
   return { HERALD_TLS_CERT: certPath, HERALD_TLS_KEY: keyPath }
+}
+
+/**
+ * How long a test lets app.close() take: the hub's flush window and an HTTP/2 session's grace are a second each,
+ * so this is far more than a healthy close needs, and far less than the file's 120 s timeout.
+ */
+export const CLOSE_DEADLINE_MS = 10_000
+
+const connectionsOf = new WeakMap<FastifyInstance, Set<Socket>>()
+
+/** Keeps every TCP connection the app accepts (TLS ones too: their TCP socket), so closeWithin can cut them. */
+function trackConnections (app: FastifyInstance): void {
+  const connections = new Set<Socket>()
+  connectionsOf.set(app, connections)
+  app.server.on('connection', (socket: Socket) => {
+    connections.add(socket)
+    socket.once('close', () => connections.delete(socket))
+  })
+}
+
+/**
+ * app.close(), failing with a message when it takes longer than `deadlineMs`. A close that hangs waits for a
+ * connection Herald did not end: a stream's socket half-closed (end) instead of reset, say, and a client that
+ * reads nothing. Past the deadline every connection the app still has is destroyed, so the close, and the test
+ * file, can finish, and the test fails at once with what was left open instead of as the file's timeout.
+ */
+export async function closeWithin (app: FastifyInstance, deadlineMs = CLOSE_DEADLINE_MS): Promise<void> {
+  const started = performance.now()
+  const closing = app.close()
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), deadlineMs) })
+  const outcome = await Promise.race([closing.then(() => 'closed' as const), late])
+  clearTimeout(timer)
+  if (outcome === 'closed') return
+  const open = [...(connectionsOf.get(app) ?? [])]
+  const described = open.map((socket) => `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'} (${socket.writableLength} bytes unsent, ${socket.writableEnded ? 'ended' : 'not ended'})`)
+  for (const socket of open) socket.destroy()
+  const finished = await Promise.race([closing.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), 5_000).unref())])
+  throw new Error(`app.close() did not finish within ${deadlineMs} ms: a stream's socket was not reset (ended instead?). ` +
+    `${open.length} connection(s) still open: ${described.join(', ') || 'none (something else holds the close)'}; ` +
+    `they were destroyed, and the close then ${finished ? `finished after ${(performance.now() - started).toFixed(0)} ms` : 'still did not finish'}`)
 }
 
 /** Herald for a protocol: over h2 it serves HTTPS, and its `url` is https://, which the clients here speak h2 to. */

@@ -6,7 +6,7 @@ import { connect, constants, type ClientHttp2Session, type ServerHttp2Stream } f
 import { connect as tcpConnect, type Socket } from 'node:net'
 import { test, type TestContext } from 'node:test'
 import { connect as tlsConnect, type TLSSocket } from 'node:tls'
-import { build, buildFor, publish, request, tlsEnv, until } from './helper.js'
+import { build, buildFor, closeWithin, publish, request, tlsEnv, until } from './helper.js'
 import { openStream, payloads, type StreamClient } from './helpers/sse-client.js'
 import { startProxy } from './helpers/tcp-proxy.js'
 import { testCertificate } from './helpers/tls.js'
@@ -120,7 +120,7 @@ test('h2: shutdown ends every stream cleanly (END_STREAM, then GOAWAY) and close
   await publish(herald.url, { topic: 'bye', data: 'last' })
   await until(() => clients.every((client) => client.events.length === 1), 2_000, 'the event')
   const started = performance.now()
-  await herald.app.close()
+  await closeWithin(herald.app, 5_000)
   const closeMs = performance.now() - started
   await until(() => clients.every((client) => client.resetCode() !== undefined), 2_000, 'the streams to close')
   assert.deepEqual(clients.map((client) => client.resetCode()), [0, 0, 0], 'ended, not reset')
@@ -132,7 +132,7 @@ test('h2: shutdown ends every stream cleanly (END_STREAM, then GOAWAY) and close
 
 test('h2: shutdown does not wait for a client that stopped reading its whole connection', { timeout: 30_000 }, async (t) => {
   const herald = await build(undefined, { ...tlsEnv(), HERALD_MAX_QUEUE_BYTES: String(64 * 2 ** 20) })
-  t.after(async () => await herald.app.close())
+  t.after(async () => await closeWithin(herald.app))
   const proxy = await startProxy(Number(new URL(herald.url).port))
   t.after(proxy.close)
   const ca = testCertificate().ca
@@ -158,7 +158,7 @@ test('h2: shutdown does not wait for a client that stopped reading its whole con
   }
   assert.ok(waiting() > 0, `bytes wait for the client (${published} events of 60 KB)`)
   const started = performance.now()
-  await herald.app.close()
+  await closeWithin(herald.app, 5_000)
   const closeMs = performance.now() - started
   t.diagnostic(`app.close() took ${closeMs.toFixed(0)} ms with a client that reads nothing (bytes waiting after ${published} events of 60 KB)`)
   // The hub's flush window (1 s), then the session's grace (1 s) before its TCP connection is reset.

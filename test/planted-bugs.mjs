@@ -1,6 +1,11 @@
 // `npm run planted-bugs`: plants, one at a time, each bug that once slipped past the whole suite, in a copy of the
 // project, and checks that the tests meant to catch it fail. A standing check that the guarantee tests can fail.
-// Not part of `npm test` (it takes a few minutes); run it after touching src/hub, src/transport or the tests.
+// Not part of `npm test` (it takes several minutes); run it after touching src/hub, src/transport or the tests.
+// `npm run planted-bugs -- <text> …` runs only the bugs whose name, file or test file contains one of the texts.
+//
+// It fails loudly, before planting anything, when a bug's correct text is not in its file exactly once (a reformat
+// or a rewrite moved it: re-point the bug). A bug counts as caught only when its tests pass without it (each test
+// file and name pattern is run once unplanted first) and at least one of them fails with it.
 import { spawnSync } from 'node:child_process'
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -18,31 +23,97 @@ const BUGS = [
   ['a heartbeat timer per stream', 'src/hub/hub.ts', '    this.subscriptions.add(subscription)\n', '    this.subscriptions.add(subscription)\n    setInterval(() => subscription.heartbeat(HEARTBEAT), this.options.heartbeatMs).unref()\n', 'test/stream.test.ts', 'shared timer'],
   ['a live event at the current position let through again (an event on two topics twice)', 'src/hub/subscription.ts', '    } else if (event.id > this.position) {', '    } else if (event.id >= this.position) {', 'test/broker-contract.test.ts', 'several topics: each event once'],
   ['a new stream starts at the head read after its SUBSCRIBE', 'src/hub/hub.ts', '      const opening = subscription.openingHead ?? this.transport.head()', '      const opening = this.transport.head()', 'test/broker-contract.test.ts', 'new stream gets what is published'],
-  ['a 16-character JWT secret accepted', 'src/config.ts', "description: 'an HS256 secret of at least 32 characters', minLength: 32", "description: 'an HS256 secret of at least 32 characters', minLength: 16", 'test/config.test.ts', 'JWT secret']
+  ['a 16-character JWT secret accepted', 'src/config.ts', "description: 'an HS256 secret of at least 32 characters', minLength: 32", "description: 'an HS256 secret of at least 32 characters', minLength: 16", 'test/config.test.ts', 'JWT secret'],
+  // Issue 15's mutation audit: each survived the whole suite.
+  ['a topic\'s history expires a retention after its FIRST event (expiry not refreshed by a publish)', 'src/transport/redis-scripts.ts', "redis.call('PEXPIRE', KEYS[i], retention)", "redis.call('PEXPIRE', KEYS[i], retention, 'NX')", 'test/history.test.ts', 'redis: a busy topic'],
+  ['Redis read script: a page\'s first entry not guaranteed (a big event skipped on replay)', 'src/transport/redis-scripts.ts', 'if k > count or (k > 1 and bytes + size > maxBytes) then', 'if k > count or (k > 0 and bytes + size > maxBytes) then', 'test/history.test.ts', 'redis: an event bigger'],
+  ['memory history: a page\'s first event not guaranteed (a big event skipped on replay)', 'src/transport/topic-history.ts', '(events.length > 0 && bytes + event.data.length > maxBytes)', '(bytes + event.data.length > maxBytes)', 'test/history.test.ts', 'memory: an event bigger'],
+  ['the lastEventId query beats the Last-Event-ID header (duplicates on every EventSource reconnect)', 'routes/stream.ts', "const lastEventId = typeof header === 'string' && header !== '' ? header : query.lastEventId", "const lastEventId = query.lastEventId ?? (typeof header === 'string' && header !== '' ? header : undefined)", 'test/stream.test.ts', 'beats the lastEventId'],
+  ['Redis idempotency record kept for the history\'s retention, not its window', 'src/transport/redis-scripts.ts', "redis.call('SET', KEYS[4], id, 'PX', window)", "redis.call('SET', KEYS[4], id, 'PX', keep)", 'test/idempotency.test.ts', 'redis: an idempotency key'],
+  ['memory idempotency records kept forever (and every key ever used kept)', 'src/transport/memory.ts', '      this.forgetExpiredKeys(now)\n', '', 'test/idempotency.test.ts', 'memory'],
+  ['stalled drops not counted in herald_clients_dropped_total', 'plugins/metrics.ts', "const DROP_REASONS = ['slow-client', 'stalled'] as const", "const DROP_REASONS = ['slow-client'] as const", 'test/stalled-client.test.ts', 'never reads'],
+  ['a dropped HTTP/1.1 stream\'s socket ended instead of reset', 'plugins/event-stream.ts', '  else tcp.resetAndDestroy()', '  else tcp.end()', 'test/stalled-client.test.ts', 'never reads'],
+  ['a dropped HTTP/1.1-over-TLS stream\'s socket ended instead of reset', 'plugins/event-stream.ts', '  else tcp.resetAndDestroy()', '  else tcp.end()', 'test/http2.test.ts', 'HTTP/1.1 over TLS'],
+  ['an HTTP/2 session\'s TCP connection ended instead of reset at shutdown', 'src/server.ts', 'if (!tcp.destroyed) tcp.resetAndDestroy()', 'if (!tcp.destroyed) tcp.end()', 'test/http2.test.ts', 'shutdown does not wait']
 ]
 
 const root = process.cwd()
+const only = process.argv.slice(2)
+const chosen = BUGS.filter(([name, file, , , testFile]) => only.length === 0 || only.some((wanted) => [name, file, testFile].some((text) => text.includes(wanted))))
+if (chosen.length === 0) {
+  console.error(`no planted bug's name, file or test file contains any of ${JSON.stringify(only)}`)
+  process.exit(1)
+}
+
+// Every bug's text must be where it is planted, exactly once, before anything runs: a bug planted nowhere (or in
+// the wrong one of two places) would be a check that cannot fail.
+const unplantable = []
+for (const [name, file, correct, bug] of chosen) {
+  let source
+  try {
+    source = readFileSync(join(root, file), 'utf8')
+  } catch {
+    unplantable.push(`${name}: ${file} does not exist`)
+    continue
+  }
+  const times = source.split(correct).length - 1
+  if (correct === bug) unplantable.push(`${name}: the bug is the same text as the correct code`)
+  else if (times !== 1) unplantable.push(`${name}: ${file} says ${JSON.stringify(correct)} ${times === 0 ? 'nowhere' : `${times} times`}`)
+}
+if (unplantable.length > 0) {
+  console.error(`PLANTED-BUG CHECK BROKEN: ${unplantable.length} bug(s) cannot be planted, so they would be checked by nothing. Re-point each at today's code:\n  ${unplantable.join('\n  ')}`)
+  process.exit(1)
+}
+
 const copy = mkdtempSync(join(tmpdir(), 'herald-planted-'))
 for (const part of ['src', 'plugins', 'routes', 'test', 'public', 'package.json', 'tsconfig.json']) cpSync(join(root, part), join(copy, part), { recursive: true })
 symlinkSync(join(root, 'node_modules'), join(copy, 'node_modules'))
 
-let missed = 0
+/** Runs the tests of a file whose names match a pattern; tests whose names do not match count as skipped. */
+function runTests (testFile, pattern) {
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=120000', `--test-name-pattern=${pattern}`, testFile], { cwd: copy, encoding: 'utf8', timeout: 300_000 })
+  const count = (what) => Number(new RegExp(`^# ${what} (\\d+)$`, 'm').exec(run.stdout)?.[1] ?? 0)
+  if (process.env.DEBUG !== undefined) console.log(run.stdout.slice(-1500), run.stderr.slice(-1500))
+  return { passed: count('pass'), failed: count('fail') + count('cancelled'), timedOut: run.error !== undefined, run }
+}
+
+let problems = 0
 try {
-  for (const [name, file, correct, bug, testFile, pattern] of BUGS) {
+  // The guard tests must pass on the code as it is, or a failure with the bug planted proves nothing.
+  const baseline = new Map()
+  for (const [, , , , testFile, pattern] of chosen) {
+    const key = `${testFile} /${pattern}/`
+    if (baseline.has(key)) continue
+    const { passed, failed, timedOut } = runTests(testFile, pattern)
+    const healthy = !timedOut && failed === 0 && passed > 0
+    baseline.set(key, healthy)
+    if (!healthy) {
+      problems++
+      const why = timedOut ? 'timed out' : passed + failed === 0 ? 'the pattern matches no test' : `${failed} failed`
+      console.log(`BROKEN GUARD: ${key} without any bug planted: ${why}`)
+    }
+  }
+
+  for (const [name, file, correct, bug, testFile, pattern] of chosen) {
+    const key = `${testFile} /${pattern}/`
+    if (baseline.get(key) !== true) {
+      console.log(`NOT CHECKED: ${name} (${key} does not pass without it)`)
+      continue
+    }
     const path = join(copy, file)
     const original = readFileSync(path, 'utf8')
-    if (!original.includes(correct)) throw new Error(`${file} no longer says ${JSON.stringify(correct)}: update ${name}`)
     writeFileSync(path, original.replace(correct, bug))
-    const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', `--test-name-pattern=${pattern}`, testFile], { cwd: copy, encoding: 'utf8', timeout: 300_000 })
+    const started = performance.now()
+    const { failed, timedOut } = runTests(testFile, pattern)
+    const seconds = ((performance.now() - started) / 1000).toFixed(0)
     writeFileSync(path, original)
-    // Tests whose names do not match the pattern count as skipped: a caught bug is at least one failure.
-    const caught = Number(/^# fail (\d+)$/m.exec(run.stdout)?.[1] ?? 0) > 0
-    if (!caught) missed++
-    if (process.env.DEBUG !== undefined) console.log(run.stdout.slice(-1500), run.stderr.slice(-1500))
-    console.log(`${caught ? 'caught' : 'MISSED'}: ${name} (${testFile} /${pattern}/)`)
+    // A caught bug is at least one failure; a run that had to be killed is a guard that does not fail fast.
+    const caught = failed > 0 && !timedOut
+    if (!caught) problems++
+    console.log(`${caught ? 'caught' : timedOut ? 'TIMED OUT (not failing fast)' : 'MISSED'}: ${name} (${key}, ${seconds} s)`)
   }
 } finally {
   rmSync(copy, { recursive: true, force: true })
 }
-console.log(missed === 0 ? `all ${BUGS.length} planted bugs caught` : `${missed} of ${BUGS.length} planted bugs not caught`)
-process.exit(missed === 0 ? 0 : 1)
+console.log(problems === 0 ? `all ${chosen.length} planted bugs caught` : `${problems} problem(s) among ${chosen.length} planted bugs`)
+process.exit(problems === 0 ? 0 : 1)

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { test } from 'node:test'
 import { build, publish, until } from './helper.js'
+import { scrape } from './helpers/metrics.js'
 
 /**
  * The kernel's TCP state of the server's side of a loopback connection (Linux /proc/net/tcp), or undefined when
@@ -50,6 +51,9 @@ test('a client that never reads is reset after the stall timeout, its server soc
   const stalledAt = performance.now()
   await until(() => app.hub.streamCount === 0, 10_000, 'the stalled stream to be dropped')
   const droppedAfter = performance.now() - stalledAt
+  const metrics = await scrape(app)
+  assert.deepEqual({ stalled: metrics.value('herald_clients_dropped_total', { reason: 'stalled' }), slow: metrics.value('herald_clients_dropped_total', { reason: 'slow-client' }) }, { stalled: 1, slow: 0 },
+    'the drop is counted in herald_clients_dropped_total{reason="stalled"}')
   assert.equal(serverSocket.destroyed, true, 'the server side of the connection is gone')
   assert.equal(kernelSocketState(port, client.localPort as number), undefined, 'and the kernel holds nothing for it (reset, not closed)')
 

@@ -137,6 +137,21 @@ for (const protocol of PROTOCOLS) {
       assert.deepEqual(payloads(events), [1, 2, 3, 4, 5])
     }
   })
+
+  test(`${protocol}: a Last-Event-ID header beats the lastEventId query parameter, which EventSource sends again on every reconnect`, async (t) => {
+    const { url } = await buildFor(t, protocol)
+    const ids: string[] = []
+    for (let index = 0; index < 4; index++) ids.push((await publish(url, { topic: 'q', data: index })).body.id)
+    // new EventSource('…?lastEventId=<first>') after it got up to the third: it reconnects to the same URL, with
+    // the header saying how far it got.
+    const client = await openStream(`${url}/v1/stream?topic=q&lastEventId=${ids[0] as string}`, { 'last-event-id': ids[2] as string })
+    t.after(client.close)
+    await client.waitForEvents(1)
+    const live = (await publish(url, { topic: 'q', data: 'live' })).body.id
+    await until(() => client.events.some((event) => event.id === live), 5_000, 'the live event')
+    assert.deepEqual(client.events.map((event) => event.id), [ids[3], live],
+      `resumed after the header's ${ids[2] as string}, not the query's ${ids[0] as string}: nothing the client already has comes again`)
+  })
 }
 
 test('the eventsource client sees exactly what was published, line breaks included', async (t) => {

@@ -1,8 +1,10 @@
+import type { Position, ResetNotice } from '../protocol.js'
+import { RESET_EVENT } from '../protocol.js'
 import { encodeComment, encodeFrame, encodeRetry } from '../sse/encode.js'
-import { eventId, type PublishInput, type PublishResult, type StoredEvent, type Transport, type TransportHealth, type TransportSink } from '../transport/transport.js'
+import type { BatchOutcome, PublishInput, PublishResult, StoredEvent, Transport, TransportHealth, TransportSink } from '../transport/transport.js'
 import { ReplayBudget } from './replay-budget.js'
-import { parseEventId, planReplay, type ReplayStart, type ResetNotice } from './replay.js'
-import { Subscription, type EndReason, type FramedEvent } from './subscription.js'
+import { Session, type CatchUpSource, type EndReason } from './session.js'
+import { TopicEvent } from './topic-event.js'
 
 export interface HubOptions {
   /** Bytes one connection may leave unread before it is ended. */
@@ -19,7 +21,7 @@ export interface HubOptions {
   onCatchUpError?: (error: unknown) => void
   /** Told when a catch-up succeeded, so a caller can log an outage's end once. */
   onCatchUpDone?: () => void
-  /** Told once per live event as it is handed to this instance's streams (for the publish→dispatch lag). */
+  /** Told once per live event and topic as it is handed to this instance's streams (for the publish→dispatch lag). */
   onDispatch?: (event: StoredEvent) => void
 }
 
@@ -28,7 +30,7 @@ export interface HubHealth extends TransportHealth {
 }
 
 interface TopicEntry {
-  readonly subscriptions: Set<Subscription>
+  readonly sessions: Set<Session>
   /** Settles when the transport receives the topic's live events; a catch-up reads history only after it. */
   listening: Promise<void>
   listenFailed: boolean
@@ -36,18 +38,6 @@ interface TopicEntry {
 
 /** How long to wait before retrying catch-ups that could not reach history. */
 const CATCH_UP_RETRY_MS = 500
-/** Events one history read returns at most, spread over the stream's topics (at least MIN_PAGE_PER_TOPIC each). */
-const PAGE_EVENTS = 100
-const MIN_PAGE_PER_TOPIC = 10
-/**
- * Data one history page holds at most, spread over the stream's topics (the queue cap if that is less): what a
- * replay keeps in memory while its client drains it, whatever the events' size, bounded as the live queue is.
- * 100 events of 60 KB made 6 MB per replaying client; a quarter of this made replays of big events 2× slower
- * (a read per few events), for little memory saved (`npm run findings -- 1`).
- */
-const PAGE_BYTES = 1024 * 1024
-/** A replay waits until fewer bytes than this (or a quarter of the queue cap) wait for the client. */
-const REPLAY_LOW_WATER_BYTES = 64 * 1024
 /** History reads one instance runs at once, by default. */
 const REPLAY_READS = 4
 const HEARTBEAT = Buffer.from(encodeComment())
@@ -55,24 +45,23 @@ const HEARTBEAT = Buffer.from(encodeComment())
 const DRAIN_TICK_MS = 10
 
 /**
- * The one owner of delivery on an instance: the subscriptions and the topics they listen to, the hand-over
- * from history to live, the resync after the transport was interrupted, the count of open streams, the
- * heartbeat, and shutdown. The transport only publishes, reads history, and starts and stops topics.
+ * The one owner of delivery on an instance: the topics and the streams (sessions) that listen to them, fan-out, the
+ * count of open streams, the heartbeat, and shutdown. Each stream's session owns its positions and its hand-over
+ * from history to live; the transport only publishes, reads history, and starts and stops topics.
  *
- * A topic is listened to on its first subscription and released after its last, so an instance holds one
- * upstream subscription per topic however many clients listen. Each live event is framed once and the same
- * bytes go to every subscription.
+ * A topic is listened to on its first stream and released after its last, so an instance holds one upstream
+ * subscription per topic however many clients listen. Each live event is framed once per topic and the same bytes
+ * go to every single-topic stream of it.
  */
 export class Hub implements TransportSink {
   private readonly topics = new Map<string, TopicEntry>()
-  private readonly subscriptions = new Set<Subscription>()
+  private readonly sessions = new Set<Session>()
   private readonly heartbeatTimer: NodeJS.Timeout
   private retryTimer: NodeJS.Timeout | undefined
   private interruptedNow = false
   private closed = false
-  private lastEvent: StoredEvent | undefined
-  private lastFramed: FramedEvent | undefined
   private readonly replayBudget: ReplayBudget
+  private readonly source: CatchUpSource
   private drainingNow = false
   private drainTimer: NodeJS.Timeout | undefined
   /** Subscriptions to topics: each stream counts once per topic. */
@@ -88,14 +77,26 @@ export class Hub implements TransportSink {
   constructor (readonly transport: Transport, private readonly options: HubOptions) {
     transport.bind(this)
     this.replayBudget = new ReplayBudget(options.maxConcurrentReads ?? REPLAY_READS)
+    this.source = {
+      listening: async (topic) => await this.listening(topic),
+      heads: async (topics) => await this.transport.heads(topics),
+      read: async (topic, after, limit, maxBytes) => await this.replayBudget.run(async () => await this.transport.read(topic, after, limit, maxBytes)),
+      resetFrame: (notice) => this.resetFrame(notice),
+      failed: (error) => {
+        if (this.closed) return
+        this.options.onCatchUpError?.(error)
+        this.scheduleRetry()
+      },
+      succeeded: () => this.options.onCatchUpDone?.()
+    }
     // One shared timer beats for every open stream; a timer per connection would cost a handle each.
     // It also resets stalled connections: no timer per connection for that either.
     const stallTimeoutMs = options.stallTimeoutMs
     this.heartbeatTimer = setInterval(() => {
       const now = Date.now()
-      for (const subscription of this.subscriptions) {
-        if (stallTimeoutMs !== undefined) subscription.checkStall(now, stallTimeoutMs)
-        subscription.heartbeat(HEARTBEAT)
+      for (const session of this.sessions) {
+        if (stallTimeoutMs !== undefined) session.checkStall(now, stallTimeoutMs)
+        session.heartbeat(HEARTBEAT)
       }
     }, options.heartbeatMs)
     this.heartbeatTimer.unref()
@@ -105,42 +106,51 @@ export class Hub implements TransportSink {
     return await this.transport.publish(input)
   }
 
+  /** Publishes events in order, as one round trip on Redis; each event's outcome is its own. */
+  async publishBatch (inputs: readonly PublishInput[]): Promise<BatchOutcome[]> {
+    return await this.transport.publishBatch(inputs)
+  }
+
+  /** Each topic's newest position. */
+  async heads (topics: readonly string[]): Promise<Position[]> {
+    return await this.transport.heads(topics)
+  }
+
   /**
-   * Opens a subscription: live events from now on, after the missed ones when `lastEventId` is given. With
+   * Opens a stream of topics: live events from now on, after the missed ones when `lastEventId` is given. With
    * `envelope`, each event's data is `{"topic":…,"data":…}`, naming the topic it is delivered for.
    */
-  subscribe (topics: readonly string[], lastEventId?: string, { envelope = false }: { envelope?: boolean } = {}): Subscription {
-    const subscription = new Subscription(topics, {
-      maxQueueBytes: this.options.maxQueueBytes,
-      envelope,
-      onDestroy: (destroyed) => this.remove(destroyed),
-      onOtherEpoch: (held) => this.catchUp(held)
-    })
-    subscription.lastEventId = lastEventId
-    if (lastEventId === undefined) {
-      // Where a new client starts: the head now, as it arrives, before its topics are listened to. Its catch-up
-      // replays from here, so an event published between now and the SUBSCRIBE taking effect is not lost.
-      subscription.openingHead = this.transport.head()
-      subscription.openingHead.catch(() => {})
-    }
-    this.subscriptions.add(subscription)
-    this.topicSubscriptions += topics.length
+  subscribe (topics: readonly string[], lastEventId?: string, { envelope = false }: { envelope?: boolean } = {}): Session {
+    // Where a new client starts: the heads now, as it arrives, before its topics are listened to. Its catch-up
+    // replays from there, so an event published between now and the SUBSCRIBE taking effect is not lost.
+    const openingHeads = lastEventId === undefined ? this.transport.heads(topics) : undefined
+    openingHeads?.catch(() => {})
     for (const topic of topics) {
       let entry = this.topics.get(topic)
       if (entry === undefined) {
-        entry = { subscriptions: new Set(), listening: Promise.resolve(), listenFailed: false }
+        entry = { sessions: new Set(), listening: Promise.resolve(), listenFailed: false }
         this.topics.set(topic, entry)
         this.listen(topic, entry)
       }
-      entry.subscriptions.add(subscription)
     }
-    this.catchUp(subscription)
-    return subscription
+    const session = new Session(topics, {
+      maxQueueBytes: this.options.maxQueueBytes,
+      historyTtlMs: this.options.historyTtlMs,
+      envelope,
+      lastEventId,
+      openingHeads,
+      source: this.source,
+      onDestroy: (destroyed) => this.remove(destroyed)
+    })
+    this.sessions.add(session)
+    this.topicSubscriptions += topics.length
+    for (const topic of topics) this.topics.get(topic)?.sessions.add(session)
+    return session
   }
 
   /** Open streams on this instance. */
   get streamCount (): number {
-    return this.subscriptions.size
+    return this.sessions.size
   }
 
   /** Topics this instance listens to. */
@@ -156,15 +166,20 @@ export class Hub implements TransportSink {
   /** Events handed to streams since the hub started (replayed and live; notices and heartbeats not counted). */
   get eventsSent (): number {
     let events = this.closedEvents
-    for (const subscription of this.subscriptions) events += subscription.events
+    for (const session of this.sessions) events += session.events
     return events
   }
 
   /** Bytes handed to streams since the hub started, everything included. */
   get bytesSent (): number {
     let bytes = this.closedBytes
-    for (const subscription of this.subscriptions) bytes += subscription.bytes
+    for (const session of this.sessions) bytes += session.bytes
     return bytes
+  }
+
+  /** History reads running now and waiting for one of the instance's slots. */
+  get replayLoad (): { running: number, waiting: number } {
+    return this.replayBudget.load
   }
 
   /** True from `drain()` on: the caller refuses new streams (retryably) and reports itself not ready. */
@@ -172,9 +187,9 @@ export class Hub implements TransportSink {
     return this.drainingNow || this.closed
   }
 
-  /** Subscriptions to a topic on this instance. */
+  /** Streams of a topic on this instance. */
   listenerCount (topic: string): number {
-    return this.topics.get(topic)?.subscriptions.size ?? 0
+    return this.topics.get(topic)?.sessions.size ?? 0
   }
 
   health (): HubHealth {
@@ -190,7 +205,7 @@ export class Hub implements TransportSink {
   async drain (spreadMs: number, retryMs: number): Promise<void> {
     if (this.draining) return
     this.drainingNow = true
-    const streams = [...this.subscriptions]
+    const streams = [...this.sessions]
     const startedAt = Date.now()
     let ended = 0
     await new Promise<void>((resolve) => {
@@ -216,9 +231,9 @@ export class Hub implements TransportSink {
     clearInterval(this.heartbeatTimer)
     clearTimeout(this.retryTimer)
     clearTimeout(this.drainTimer)
-    for (const subscription of [...this.subscriptions]) {
-      subscription.finish('server-closing')
-      setTimeout(() => subscription.close('server-closing'), flushMs).unref()
+    for (const session of [...this.sessions]) {
+      session.finish('server-closing')
+      setTimeout(() => session.close('server-closing'), flushMs).unref()
     }
     await this.transport.close()
   }
@@ -228,41 +243,30 @@ export class Hub implements TransportSink {
   deliver (topic: string, event: StoredEvent): void {
     const entry = this.topics.get(topic)
     if (entry === undefined) return
-    // An event on several topics comes once per topic as the same object: frame it once.
-    let framed = this.lastFramed
-    if (event !== this.lastEvent || framed === undefined) {
-      framed = { id: event.id, epoch: event.epoch, frame: frameOf(event) }
-      this.lastEvent = event
-      this.lastFramed = framed
-      this.options.onDispatch?.(event)
-    }
-    // An enveloped frame names the topic: framed once per event and topic, when a stream asked for it. An event
-    // on several of a stream's topics comes first for the first of them in publish order (transports deliver in
-    // that order); the stream takes that one and drops the others by id.
-    let enveloped: FramedEvent | undefined
-    for (const subscription of entry.subscriptions) {
-      if (!subscription.envelope) subscription.deliver(framed)
-      else subscription.deliver(enveloped ??= { id: event.id, epoch: event.epoch, frame: envelopedFrameOf(topic, event) })
-    }
+    this.options.onDispatch?.(event)
+    // Framed once, lazily, and shared by every stream of the topic.
+    const live = new TopicEvent(topic, event)
+    for (const session of entry.sessions) session.deliver(live)
   }
 
-  interrupted (): void {
+  interrupted (topics?: readonly string[]): void {
     // Events may be published elsewhere while we cannot hear them: hold live delivery until a catch-up.
-    this.interruptedNow = true
-    for (const subscription of this.subscriptions) subscription.hold()
+    if (topics === undefined) this.interruptedNow = true
+    for (const session of this.sessionsOf(topics)) session.hold(topics)
   }
 
-  restored (): void {
-    this.interruptedNow = false
-    this.resync()
+  restored (topics?: readonly string[]): void {
+    if (topics === undefined) this.interruptedNow = false
+    // Re-reads history for the streams of these topics, after live delivery may have missed events.
+    for (const session of this.sessionsOf(topics)) session.resync(topics)
   }
 
-  /** Re-reads history for every open subscription, after live delivery may have missed events. */
-  private resync (): void {
-    for (const subscription of this.subscriptions) {
-      subscription.hold()
-      this.catchUp(subscription)
-    }
+  /** The streams of some topics, or all of them. */
+  private sessionsOf (topics: readonly string[] | undefined): Iterable<Session> {
+    if (topics === undefined) return [...this.sessions]
+    const sessions = new Set<Session>()
+    for (const topic of topics) for (const session of this.topics.get(topic)?.sessions ?? []) sessions.add(session)
+    return sessions
   }
 
   private listen (topic: string, entry: TopicEntry): void {
@@ -272,124 +276,33 @@ export class Hub implements TransportSink {
     entry.listening.catch(() => { entry.listenFailed = true })
   }
 
-  private remove (subscription: Subscription): void {
-    if (!this.subscriptions.delete(subscription)) return
-    this.topicSubscriptions -= subscription.topics.length
-    this.closedEvents += subscription.events
-    this.closedBytes += subscription.bytes
-    const reason = subscription.endReason ?? 'client-closed'
+  /** Settles once the topic's live events reach this instance; a listen that failed is tried again. */
+  private async listening (topic: string): Promise<void> {
+    const entry = this.topics.get(topic)
+    if (entry === undefined) return
+    if (entry.listenFailed) this.listen(topic, entry)
+    await entry.listening
+  }
+
+  private remove (session: Session): void {
+    if (!this.sessions.delete(session)) return
+    this.topicSubscriptions -= session.topics.length
+    this.closedEvents += session.events
+    this.closedBytes += session.bytes
+    const reason = session.endReason ?? 'client-closed'
     this.streamsEnded.set(reason, (this.streamsEnded.get(reason) ?? 0) + 1)
-    for (const topic of subscription.topics) {
+    for (const topic of session.topics) {
       const entry = this.topics.get(topic)
-      if (entry === undefined || !entry.subscriptions.delete(subscription) || entry.subscriptions.size > 0) continue
+      if (entry === undefined || !entry.sessions.delete(session) || entry.sessions.size > 0) continue
       this.topics.delete(topic)
       this.transport.unlisten(topic)
-    }
-  }
-
-  /**
-   * Brings a subscription up to date from history while its live events are held, then releases them.
-   * Runs once at a time per subscription; a resync asked for meanwhile runs right after.
-   */
-  private catchUp (subscription: Subscription): void {
-    if (subscription.catchingUp) {
-      subscription.catchUpAgain = true
-      return
-    }
-    subscription.catchingUp = true
-    this.runCatchUp(subscription).then(() => {
-      subscription.catchingUp = false
-      this.options.onCatchUpDone?.()
-      if (subscription.catchUpAgain && !subscription.destroyed) {
-        subscription.catchUpAgain = false
-        this.catchUp(subscription)
-      }
-    }, (error: unknown) => {
-      subscription.catchingUp = false
-      subscription.catchUpAgain = false
-      if (this.closed) return
-      this.options.onCatchUpError?.(error)
-      this.scheduleRetry()
-    })
-  }
-
-  private async runCatchUp (subscription: Subscription): Promise<void> {
-    // Listen before reading history: whatever is published after the read then arrives live.
-    const listening: Array<Promise<void>> = []
-    for (const topic of subscription.topics) {
-      const entry = this.topics.get(topic)
-      if (entry === undefined) continue
-      if (entry.listenFailed) this.listen(topic, entry)
-      listening.push(entry.listening)
-    }
-    await Promise.all(listening)
-    if (subscription.destroyed) return
-
-    let start: ReplayStart
-    if (!subscription.started && subscription.lastEventId === undefined) {
-      // A new client without an id asked for nothing older than its arrival: replay only what came since.
-      const opening = subscription.openingHead ?? this.transport.head()
-      subscription.openingHead = undefined
-      const head = await opening
-      if (subscription.destroyed) return
-      start = { lastEventId: eventId(head.epoch, head.seq), epoch: head.epoch, after: head.seq, live: true }
-    } else if (subscription.started) {
-      // A catch-up after an interruption or a new epoch: from the stream's own position.
-      const lastEventId = eventId(subscription.epoch, subscription.position)
-      start = { lastEventId, epoch: subscription.epoch, after: subscription.position, live: true }
-    } else {
-      const lastEventId = subscription.lastEventId ?? '0'
-      const point = parseEventId(lastEventId)
-      if (point === undefined || point.kind === 'legacy') {
-        const head = await this.transport.head()
-        if (subscription.destroyed) return
-        const reset = this.resetFrame({ reason: point === undefined ? 'malformed-id' : 'epoch-changed', topics: [...subscription.topics], lastEventId })
-        subscription.release(head.epoch, head.seq, [], reset)
-        subscription.started = true
-        return
-      }
-      start = point.kind === 'start'
-        ? { lastEventId, epoch: undefined, after: 0, live: false }
-        : { lastEventId, epoch: point.epoch, after: point.seq, live: false }
-    }
-    // Page after page, each read within the instance's budget, each page sent under the client's backpressure.
-    const topics = subscription.topics
-    const limit = Math.max(MIN_PAGE_PER_TOPIC, Math.ceil(PAGE_EVENTS / topics.length))
-    const maxBytes = Math.max(1, Math.floor(Math.min(PAGE_BYTES, this.options.maxQueueBytes) / topics.length))
-    const lowWater = Math.max(1, Math.min(REPLAY_LOW_WATER_BYTES, Math.floor(this.options.maxQueueBytes / 4)))
-    for (let page = 0; ; page++) {
-      if (subscription.pendingBytes >= lowWater) await subscription.drained(lowWater)
-      if (subscription.closing) return
-      let read = await this.replayBudget.run(async () => await this.transport.read(topics, start.after, limit, maxBytes))
-      // A live stream whose epoch was replaced gets the new epoch from its start.
-      if (start.live && read.epoch !== start.epoch && start.after > 0) {
-        read = await this.replayBudget.run(async () => await this.transport.read(topics, 0, limit, maxBytes))
-      }
-      if (subscription.closing) return
-      // Whether a topic expired before the client's position is asked once; later pages start from our own.
-      if (page > 0) for (const history of read.topics) history.forgotten = false
-      const plan = planReplay(start, read, Date.now(), this.options.historyTtlMs)
-      // The notice goes first, before any event it concerns.
-      if (plan.reset !== undefined) subscription.replay(plan.epoch, [], this.resetFrame(plan.reset))
-      for (const [index, event] of plan.events.entries()) {
-        const frame = subscription.envelope ? envelopedFrameOf(plan.topics[index] as string, event) : frameOf(event)
-        subscription.replay(plan.epoch, [{ id: event.id, epoch: event.epoch, frame }])
-        if (subscription.pendingBytes >= lowWater) await subscription.drained(lowWater)
-        if (subscription.closing) return
-      }
-      if (plan.done) {
-        subscription.release(plan.epoch, plan.position, [])
-        subscription.started = true
-        return
-      }
-      start = { lastEventId: eventId(plan.epoch, plan.position), epoch: plan.epoch, after: plan.position, live: true }
     }
   }
 
   /** The in-band notice that comes before a replay whose start could not be honoured; counted by reason. */
   private resetFrame (notice: ResetNotice): Buffer {
     this.resetsSent.set(notice.reason, (this.resetsSent.get(notice.reason) ?? 0) + 1)
-    return Buffer.from(encodeFrame({ event: 'herald.reset', data: JSON.stringify(notice) }))
+    return Buffer.from(encodeFrame({ event: RESET_EVENT, data: JSON.stringify(notice) }))
   }
 
   /** Retries, after a pause, the catch-ups that failed; after an interruption, `restored` does it instead. */
@@ -398,21 +311,10 @@ export class Hub implements TransportSink {
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined
       if (this.closed || this.interruptedNow) return
-      for (const subscription of this.subscriptions) {
-        if (subscription.holding && !subscription.catchingUp) this.catchUp(subscription)
+      for (const session of this.sessions) {
+        if (session.needsCatchUp) session.retryCatchUp()
       }
     }, CATCH_UP_RETRY_MS)
     this.retryTimer.unref()
   }
-}
-
-/** The SSE frame of a stored event. */
-function frameOf (event: StoredEvent): Buffer {
-  return Buffer.from(encodeFrame({ id: eventId(event.epoch, event.id), event: event.type, retry: event.retry, data: event.data }))
-}
-
-/** The SSE frame of a stored event for a stream with envelopes: the published JSON wrapped with the topic. */
-function envelopedFrameOf (topic: string, event: StoredEvent): Buffer {
-  const data = `{"topic":${JSON.stringify(topic)},"data":${event.data}}`
-  return Buffer.from(encodeFrame({ id: eventId(event.epoch, event.id), event: event.type, retry: event.retry, data }))
 }

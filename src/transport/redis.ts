@@ -1,7 +1,9 @@
-import type { Redis } from 'ioredis'
-import { BrokerUnavailableError } from '../errors.js'
-import { PUBLISH_SCRIPT, READ_SCRIPT } from './redis-scripts.js'
-import type { Head, HistoryRead, PublishInput, PublishResult, StoredEvent, TopicHistory, Transport, TransportHealth, TransportSink } from './transport.js'
+import type { Cluster, Redis } from 'ioredis'
+import { BrokerUnavailableError, InvalidEventError } from '../errors.js'
+import type { Position } from '../protocol.js'
+import { functionLibrary, type FunctionLibrary } from './redis-functions.js'
+import { parseChannelMessage, parseHistoryEntry } from './redis-messages.js'
+import type { BatchOutcome, PublishInput, PublishResult, StoredEvent, TopicRead, Transport, TransportHealth, TransportSink } from './transport.js'
 
 export interface RedisTransportOptions {
   prefix: string
@@ -11,121 +13,115 @@ export interface RedisTransportOptions {
   idempotencyTtlMs: number
   /** Told about failures the transport recovers from by itself (a re-subscribe that failed is retried). */
   onRecoverableError?: (error: unknown) => void
-  /** Told how long each script call took (ms), failed ones included, for metrics. */
+  /** Told how long each call took (ms), failed ones included, for metrics. */
   onCommand?: (command: 'publish' | 'read', milliseconds: number) => void
+  /** Told about a channel message Herald did not write (dropped): another client published on a Herald channel. */
+  onForeignMessage?: (channel: string, problem: string) => void
 }
 
-interface HeraldCommands {
-  heraldPublish (...args: Array<string | number>): Promise<[string, number]>
-  heraldRead (...args: Array<string | number>): Promise<unknown[]>
-}
-
-type StreamEntry = [string, string[]]
+type Client = Redis | Cluster
 
 /** How long to wait before retrying a re-subscribe that failed. */
 const RESUBSCRIBE_RETRY_MS = 500
 
 /**
- * The Redis transport: events go through one Lua script on the publisher connection and come back through
- * ONE subscriber connection per process, subscribed to a topic's channel while the hub listens to it.
- * When the subscriber connection drops it says `interrupted`; when it is back AND subscribed again to every
- * channel (by our own SUBSCRIBE, not ioredis's: that one is still in flight when ioredis reports ready), it
- * says `restored`.
+ * The Redis transport: every topic's keys and channel under one hash tag, `<prefix>{<topic>}`, so a publish to one
+ * topic is one single-slot FCALL of the Function library (redis/herald.lua) and the same code runs on one Redis, a
+ * Sentinel-managed one and a Redis Cluster. Live events come back through ONE subscriber connection per process
+ * (one per shard on a cluster), SSUBSCRIBEd to a topic's channel while the hub listens to it. When the subscriber
+ * connection drops it says `interrupted`; when it is back AND subscribed again to every channel (by our own
+ * SSUBSCRIBE, not ioredis's: that one is still in flight when ioredis reports ready), it says `restored`.
  */
 export class RedisTransport implements Transport {
   readonly kind = 'redis'
-  private readonly publisher: Redis & HeraldCommands
-  private readonly channelPrefix: string
+  private readonly library: FunctionLibrary
   private readonly channels = new Set<string>()
   private sink: TransportSink | undefined
   private interrupted = false
   private closed = false
   private retryTimer: NodeJS.Timeout | undefined
-  private lastReceived: StoredEvent | undefined
+  private loading: Promise<void> | undefined
 
-  constructor (publisher: Redis, private readonly subscriber: Redis, private readonly options: RedisTransportOptions) {
-    publisher.defineCommand('heraldPublish', { lua: PUBLISH_SCRIPT })
-    publisher.defineCommand('heraldRead', { lua: READ_SCRIPT })
-    this.publisher = publisher as Redis & HeraldCommands
-    this.channelPrefix = `${options.prefix}topic:`
+  constructor (private readonly publisher: Client, private readonly subscriber: Client, private readonly options: RedisTransportOptions) {
+    this.library = functionLibrary(options)
+  }
+
+  /** Loads the Function library where it is missing or differs (on every master of a cluster). */
+  async load (): Promise<void> {
+    this.loading ??= this.loadNow().finally(() => { this.loading = undefined })
+    await this.loading
   }
 
   bind (sink: TransportSink): void {
     this.sink = sink
-    this.subscriber.on('message', this.onMessage)
+    this.subscriber.on('smessage', this.onMessage)
     this.subscriber.on('close', this.onClose)
     this.subscriber.on('ready', this.onReady)
   }
 
   async publish (input: PublishInput): Promise<PublishResult> {
-    const prefix = this.options.prefix
-    const keys = [`${prefix}seq`, `${prefix}epoch`, `${prefix}marks`, `${prefix}idem:${input.idempotencyKey ?? ''}`]
-    for (const topic of input.topics) keys.push(`${prefix}history:${topic}`)
-    const args: Array<string | number> = [
-      this.channelPrefix,
-      this.options.historySize,
-      this.options.historyRetentionMs,
-      input.idempotencyKey === undefined ? 0 : this.options.idempotencyTtlMs,
-      input.type ?? '',
-      input.retry ?? '',
-      input.data
-    ]
-    for (const topic of input.topics) args.push(topic)
-    let reply: [string, number]
     const started = performance.now()
     try {
-      reply = await this.publisher.heraldPublish(keys.length, ...keys, ...args)
+      const replies = await Promise.all(input.topics.map(async (topic) => await this.call(this.library.publish, topic, publishArguments(input))))
+      return publishResult(input, replies)
     } catch (error) {
-      throw new BrokerUnavailableError(publishFailure(error), { cause: error })
+      throw publishError(error)
     } finally {
       this.options.onCommand?.('publish', performance.now() - started)
     }
-    return { id: String(reply[0]), topics: input.topics, duplicate: reply[1] === 1 }
   }
 
-  async head (): Promise<Head> {
-    const prefix = this.options.prefix
+  async publishBatch (inputs: readonly PublishInput[]): Promise<BatchOutcome[]> {
+    const started = performance.now()
+    // Every call is written at once (one round trip, per shard on a cluster); Redis runs them in order per topic.
+    const calls = inputs.map((input) => input.topics.map(async (topic) => await this.call(this.library.publish, topic, publishArguments(input))))
+    const outcomes: BatchOutcome[] = []
+    for (const [index, input] of inputs.entries()) {
+      // Each event's own outcome: one that failed says so, and the others, stored or not, say exactly that.
+      const settled = await Promise.allSettled(calls[index] as Array<Promise<unknown>>)
+      const rejected = settled.find((outcome) => outcome.status === 'rejected')
+      outcomes.push(rejected !== undefined
+        ? { error: publishError(rejected.reason) }
+        : { result: publishResult(input, settled.map((outcome) => (outcome as PromiseFulfilledResult<unknown>).value)) })
+    }
+    this.options.onCommand?.('publish', performance.now() - started)
+    return outcomes
+  }
+
+  async heads (topics: readonly string[]): Promise<Position[]> {
     try {
-      const [epoch, seq] = await this.publisher.mget(`${prefix}epoch`, `${prefix}seq`)
-      return { epoch: epoch ?? '', seq: epoch === null ? 0 : Number(seq ?? 0) }
+      return await Promise.all(topics.map(async (topic) => {
+        const [epoch, seq] = await this.publisher.hmget(`${this.keyOf(topic)}:m`, 'e', 's')
+        return epoch === null || epoch === undefined ? { epoch: '', seq: 0 } : { epoch, seq: Number(seq ?? 0) }
+      }))
     } catch (error) {
       throw new BrokerUnavailableError('Redis is unreachable', { cause: error })
     }
   }
 
-  async read (topics: readonly string[], afterId: number, limit: number, maxBytes: number): Promise<HistoryRead> {
-    const prefix = this.options.prefix
-    const keys = [`${prefix}seq`, `${prefix}epoch`, `${prefix}marks`, ...topics.map((topic) => `${prefix}history:${topic}`)]
-    let reply: unknown[]
+  async read (topic: string, after: Position, limit: number, maxBytes: number): Promise<TopicRead> {
     const started = performance.now()
+    let reply: unknown
     try {
-      reply = await this.publisher.heraldRead(keys.length, ...keys, afterId + 1, this.options.historyRetentionMs, limit, Number.isFinite(maxBytes) ? maxBytes : Number.MAX_SAFE_INTEGER)
+      reply = await this.call(this.library.read, topic, [after.epoch, after.seq, limit, Number.isFinite(maxBytes) ? maxBytes : Number.MAX_SAFE_INTEGER])
     } catch (error) {
       throw new BrokerUnavailableError('Redis is unreachable', { cause: error })
     } finally {
       this.options.onCommand?.('read', performance.now() - started)
     }
-    const epoch = reply[0] as string
-    const histories: TopicHistory[] = topics.map((topic, index) => ({
-      topic,
-      trimmedThrough: parseInt(reply[2 + index * 4] as string, 10),
-      events: (reply[3 + index * 4] as StreamEntry[]).map((entry) => parseEntry(epoch, entry)),
-      forgotten: reply[4 + index * 4] === 1,
-      full: reply[5 + index * 4] === 1
-    }))
-    return { epoch, head: epoch === '' ? 0 : Number(reply[1]), topics: histories }
+    return parseRead(reply)
   }
 
   async listen (topic: string): Promise<void> {
-    const channel = this.channelPrefix + topic
+    const channel = this.keyOf(topic)
     this.channels.add(channel)
-    await this.subscriber.subscribe(channel)
+    await this.subscriber.ssubscribe(channel)
   }
 
   unlisten (topic: string): void {
-    const channel = this.channelPrefix + topic
+    const channel = this.keyOf(topic)
     this.channels.delete(channel)
-    this.subscriber.unsubscribe(channel).catch(() => {})
+    this.subscriber.sunsubscribe(channel).catch(() => {})
   }
 
   health (): TransportHealth {
@@ -138,26 +134,45 @@ export class RedisTransport implements Transport {
   async close (): Promise<void> {
     this.closed = true
     clearTimeout(this.retryTimer)
-    this.subscriber.off('message', this.onMessage)
+    this.subscriber.off('smessage', this.onMessage)
     this.subscriber.off('close', this.onClose)
     this.subscriber.off('ready', this.onReady)
     this.sink = undefined
   }
 
-  private readonly onMessage = (channel: string, message: string): void => {
-    if (this.sink === undefined || !channel.startsWith(this.channelPrefix)) return
-    const topic = channel.slice(this.channelPrefix.length)
-    // An event published to several topics arrives once per channel, back to back: decode it once.
-    const idEnd = message.indexOf('\n')
-    const dash = message.lastIndexOf('-', idEnd)
-    const epoch = message.slice(0, dash)
-    const id = Number(message.slice(dash + 1, idEnd))
-    let event = this.lastReceived
-    if (event === undefined || event.id !== id || event.epoch !== epoch) {
-      event = parseMessage(epoch, id, message, idEnd)
-      this.lastReceived = event
+  private keyOf (topic: string): string {
+    return `${this.options.prefix}{${topic}}`
+  }
+
+  /** FCALL of one of the library's functions on a topic; loads the library once if Redis lost it, and retries. */
+  private async call (name: string, topic: string, args: Array<string | number>): Promise<unknown> {
+    try {
+      return await this.publisher.fcall(name, 1, this.keyOf(topic), ...args)
+    } catch (error) {
+      if (!String((error as Error).message).includes('Function not found')) throw error
+      await this.load()
+      return await this.publisher.fcall(name, 1, this.keyOf(topic), ...args)
     }
-    this.sink.deliver(topic, event)
+  }
+
+  private async loadNow (): Promise<void> {
+    const clients: Redis[] = 'nodes' in this.publisher ? this.publisher.nodes('master') : [this.publisher]
+    await Promise.all(clients.map(async (client) => {
+      const listed = await client.call('FUNCTION', 'LIST', 'LIBRARYNAME', this.library.name, 'WITHCODE') as unknown[]
+      if (libraryCode(listed, this.library.name) === this.library.code) return
+      await client.call('FUNCTION', 'LOAD', 'REPLACE', this.library.code)
+    }))
+  }
+
+  private readonly onMessage = (channel: string, message: string): void => {
+    const sink = this.sink
+    if (sink === undefined || !this.channels.has(channel)) return
+    const parsed = parseChannelMessage(message)
+    if (typeof parsed === 'string') {
+      this.options.onForeignMessage?.(channel, parsed)
+      return
+    }
+    sink.deliver(channel.slice(this.options.prefix.length + 1, -1), parsed)
   }
 
   private readonly onClose = (): void => {
@@ -176,7 +191,7 @@ export class RedisTransport implements Transport {
     clearTimeout(this.retryTimer)
     this.retryTimer = undefined
     const channels = [...this.channels]
-    const subscribed = channels.length > 0 ? this.subscriber.subscribe(...channels) : Promise.resolve()
+    const subscribed = channels.length > 0 ? this.subscriber.ssubscribe(...channels) : Promise.resolve()
     subscribed.then(() => {
       if (this.closed || this.subscriber.status !== 'ready') return
       this.interrupted = false
@@ -190,34 +205,60 @@ export class RedisTransport implements Transport {
   }
 }
 
+/** The arguments after the key: data, type, retry, idempotency key, and every topic when there are several. */
+function publishArguments (input: PublishInput): string[] {
+  return [
+    input.data,
+    input.type ?? '',
+    input.retry === undefined ? '' : String(input.retry),
+    input.idempotencyKey ?? '',
+    input.topics.length > 1 ? input.topics.join(' ') : ''
+  ]
+}
+
+function publishResult (input: PublishInput, replies: unknown[]): PublishResult {
+  let duplicates = 0
+  const ids = replies.map((reply) => {
+    if (!Array.isArray(reply) || typeof reply[0] !== 'string') throw new BrokerUnavailableError('Redis answered the publish with something Herald did not expect')
+    if (reply[1] === 1) duplicates++
+    return reply[0]
+  })
+  return { ids, topics: input.topics, duplicate: duplicates === input.topics.length }
+}
+
 /**
- * Why a publish failed, as the 503 says it. A command that was never sent (no connection) stored nothing; one
- * that timed out was sent, and a Redis that wakes up runs it: the client cannot know, and retries with an
- * idempotency key.
+ * Why a publish failed, as the reply says it. A command that was never sent (no connection) stored nothing; one that
+ * timed out was sent, and a Redis that wakes up runs it: the client cannot know, and retries with an idempotency key.
  */
-function publishFailure (error: unknown): string {
-  return (error as Error).message === 'Command timed out'
+function publishError (error: unknown): Error {
+  if ((error as { statusCode?: number }).statusCode !== undefined) return error as Error
+  const message = String((error as Error).message)
+  if (message.startsWith('HERALD_INVALID ')) return new InvalidEventError(message.slice('HERALD_INVALID '.length))
+  return new BrokerUnavailableError(message === 'Command timed out'
     ? 'Redis did not answer in time; the event may or may not be stored: retry with the same idempotency key'
-    : 'Redis is unreachable; the event was not stored'
+    : 'Redis is unreachable; the event was not stored', { cause: error })
 }
 
-function parseMessage (epoch: string, id: number, message: string, idEnd: number): StoredEvent {
-  const typeEnd = message.indexOf('\n', idEnd + 1)
-  const retryEnd = message.indexOf('\n', typeEnd + 1)
-  const timeEnd = message.indexOf('\n', retryEnd + 1)
-  const event: StoredEvent = { id, epoch, data: message.slice(timeEnd + 1), time: Number(message.slice(retryEnd + 1, timeEnd)) }
-  const type = message.slice(idEnd + 1, typeEnd)
-  const retry = message.slice(typeEnd + 1, retryEnd)
-  if (type !== '') event.type = type
-  if (retry !== '') event.retry = Number(retry)
-  return event
+function parseRead (reply: unknown): TopicRead {
+  if (!Array.isArray(reply) || reply.length !== 5 || typeof reply[0] !== 'string' || !Array.isArray(reply[3])) {
+    throw new BrokerUnavailableError('Redis answered a history read with something Herald did not expect')
+  }
+  const epoch = reply[0]
+  const events: StoredEvent[] = []
+  for (const entry of reply[3] as unknown[]) {
+    const event = parseHistoryEntry(epoch, entry)
+    if (event !== undefined) events.push(event)
+  }
+  return { epoch, head: Number(reply[1]), oldest: Number(reply[2]), events, full: reply[4] === 1 }
 }
 
-function parseEntry (epoch: string, [streamId, fields]: StreamEntry): StoredEvent {
-  const values: Record<string, string> = {}
-  for (let index = 0; index < fields.length; index += 2) values[fields[index] as string] = fields[index + 1] as string
-  const event: StoredEvent = { id: parseInt(streamId, 10), epoch, data: values.d ?? '', time: Number(values.ms ?? 0) }
-  if (values.t !== undefined && values.t !== '') event.type = values.t
-  if (values.r !== undefined && values.r !== '') event.retry = Number(values.r)
-  return event
+/** The code of a library in a FUNCTION LIST … WITHCODE reply, or undefined. */
+function libraryCode (listed: unknown[], name: string): string | undefined {
+  for (const library of listed) {
+    if (!Array.isArray(library)) continue
+    const fields = new Map<unknown, unknown>()
+    for (let index = 0; index + 1 < library.length; index += 2) fields.set(library[index], library[index + 1])
+    if (fields.get('library_name') === name) return fields.get('library_code') as string | undefined
+  }
+  return undefined
 }

@@ -1,9 +1,11 @@
 /**
  * The transport contract: what the hub needs from a message backend, and nothing more. A transport publishes
- * (assigning ids and storing history), reads history, starts and stops receiving a topic's live events, and
- * says when live delivery was interrupted and when it is whole again. Subscriptions, the hand-over from
- * history to live and resync belong to the hub (src/hub), which works the same over every transport.
+ * (assigning each event a position on each of its topics and storing history), reads one topic's history in pages,
+ * starts and stops receiving a topic's live events, and says when live delivery of some topics was interrupted and
+ * when it is whole again. Streams, the hand-over from history to live and resync belong to the hub (src/hub), which
+ * works the same over every transport.
  */
+import type { Position } from '../protocol.js'
 
 /** What a publisher hands over. `data` is JSON text, encoded once by the caller. */
 export interface PublishInput {
@@ -15,65 +17,46 @@ export interface PublishInput {
 }
 
 export interface PublishResult {
-  /** The event's id, `<epoch>-<sequence>` (see eventId). */
-  id: string
+  /** The event's position on each of its topics, `<epoch>-<seq>` of that topic, in the order of `topics`. */
+  ids: string[]
   topics: string[]
-  /** True when an earlier publish with the same idempotency key already stored this event. */
+  /** True when an earlier publish with the same idempotency key already stored this event (on every topic). */
   duplicate: boolean
 }
 
+/** One event of a batch: stored (on every topic), or not (and why). */
+export type BatchOutcome = { result: PublishResult } | { error: Error }
+
 /**
- * An event as history keeps it and as live delivery carries it. Its id on the wire is `<epoch>-<id>`: the
- * sequence `id` grows with publish order within one epoch, and an epoch is one life of the id counter.
+ * An event as history keeps it and as live delivery carries it, on one topic: its position there is `<epoch>-<seq>`.
  */
 export interface StoredEvent {
-  /** The sequence number within the epoch. */
-  id: number
   epoch: string
+  seq: number
   type?: string
   retry?: number
   data: string
-  /** Milliseconds since the epoch when it was published, for the history time limit. */
+  /** Milliseconds since 1970 when it was published, for the history time limit and the dispatch lag. */
   time: number
+  /** Every topic it was published to, in publish order, when there were several: a stream on more than one of them
+   * shows it once, for the first of them it subscribes to. */
+  topics?: string[]
 }
 
-/** The newest id of the current epoch. */
-export interface Head {
-  /**
-   * The current epoch: created with the id counter, so a counter that was lost (Redis restarted empty, keys
-   * expired) comes back with a new one. '' while none exists yet (no publish since the counter was lost).
-   */
+/** One page of one topic's history, for a resume. */
+export interface TopicRead {
+  /** The topic's current epoch ('' while it has none): the events below are of it. */
   epoch: string
-  /** The newest sequence number assigned in the epoch (0 before its first publish). */
-  seq: number
-}
-
-/** What a history read returns for a resume: the head, and per topic what it still holds. */
-export interface HistoryRead {
-  /** The current epoch ('' when none exists yet): the events and positions below are in it. */
-  epoch: string
-  /** The newest sequence number assigned in the epoch (0 before the first publish). */
+  /** The newest sequence number of the epoch (0 when it has none). */
   head: number
-  topics: TopicHistory[]
-}
-
-export interface TopicHistory {
-  topic: string
-  /**
-   * Retained events with an id above the asked-for position, oldest first: at most the page's `limit`, and no
-   * more data than its `maxBytes` (past the first event, which always comes, so a page always progresses).
-   */
+  /** The oldest sequence number the history still holds (head + 1 when it holds none): anything below it that a
+   * reader has not seen is lost to it. */
+  oldest: number
+  /** Retained events after the asked-for position, oldest first (from the epoch's start when the asked-for epoch is
+   * not the current one): at most the page's `limit`, and no more data than its `maxBytes` past the first. */
   events: StoredEvent[]
-  /** True when the page stopped at `limit` or `maxBytes`: the topic may hold events above its last one here. */
+  /** True when the page stopped at `limit` or `maxBytes`: the topic holds events after its last one here. */
   full: boolean
-  /** The largest id this topic has dropped from its history (0 if none). */
-  trimmedThrough: number
-  /**
-   * True when events after the position may have been forgotten with the whole topic: its history expired
-   * (retention after its last event) and the position is older than the retention. Conservative: a topic that
-   * never had an event after an old position counts too.
-   */
-  forgotten: boolean
 }
 
 export interface TransportHealth {
@@ -83,15 +66,12 @@ export interface TransportHealth {
 
 /** Where a transport sends what it receives; the hub implements it. */
 export interface TransportSink {
-  /**
-   * A live event for one topic. An event published to several topics arrives once per topic, back to back,
-   * as the same object, so the receiver can encode it once.
-   */
+  /** A live event on one topic. An event published to several topics arrives once per topic. */
   deliver (topic: string, event: StoredEvent): void
-  /** Live delivery stopped: events published from now on may not arrive until `restored`. */
-  interrupted (): void
-  /** Live delivery is whole again for every topic being received; history covers what was missed. */
-  restored (): void
+  /** Live delivery of these topics (all when undefined) stopped: their events may not arrive until `restored`. */
+  interrupted (topics?: readonly string[]): void
+  /** Live delivery of these topics (all when undefined) is whole again; history covers what was missed. */
+  restored (topics?: readonly string[]): void
 }
 
 export interface Transport {
@@ -100,14 +80,15 @@ export interface Transport {
   bind (sink: TransportSink): void
   /** Stores an event and sends it live; rejects with BrokerUnavailableError when it cannot store it now. */
   publish (input: PublishInput): Promise<PublishResult>
-  /** The current epoch and its newest sequence number. */
-  head (): Promise<Head>
+  /** Publishes events in order, as one round trip where the backend allows; each event's outcome is its own. */
+  publishBatch (inputs: readonly PublishInput[]): Promise<BatchOutcome[]>
+  /** Each topic's current position: its epoch and newest sequence number. */
+  heads (topics: readonly string[]): Promise<Position[]>
   /**
-   * One page of history: of each topic, at most `limit` events after a sequence number of the current epoch, and
-   * at most `maxBytes` of their data (at least one event), with the head, in one consistent step. Never the whole
-   * retention at once: the hub reads page after page, so a page's memory is bounded whatever the events' size.
+   * One page of a topic's history after a position: at most `limit` events and `maxBytes` of their data (at least
+   * one event). Never the whole retention at once: the hub reads page after page, so a page's memory is bounded.
    */
-  read (topics: readonly string[], afterId: number, limit: number, maxBytes: number): Promise<HistoryRead>
+  read (topic: string, after: Position, limit: number, maxBytes: number): Promise<TopicRead>
   /** Starts receiving a topic's live events; resolves once events published afterwards will arrive. */
   listen (topic: string): Promise<void>
   /** Stops receiving a topic. */
@@ -115,9 +96,4 @@ export interface Transport {
   health (): TransportHealth
   /** Stops receiving anything; connections it was given are closed by whoever opened them. */
   close (): Promise<void>
-}
-
-/** The id an event carries on the wire: `<epoch>-<seq>`, e.g. `m5x8k2qz3f-17`. */
-export function eventId (epoch: string, seq: number): string {
-  return `${epoch}-${seq}`
 }

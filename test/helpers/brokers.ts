@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis'
 import { Hub } from '../../src/hub/hub.js'
-import type { Subscription } from '../../src/hub/subscription.js'
+import type { Session } from '../../src/hub/session.js'
 import { SseParser, type ParsedEvent } from '../../src/sse/parser.js'
 import { MemoryTransport } from '../../src/transport/memory.js'
 import { RedisTransport } from '../../src/transport/redis.js'
@@ -47,7 +47,7 @@ export function memoryFactory (): HubFactory {
       transport,
       // The ring buffer already keeps only `historySize` events: trimming happens as it fills.
       trim: async () => {},
-      historyExists: async (topic) => (await transport.read([topic], 0, 1, Infinity)).topics[0]?.events.length !== 0,
+      historyExists: async (topic) => (await transport.read(topic, { epoch: '', seq: 0 }, 1, Infinity)).events.length !== 0,
       upstreamSubscribers: async (topic) => hub.listenerCount(topic),
       close: async () => await hub.close(0)
     }
@@ -64,20 +64,22 @@ export function redisFactory (server: RedisServer): HubFactory {
     const admin = new Redis(server.url)
     for (const client of [publisher, subscriber, admin]) client.on('error', () => {})
     await Promise.all([publisher, subscriber, admin].map(async (client) => await until(() => client.status === 'ready', 5_000, 'redis ready')))
-    const transport = wrap(new RedisTransport(publisher, subscriber, options))
+    const redisTransport = new RedisTransport(publisher, subscriber, options)
+    await redisTransport.load()
+    const transport = wrap(redisTransport)
     const hub = new Hub(transport, options)
     return {
       hub,
       transport,
       // MAXLEN ~ trims whole stream nodes of 100 entries; trim exactly, as a long-running deployment would.
-      trim: async (topic) => { await admin.xtrim(`${options.prefix}history:${topic}`, 'MAXLEN', options.historySize) },
-      historyExists: async (topic) => await admin.exists(`${options.prefix}history:${topic}`) === 1,
+      trim: async (topic) => { await admin.xtrim(`${options.prefix}{${topic}}:h`, 'MAXLEN', options.historySize) },
+      historyExists: async (topic) => await admin.exists(`${options.prefix}{${topic}}:h`) === 1,
       forgetAll: async () => {
         const keys = await admin.keys(`${options.prefix}*`)
         if (keys.length > 0) await admin.del(...keys)
       },
       upstreamSubscribers: async (topic) => {
-        const reply = await admin.pubsub('NUMSUB', `${options.prefix}topic:${topic}`) as [string, number]
+        const reply = await admin.pubsub('SHARDNUMSUB', `${options.prefix}{${topic}}`) as [string, number]
         return Number(reply[1])
       },
       close: async () => {
@@ -93,15 +95,17 @@ export interface Collected {
   events: ParsedEvent[]
   /** The bytes received, as text. */
   text: () => string
-  /** Sequence numbers of the events that are not reset notices (ids are `<epoch>-<seq>`). */
+  /** Sequence numbers of the events that are not reset notices (single-topic streams: ids are `<epoch>-<seq>`). */
   ids: () => number[]
+  /** The data of the events that are not reset notices, parsed. */
+  payloads: () => unknown[]
   /** The reset notices, parsed. */
   resets: () => Array<{ reason: string, topics: string[], lastEventId: string }>
   waitFor: (count: number) => Promise<void>
 }
 
 /** Reads a subscription the way a stream would, parsing its bytes into events. */
-export function collect (subscription: Subscription): Collected {
+export function collect (subscription: Session): Collected {
   const events: ParsedEvent[] = []
   const parser = new SseParser((event) => events.push(event))
   let text = ''
@@ -110,17 +114,19 @@ export function collect (subscription: Subscription): Collected {
     parser.push(chunk.toString('utf8'))
   })
   subscription.on('error', () => {})
-  const ids = () => events.flatMap((event) => event.event === 'herald.reset' ? [] : [seq(event.id)])
+  const delivered = () => events.filter((event) => event.event !== 'herald.reset')
+  const ids = () => delivered().map((event) => seq(event.id))
   return {
     events,
     text: () => text,
     ids,
+    payloads: () => delivered().map((event) => JSON.parse(event.data)),
     resets: () => events.filter((event) => event.event === 'herald.reset').map((event) => JSON.parse(event.data)),
-    waitFor: async (count) => await until(() => ids().length >= count, 5_000, `${count} events (have ${ids().length})`)
+    waitFor: async (count) => await until(() => delivered().length >= count, 5_000, `${count} events (have ${delivered().length})`)
   }
 }
 
 /** Waits until a new subscription has caught up (subscribed upstream and found its starting point). */
-export async function subscribed (subscription: Subscription): Promise<void> {
+export async function subscribed (subscription: Session): Promise<void> {
   await until(() => !subscription.holding, 5_000, 'subscription to catch up')
 }
