@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
+import { request } from 'node:http'
 import { after, before, test } from 'node:test'
 import { keySlot } from '../src/redis-topology.js'
+import { SseParser } from '../src/sse/parser.js'
 import { build, publish, until, type Herald } from './helper.js'
 import { RedisCluster, type ClusterMaster } from './helpers/redis-cluster.js'
 import { openStream, type StreamClient } from './helpers/sse-client.js'
@@ -103,4 +105,160 @@ test('three instances on a 3-master cluster, topics on every shard: every stream
   const perTopic = receivedPerTopic(resumed)
   for (const topic of topics) assert.deepEqual(perTopic.get(topic), range(count, count), `resumed on another instance, ${topic}: exactly what it missed, in order`)
   console.log(`# ${instances.length} instances, ${topics.length} topics over 3 shards: ${single.length} single-topic and ${multi.length} multi-topic streams got every event once, in order; a resume id of ${lastId.length} characters`)
+})
+
+/**
+ * A multi-topic stream that reconnects like EventSource, with Last-Event-ID, to the next instance each time (as a
+ * balancer would send it elsewhere). Records every event's data and every reset with its topics, in arrival order.
+ */
+class FailoverClient {
+  readonly received: Array<{ topic: string, n: number } | { reset: string[], reason: string }> = []
+  private lastEventId: string | undefined
+  private current: ReturnType<typeof request> | undefined
+  private stopped = false
+  private next = 0
+
+  constructor (private readonly urls: string[], private readonly path: string) {}
+
+  start (): void {
+    if (this.stopped) return
+    const headers: Record<string, string> = { accept: 'text/event-stream' }
+    if (this.lastEventId !== undefined) headers['last-event-id'] = this.lastEventId
+    const parser = new SseParser((event) => {
+      if (event.event === 'herald.reset') {
+        const notice = JSON.parse(event.data) as { reason: string, topics: string[] }
+        this.received.push({ reset: notice.topics, reason: notice.reason })
+      } else if (event.event === undefined || !event.event.startsWith('herald.')) {
+        this.received.push(JSON.parse(event.data) as Sent)
+      }
+      if (event.id !== undefined && event.id !== '') this.lastEventId = event.id
+    })
+    let retried = false
+    const retry = (): void => {
+      if (retried) return
+      retried = true
+      setTimeout(() => this.start(), 50)
+    }
+    const url = this.urls[this.next++ % this.urls.length] ?? ''
+    const req = request(`${url}${this.path}`, { headers }, (response) => {
+      if (response.statusCode !== 200) {
+        response.resume()
+        response.on('end', retry)
+        return
+      }
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => parser.push(chunk))
+      for (const name of ['end', 'close', 'error']) response.on(name, retry)
+    })
+    req.on('error', retry)
+    req.end()
+    this.current = req
+  }
+
+  /** Ends the current connection: the client reconnects to the next instance. */
+  reconnect (): void {
+    this.current?.destroy()
+  }
+
+  stop (): void {
+    this.stopped = true
+    this.current?.destroy()
+  }
+
+  /**
+   * Per topic: accepted events never received with no reset of the topic after them (silent loss), and events
+   * received twice.
+   */
+  verdict (accepted: Map<string, Set<number>>): { silentlyLost: number, duplicated: number, resets: number } {
+    let silentlyLost = 0
+    let duplicated = 0
+    let resets = 0
+    for (const [topic, ns] of accepted) {
+      const seen = new Set<number>()
+      // The events a reset covers: those published before it that had not arrived.
+      let coveredBelow = -1
+      for (const entry of this.received) {
+        if ('reset' in entry) {
+          if (entry.reset.includes(topic)) {
+            resets++
+            coveredBelow = Number.POSITIVE_INFINITY
+          }
+          continue
+        }
+        if (entry.topic !== topic) continue
+        if (seen.has(entry.n)) duplicated++
+        seen.add(entry.n)
+        if (coveredBelow === Number.POSITIVE_INFINITY) coveredBelow = entry.n
+      }
+      for (const n of ns) if (!seen.has(n) && !(n < coveredBelow)) silentlyLost++
+    }
+    return { silentlyLost, duplicated, resets }
+  }
+
+  /** True once it has the last accepted event of every topic. */
+  caughtUp (accepted: Map<string, Set<number>>): boolean {
+    return [...accepted].every(([topic, ns]) => ns.size === 0 || this.received.some((entry) => !('reset' in entry) && entry.topic === topic && entry.n === Math.max(...ns)))
+  }
+}
+
+test('SIGKILL of a master while publishing on every shard: its replica is promoted; every client gets every accepted event or a herald.reset for that topic first; 0 silent loss, 0 duplicates', async (t) => {
+  const herald = await Promise.all([0, 1, 2].map(async () => await build(t, { REDIS_URL: cluster.url, HERALD_REDIS_COMMAND_TIMEOUT_MS: '500' })))
+  const urls = herald.map(({ url }) => url)
+  const query = `/v1/stream?${topics.map((topic) => `topic=${encodeURIComponent(topic)}`).join('&')}`
+  const clients = urls.map((_, index) => new FailoverClient([...urls.slice(index), ...urls.slice(0, index)], query))
+  t.after(() => { for (const client of clients) client.stop() })
+  for (const client of clients) client.start()
+  await until(async () => {
+    for (const topic of topics) {
+      const owner = await cluster.masterOfSlot(keySlot(`herald:{${topic}}`))
+      const counts = await cluster.command(owner.port, 'PUBSUB', 'SHARDNUMSUB', `herald:{${topic}}`) as [string, number]
+      if (counts[1] < herald.length) return false
+    }
+    return true
+  }, 15_000, 'every instance subscribed on every shard')
+
+  const accepted = new Map(topics.map((topic) => [topic, new Set<number>()]))
+  const refused = new Map<number, number>()
+  const state = { publishing: true }
+  const loops = topics.map(async (topic, topicIndex) => {
+    for (let n = 1_000; state.publishing; n++) {
+      try {
+        const reply = await publish(urls[(n + topicIndex) % urls.length] ?? '', { topic, data: { topic, n } })
+        if (reply.status === 202) accepted.get(topic)?.add(n)
+        else refused.set(reply.status, (refused.get(reply.status) ?? 0) + 1)
+      } catch {
+        refused.set(0, (refused.get(0) ?? 0) + 1)
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+  })
+  await new Promise((resolve) => setTimeout(resolve, 1_500))
+  const [victim] = await cluster.masters()
+  assert.ok(victim !== undefined)
+  const { ms: promotionMs } = await cluster.killMaster(victim.port)
+  // Some clients move to another instance meanwhile, as after a balancer's reconnect.
+  clients[0]?.reconnect()
+  await new Promise((resolve) => setTimeout(resolve, 3_000))
+  state.publishing = false
+  await Promise.all(loops)
+  await until(() => clients.every((client) => client.caughtUp(accepted)), 30_000, 'every client has the last accepted event of every topic')
+  const verdicts = clients.map((client) => client.verdict(accepted))
+  const total = verdicts.reduce((sum, verdict) => ({
+    silentlyLost: sum.silentlyLost + verdict.silentlyLost,
+    duplicated: sum.duplicated + verdict.duplicated,
+    resets: sum.resets + verdict.resets
+  }), { silentlyLost: 0, duplicated: 0, resets: 0 })
+  const acceptedCount = [...accepted.values()].reduce((sum, ns) => sum + ns.size, 0)
+  console.log(`# master SIGKILLed while publishing: promoted in ${promotionMs} ms; ${acceptedCount} publishes accepted, refused ${JSON.stringify(Object.fromEntries(refused))}; ` +
+    `over ${clients.length} clients: ${total.silentlyLost} silently lost, ${total.duplicated} duplicated, ${total.resets} topic resets`)
+  assert.equal(total.silentlyLost, 0)
+  assert.equal(total.duplicated, 0)
+})
+
+test('the failover verdict counts a gap without a reset as silent loss, a gap before a reset as covered, and repeats as duplicates', () => {
+  const client = new FailoverClient([], '')
+  const accepted = new Map([['a', new Set([1, 2, 3, 4])], ['b', new Set([1, 2, 3])]])
+  client.received.push({ topic: 'a', n: 1 }, { topic: 'b', n: 1 }, { reset: ['a'], reason: 'epoch-changed' }, { topic: 'a', n: 3 }, { topic: 'a', n: 4 }, { topic: 'b', n: 3 }, { topic: 'b', n: 3 })
+  assert.deepEqual(client.verdict(accepted), { silentlyLost: 1, duplicated: 1, resets: 1 })
+  assert.equal(client.caughtUp(accepted), true)
 })
