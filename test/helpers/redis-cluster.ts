@@ -75,7 +75,7 @@ export class RedisCluster {
 
   /** redis://127.0.0.1:<port of the first node>: any node's URL is enough for Herald. */
   get url (): string {
-    return this.urlOf(this.nodes[0].port)
+    return this.urlOf(this.nodes[0]?.port ?? 0)
   }
 
   urlOf (port: number): string {
@@ -96,11 +96,11 @@ export class RedisCluster {
   }
 
   /** Runs one command on one node and disconnects. */
-  async command (port: number, ...args: string[]): Promise<unknown> {
+  async command (port: number, name: string, ...args: string[]): Promise<unknown> {
     const client = this.client(port)
     try {
       await client.connect()
-      return await client.call(args[0], ...args.slice(1))
+      return await client.call(name, ...args)
     } finally {
       client.disconnect()
     }
@@ -138,7 +138,7 @@ export class RedisCluster {
     const deadline = started + withinMs
     while (Date.now() < deadline) {
       try {
-        const owner = await this.masterOfSlot(before.slots[0][0])
+        const owner = await this.masterOfSlot(before.slots[0]?.[0] ?? 0)
         if (owner.port !== port && await this.stateIs('ok')) return { promotedPort: owner.port, ms: Date.now() - started }
       } catch {}
       await sleep(100)
@@ -273,19 +273,22 @@ async function signal (node: ClusterNode, name: NodeJS.Signals): Promise<void> {
 
 /** The masters that own slots, from CLUSTER NODES text, in port order. */
 export function parseClusterNodes (text: string): ClusterMaster[] {
-  const lines = text.trim().split('\n').map((line) => line.trim().split(' '))
-  const portOf = (address: string) => Number(address.split('@')[0].split(':').at(-1))
+  const lines = text.trim().split('\n').map((line) => {
+    const [id = '', address = '', flags = '', masterId = '', , , , , ...slotFields] = line.trim().split(' ')
+    return { id, address, flags, masterId, slotFields }
+  })
+  const portOf = (address: string) => Number(address.split('@')[0]?.split(':').at(-1))
   const masters: ClusterMaster[] = []
-  for (const [id, address, flags, , , , , , ...slotFields] of lines) {
+  for (const { id, address, flags, slotFields } of lines) {
     if (!flags.split(',').includes('master') || flags.includes('fail')) continue
     const slots = slotFields.filter((field) => !field.startsWith('[')).map((field) => {
-      const [first, last] = field.split('-').map(Number)
-      return [first, last ?? first] as [number, number]
+      const [first = 0, last = first] = field.split('-').map(Number)
+      return [first, last] as [number, number]
     })
     if (slots.length === 0) continue
     const replicaPorts = lines
-      .filter(([, , replicaFlags, masterId]) => masterId === id && replicaFlags.includes('slave') && !replicaFlags.includes('fail'))
-      .map(([, replicaAddress]) => portOf(replicaAddress))
+      .filter((line) => line.masterId === id && line.flags.includes('slave') && !line.flags.includes('fail'))
+      .map((line) => portOf(line.address))
     masters.push({ port: portOf(address), id, slots, slotCount: slots.reduce((sum, [first, last]) => sum + last - first + 1, 0), replicaPorts })
   }
   return masters.sort((a, b) => a.port - b.port)

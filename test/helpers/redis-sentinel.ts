@@ -41,16 +41,13 @@ export class RedisSentinel {
     const filled: Required<RedisSentinelOptions> = { masterName: 'herald-master', downAfterMs: 1_000, serverArgs: [], ...options }
     const ports = new Set<number>()
     while (ports.size < 5) ports.add(await freePort())
-    const [master, replica, ...sentinelPorts] = [...ports]
-    const deployment = new RedisSentinel(
-      [{ port: master, process: undefined }, { port: replica, process: undefined }],
-      sentinelPorts.map((port) => ({ port, process: undefined })),
-      filled
-    )
+    const [master, replica, ...sentinelPorts] = [...ports].map((port) => ({ port, process: undefined }))
+    if (master === undefined || replica === undefined) throw new Error('unreachable: five ports were picked')
+    const deployment = new RedisSentinel([master, replica], sentinelPorts, filled)
     try {
-      await deployment.startServer(deployment.servers[0], [])
-      await deployment.startServer(deployment.servers[1], ['--replicaof', '127.0.0.1', String(master)])
-      for (const sentinel of deployment.sentinels) await deployment.startSentinel(sentinel, master)
+      await deployment.startServer(master, [])
+      await deployment.startServer(replica, ['--replicaof', '127.0.0.1', String(master.port)])
+      for (const sentinel of deployment.sentinels) await deployment.startSentinel(sentinel, master.port)
       await deployment.waitUntil(async () => {
         for (const sentinel of deployment.sentinels) {
           const fields = await deployment.sentinelMaster(sentinel.port)
@@ -107,12 +104,12 @@ export class RedisSentinel {
   }
 
   /** Runs one command on one process and disconnects. */
-  async command (port: number, ...args: string[]): Promise<unknown> {
+  async command (port: number, name: string, ...args: string[]): Promise<unknown> {
     const client = new Redis(port, '127.0.0.1', PROBE_OPTIONS)
     client.on('error', () => {})
     try {
       await client.connect()
-      return await client.call(args[0], ...args.slice(1))
+      return await client.call(name, ...args)
     } finally {
       client.disconnect()
     }
@@ -128,7 +125,7 @@ export class RedisSentinel {
   private async sentinelMaster (port: number): Promise<Record<string, string>> {
     const flat = await this.command(port, 'SENTINEL', 'MASTER', this.options.masterName) as string[]
     const fields: Record<string, string> = {}
-    for (let index = 0; index < flat.length; index += 2) fields[flat[index]] = flat[index + 1]
+    for (let index = 0; index + 1 < flat.length; index += 2) fields[String(flat[index])] = String(flat[index + 1])
     return fields
   }
 
