@@ -75,6 +75,7 @@ export default fp(async (fastify) => {
     heartbeatMs: config.heartbeatMs,
     stallTimeoutMs: config.stallTimeoutMs,
     onDispatch: (event) => fastify.metrics.dispatched(event.time),
+    metrics: fastify.metrics.hub,
     onCatchUpError: (error) => {
       if (catchUpFailing) return
       catchUpFailing = true

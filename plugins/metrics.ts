@@ -5,6 +5,8 @@ import type { AddressInfo } from 'node:net'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { STREAM_REFUSALS } from '../src/errors.js'
 import type { Hub } from '../src/hub/hub.js'
+import { REPLAY_KINDS, REPLAY_RESULTS, type HubMetrics } from '../src/hub/hub-metrics.js'
+import { packageVersion } from '../src/package-version.js'
 import { RESET_REASONS } from '../src/protocol.js'
 
 declare module 'fastify' {
@@ -33,6 +35,8 @@ export interface HeraldMetrics {
   redisSubscriberDropped: () => void
   /** A message on a Herald channel that Herald did not write, dropped. */
   redisForeignMessage: () => void
+  /** What the hub tells of replays. */
+  hub: HubMetrics
 }
 
 /** Seconds: from a fraction of a millisecond (a local publish) to the command timeout and beyond. */
@@ -40,6 +44,25 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 /** Why a stream may end; the label values of herald_streams_closed_total, fixed so the series exist from the start. */
 const END_REASONS = ['client-closed', 'server-closing', 'draining', 'token-expired', 'slow-client', 'stalled', 'failed'] as const
 const DROP_REASONS = ['slow-client', 'stalled'] as const
+/** Seconds: a replay from one empty read to minutes of history paged to a slow client. */
+const REPLAY_BUCKETS = [0.001, 0.005, 0.025, 0.1, 0.5, 2.5, 10, 60, 300]
+/** Why a publish was refused, by its status: the label values of herald_publish_refusals_total. */
+const PUBLISH_REFUSALS: Readonly<Record<number, string>> = {
+  400: 'invalid',
+  401: 'unauthenticated',
+  403: 'forbidden',
+  413: 'too-large',
+  415: 'not-json',
+  429: 'rate-limited',
+  503: 'unavailable'
+}
+/** Any other status (a server fault). */
+const OTHER_REFUSAL = 'error'
+/**
+ * prom-client's defaults that promtool check metrics refuses: gauges named `_total`, which Prometheus reserves for
+ * counters. The same figures, by type, are the gauges without the suffix (nodejs_active_handles and so on): sum them.
+ */
+const MISNAMED_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
 
 /**
  * Prometheus metrics (prom-client): the process's defaults plus Herald's own, `herald_*`. Counts that change on
@@ -55,6 +78,7 @@ export default fp(async (fastify) => {
   const config = fastify.config
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
+  for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(name)
   const registers = [registry]
   const hub = (): Hub => fastify.hub
 
@@ -69,9 +93,23 @@ export default fp(async (fastify) => {
   counter('herald_clients_dropped_total', 'Streams reset because their client fell too far behind (slow-client) or stopped reading (stalled).', ['reason'], function () { setAll(this, DROP_REASONS, hub().streamsEnded) })
   counter('herald_resets_sent_total', 'herald.reset notices sent, by reason.', ['reason'], function () { setAll(this, RESET_REASONS, hub().resetsSent) })
 
+  new Gauge({ name: 'herald_build_info', help: 'Always 1; its labels say which Herald (package.json version) runs on which Node.', labelNames: ['version', 'node'], registers })
+    .set({ version: packageVersion(), node: process.version }, 1)
+
   // Counted as they happen.
   const published = counter('herald_events_published_total', 'Publish requests, by result: stored, duplicate (an idempotency key seen before), refused (any error answer).', ['result'])
   for (const result of ['stored', 'duplicate', 'refused']) published.inc({ result }, 0)
+  const publishRefusals = counter('herald_publish_refusals_total', 'Publish requests refused, by reason: invalid (400), unauthenticated (401), forbidden (403), too-large (413), not-json (415), rate-limited (429), unavailable (503: the broker), error (a server fault).', ['reason'])
+  for (const reason of [...Object.values(PUBLISH_REFUSALS), OTHER_REFUSAL]) publishRefusals.inc({ reason }, 0)
+  const replaysStarted = counter('herald_replays_started_total', 'Catch-ups from history started, by kind: resume (a client came back with an id), new (a new stream\'s read of what came since its arrival), resync (after Redis was lost or an epoch changed).', ['kind'])
+  const replaysFinished = counter('herald_replays_finished_total', 'Catch-ups from history finished, by kind and result: done, client-left, failed (retried).', ['kind', 'result'])
+  const replaySeconds = new Histogram({ name: 'herald_replay_duration_seconds', help: 'Catch-ups from history, from start to finish (paged under the client\'s backpressure), by kind.', labelNames: ['kind'], buckets: REPLAY_BUCKETS, registers })
+  for (const kind of REPLAY_KINDS) {
+    replaysStarted.inc({ kind }, 0)
+    for (const result of REPLAY_RESULTS) replaysFinished.inc({ kind, result }, 0)
+    replaySeconds.zero({ kind })
+  }
+  const slotWaitSeconds = new Histogram({ name: 'herald_replay_slot_wait_seconds', help: 'How long each history read waited for one of the instance\'s read slots (0 when one was free).', buckets: [0, ...LATENCY_BUCKETS], registers })
   const refusals = counter('herald_stream_refusals_total', 'Streams refused with a retryable herald.unavailable, by reason.', ['reason'])
   for (const { reason } of Object.values(STREAM_REFUSALS)) refusals.inc({ reason }, 0)
   const authFailures = counter('herald_auth_failures_total', 'Requests refused for their token or host, by status (401 or 403).', ['status'])
@@ -88,7 +126,10 @@ export default fp(async (fastify) => {
     if (refusal !== undefined) refusals.inc({ reason: refusal.reason })
     if (error.statusCode === 401 || error.statusCode === 403) authFailures.inc({ status: String(error.statusCode) })
     if (code === 'HERALD_RATE_LIMITED') rateLimited.inc()
-    if (request.routeOptions.config.publish === true) published.inc({ result: 'refused' })
+    if (request.routeOptions.config.publish === true) {
+      published.inc({ result: 'refused' })
+      publishRefusals.inc({ reason: PUBLISH_REFUSALS[error.statusCode ?? 500] ?? OTHER_REFUSAL })
+    }
   })
 
   // Label children bound once: a publish then costs no label lookup.
@@ -109,7 +150,15 @@ export default fp(async (fastify) => {
     redisCommand: (command, milliseconds) => commandSeconds?.[command].observe(milliseconds / 1000),
     redisReconnected: () => redis?.reconnects.inc(),
     redisSubscriberDropped: () => redis?.subscriberDrops.inc(),
-    redisForeignMessage: () => redis?.foreignMessages.inc()
+    redisForeignMessage: () => redis?.foreignMessages.inc(),
+    hub: {
+      replayStarted: (kind) => replaysStarted.inc({ kind }),
+      replayFinished: (kind, result, seconds) => {
+        replaysFinished.inc({ kind, result })
+        replaySeconds.observe({ kind }, seconds)
+      },
+      replaySlotWaited: (seconds) => slotWaitSeconds.observe(seconds)
+    }
   }
   fastify.decorate('metrics', metrics)
 

@@ -2,19 +2,24 @@ import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+import { STATUS_CODES } from 'node:http'
 import { NotFoundError } from '../src/errors.js'
-import { errorReplies } from '../src/error-replies.js'
+import { packageVersion } from '../src/package-version.js'
 
-/** The API reference's introduction: what holds for every route. */
+const notFound = new NotFoundError('GET', '/v1/nowhere')
+
+/**
+ * The API reference's introduction: what holds for every route. The not-found answer belongs to no operation (a
+ * component no operation refers to is an unused one), so it is told here, with the error handler's real body.
+ */
 const DESCRIPTION = [
   'Herald pushes events from any backend to browsers: publish JSON with `POST /v1/events`, subscribe with',
   '`new EventSource(\'/v1/stream?topic=…\')`.',
   '',
   'Errors are JSON `{ statusCode, error, code, message }`; each operation lists the codes each status can carry.',
-  'Any other path or method answers `404` `HERALD_NOT_FOUND`; a server fault answers `500` with the bare message',
-  '`internal error` (its details go to the log).'
+  `Any other path or method answers \`404\` \`${notFound.code}\`, e.g.`,
+  `\`${JSON.stringify({ statusCode: 404, error: STATUS_CODES[404], code: notFound.code, message: notFound.message })}\`;`,
+  'a server fault answers `500` with the bare message `internal error` (its details go to the log).'
 ].join('\n')
 
 /**
@@ -26,7 +31,9 @@ export default fp(async (fastify) => {
   await fastify.register(fastifySwagger, {
     openapi: {
       openapi: '3.1.0',
-      info: { title: 'Herald', version: packageVersion(), description: DESCRIPTION },
+      info: { title: 'Herald', version: packageVersion(), description: DESCRIPTION, license: { name: 'MIT', identifier: 'MIT' } },
+      // The instance that serves this document: its URL is whatever the reader reached it by.
+      servers: [{ url: '/', description: 'this Herald instance' }],
       tags: [
         { name: 'publish', description: 'send events' },
         { name: 'subscribe', description: 'receive events over Server-Sent Events' },
@@ -52,12 +59,6 @@ export default fp(async (fastify) => {
             in: 'query',
             name: 'access_token',
             description: 'A subscriber token in the query, for EventSource, which cannot set headers; kept out of the request log.'
-          }
-        },
-        responses: {
-          NotFound: {
-            description: 'Any path or method Herald does not serve',
-            content: { 'application/json': notFoundReply() }
           }
         }
       }
@@ -86,18 +87,4 @@ async function referencePage (fastify: FastifyInstance): Promise<void> {
     // The badge would load an image from the Swagger validator's site.
     validatorUrl: false
   })
-}
-
-/** The not-found handler's reply as a media type object: no route declares it, so it is written out here. */
-function notFoundReply (): object {
-  const [reply] = Object.values(errorReplies([{ error: new NotFoundError('GET', '/v1/nowhere'), when: 'no route for this method and path' }]))
-  const { 'x-examples': examples, 'x-response-description': description, ...schema } = reply as Record<string, unknown>
-  return { schema: { ...schema, description }, examples }
-}
-
-/** Herald's version, from package.json beside src/ (or beside dist/ when built). */
-function packageVersion (): string {
-  const here = fileURLToPath(new URL('.', import.meta.url))
-  const file = new URL(here.endsWith('/dist/plugins/') ? '../../package.json' : '../package.json', import.meta.url)
-  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version
 }

@@ -17,17 +17,41 @@ const token = document.getElementById('token')
 user.value = localStorage.getItem('herald.user') ?? ''
 token.value = localStorage.getItem('herald.token') ?? ''
 
-const STATES = {
-  connecting: ['connecting', 'connecting…'],
-  open: ['open', 'live'],
-  reconnecting: ['connecting', 'reconnecting…'],
-  closed: ['closed', 'offline']
+/** The badge's look for each client state: only `open` is live, and a state the client gave up in is offline. */
+const LOOKS = {
+  open: 'open',
+  closed: 'closed',
+  unauthorized: 'connecting',
+  forbidden: 'connecting',
+  rejected: 'closed'
+}
+
+/** What the badge says: the client's state as it is (herald-client's onState), never more hopeful. */
+function label (state) {
+  const details = []
+  if (state.attempt > 1) details.push(`attempt ${state.attempt}`)
+  if (state.retryInMs !== undefined) details.push(`next try in ${Math.ceil(state.retryInMs / 1000)} s`)
+  const attempt = details.length === 0 ? '' : ` (${details.join(', ')})`
+  switch (state.state) {
+    case 'open': return 'live'
+    case 'connecting': return `connecting…${attempt}`
+    case 'reconnecting': return `reconnecting…${attempt}`
+    case 'refused': return `refused: ${state.reason}${attempt}`
+    case 'unauthorized':
+    case 'forbidden':
+    case 'rejected':
+      return state.stopped ? `${state.state}: ${state.code ?? state.status} (stopped)` : `${state.state}: ${state.code ?? state.status}${attempt}`
+    case 'token-error': return `token error${attempt}`
+    default: return 'offline'
+  }
 }
 
 function show (state) {
-  const [name, label] = STATES[state.state] ?? STATES.connecting
-  status.className = `status ${name}`
-  status.textContent = state.state === 'reconnecting' && state.attempt > 1 ? `${label} (attempt ${state.attempt})` : label
+  const look = state.stopped ? 'closed' : LOOKS[state.state] ?? 'connecting'
+  status.className = `status ${look}`
+  status.dataset.state = state.state
+  status.textContent = label(state)
+  status.title = state.message ?? ''
 }
 
 /** A time only when the payload carries a valid one: a history event shown now did not arrive now. */

@@ -1,36 +1,33 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { errorCodes, type FastifyRequest } from 'fastify'
+import { errorCodes } from 'fastify'
 import { errorReplies, hostRefused } from '../src/error-replies.js'
-import { BrokerUnavailableError, DataTooDeepError, ForbiddenError, RateLimitedError, TokenInvalidError, TokenMissingError } from '../src/errors.js'
+import { BrokerUnavailableError, DataTooDeepError, ForbiddenError, PublishOverLimitError, RateLimitedError, RedisFullError, TokenInvalidError, TokenMissingError } from '../src/errors.js'
 import { MAX_DATA_DEPTH, nestsDeeperThan } from '../src/json-depth.js'
-import { PublishBody, PublishHeaders, PublishReply } from '../src/schemas.js'
-import { validationFormatter } from './validation.js'
+import { MAX_TOPICS_PER_EVENT, PublishBody, PublishHeaders, PublishReply } from '../src/schemas.js'
+import { topicCountLimit, validationFormatter } from './validation.js'
 import { uniqueTopics } from '../src/topics.js'
 import type { PublishInput, PublishResult } from '../src/transport/transport.js'
 
 /** POST /v1/events: publish one JSON event to one or more topics. */
 const events: FastifyPluginAsyncTypebox = async (fastify) => {
-  const perMinute = fastify.config.rateLimitPerMinute
-  const rateLimit = perMinute === 0
-    ? undefined
-    : {
-        max: perMinute,
-        timeWindow: '1 minute',
-        // A verified subject has its own budget; no token, a bad one, or open mode counts against the address.
-        keyGenerator: (request: FastifyRequest) => {
-          const subject = fastify.authorizer.verifiedSubject(fastify.bearerToken(request))
-          return subject === undefined ? `ip:${request.ip}` : `sub:${subject}`
-        }
-      }
+  // An event to N topics costs N topic-events; a repeated name is published once, so it counts once.
+  const quota = fastify.publishQuota.routeHooks((body) => {
+    const topic = (body as { topic?: unknown } | null)?.topic
+    return Array.isArray(topic) ? new Set(topic).size : 1
+  })
 
   fastify.post('/v1/events', {
-    config: rateLimit === undefined ? { publish: true } : { publish: true, rateLimit },
+    config: { publish: true },
+    onRequest: quota.onRequest,
+    // Before the schema, cheapest first: the count of topic names, then the rest of the rate limit's charge.
+    preValidation: [topicCountLimit(MAX_TOPICS_PER_EVENT), quota.preValidation],
     onResponse: (_request, reply, done) => {
       fastify.metrics.publishDuration(reply.elapsedTime / 1000)
       done()
     },
     schema: {
       summary: 'Publish an event',
+      operationId: 'publishEvent',
       description: 'Stores one JSON event and sends it to every subscriber of its topics, on every instance. ' +
         'Never a 2xx for an event that was not stored. With `HERALD_JWT_SECRET` or `HERALD_JWT_PUBLIC_KEY` set, ' +
         'it needs a bearer token whose `herald.publish` patterns cover every topic; without either key ' +
@@ -52,8 +49,10 @@ const events: FastifyPluginAsyncTypebox = async (fastify) => {
           hostRefused,
           { error: new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE(), when: 'the body is larger than `HERALD_MAX_BODY_BYTES`' },
           { error: new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(), when: 'the content type is not `application/json`' },
-          { error: new RateLimitedError(600, 'minute', 42), when: 'more than `HERALD_RATE_LIMIT_PER_MINUTE` publishes in a minute from one token subject (or one address without a verified token)' },
-          { error: new BrokerUnavailableError('Redis is unreachable; the event was not stored'), when: 'Redis is unreachable: the event was not stored; or Redis did not answer within `HERALD_REDIS_COMMAND_TIMEOUT_MS`: it may be stored, so retry with the same idempotency key' }
+          { error: new RateLimitedError(600, 'minute', 42), when: 'more than `HERALD_RATE_LIMIT_PER_MINUTE` topic-events (an event to N topics counts N) in a minute from one token subject (or one address without a verified token), on this instance' },
+          { error: new PublishOverLimitError(64, 50), when: 'the publish alone names more topics than `HERALD_RATE_LIMIT_PER_MINUTE`: it never fits, so there is no `Retry-After`' },
+          { error: new BrokerUnavailableError('Redis is unreachable; the event was not stored'), when: 'Redis is unreachable: the event was not stored; or Redis did not answer within `HERALD_REDIS_COMMAND_TIMEOUT_MS`: it may be stored, so retry with the same idempotency key' },
+          { error: new RedisFullError('Redis is out of memory (used memory above its maxmemory, and its policy evicts nothing): the event was not stored; history expires, or raise maxmemory'), when: 'Redis is at its `maxmemory` under `noeviction` and refused the write: the event was not stored' }
         ])
       }
     },

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
+import { errorReplies, hostRefused } from '../src/error-replies.js'
 
 const StatsReply = Type.Object({
   streams: Type.Integer({ description: 'open event streams on this instance' }),
@@ -15,7 +16,16 @@ const StatsReply = Type.Object({
  * only, no topic names: as public as /health.
  */
 const stats: FastifyPluginAsyncTypebox = async (fastify) => {
-  fastify.get('/v1/stats', { schema: { summary: 'Instance figures', tags: ['health'], response: { 200: StatsReply } } }, async () => {
+  fastify.get('/v1/stats', {
+    schema: {
+      summary: 'Instance figures',
+      operationId: 'stats',
+      tags: ['health'],
+      security: [],
+      // Open development mode's Host check covers it, unlike /health*.
+      response: { 200: StatsReply, ...errorReplies([hostRefused]) }
+    }
+  }, async () => {
     const hub = fastify.hub
     return {
       streams: hub.streamCount,

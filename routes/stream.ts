@@ -25,6 +25,7 @@ const stream: FastifyPluginAsyncTypebox = async (fastify) => {
     config: { eventStream: true },
     schema: {
       summary: 'Subscribe to topics (text/event-stream)',
+      operationId: 'subscribe',
       description: 'A Server-Sent Events stream of the topics\' events, for `new EventSource(url)`. Public topics need ' +
         'no token; a private one (`HERALD_PRIVATE_TOPICS`) needs a token whose `herald.subscribe` patterns cover it, ' +
         'from the `Authorization` header, the token cookie, or `access_token` (EventSource cannot set headers). ' +

@@ -4,7 +4,7 @@ import configPlugin from '../plugins/config.js'
 import errorHandlerPlugin from '../plugins/error-handler.js'
 import authPlugin from '../plugins/auth.js'
 import corsPlugin from '../plugins/cors.js'
-import rateLimitPlugin from '../plugins/rate-limit.js'
+import publishQuotaPlugin from '../plugins/publish-quota.js'
 import metricsPlugin from '../plugins/metrics.js'
 import redisPlugin from '../plugins/redis.js'
 import securityHeadersPlugin from '../plugins/security-headers.js'
@@ -33,7 +33,7 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
   await fastify.register(securityHeadersPlugin)
   await fastify.register(authPlugin)
   await fastify.register(corsPlugin)
-  await fastify.register(rateLimitPlugin)
+  await fastify.register(publishQuotaPlugin)
   await fastify.register(metricsPlugin)
   await fastify.register(redisPlugin)
   await fastify.register(hubPlugin)

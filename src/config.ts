@@ -113,7 +113,7 @@ const settings = [
   setting('HERALD_MAX_SOCKETS', Integer('open TCP connections one instance accepts (streams, publishes, idle keep-alive), at least 1; at most the open-file limit less 64 (lowered to that, said at start)', 1, 20_000), 'maxSockets'),
   setting('HERALD_HEADERS_TIMEOUT_MS', Integer('milliseconds a connection has to send its request headers (from its first byte, or from opening it), at least 100', 100, 10_000), 'headersTimeoutMs'),
   setting('HERALD_REQUEST_TIMEOUT_MS', Integer('milliseconds a client has to send a whole request, body included, at least 100 and at least HERALD_HEADERS_TIMEOUT_MS', 100, 30_000), 'requestTimeoutMs'),
-  setting('HERALD_RATE_LIMIT_PER_MINUTE', Integer('publishes per minute per token (or per address without one), 0 = no limit', 0, 0), 'rateLimitPerMinute'),
+  setting('HERALD_RATE_LIMIT_PER_MINUTE', Integer('topic-events per minute (an event to N topics counts N) per token subject, or per address without one, on each instance; 0 = no limit', 0, 0), 'rateLimitPerMinute'),
   // Metrics on a listener of their own: Prometheus reaches it on the internal network, the public port never
   // serves it, and no token is needed to scrape.
   setting('HERALD_METRICS_PORT', Type.String({ description: 'the port of the Prometheus /metrics listener, 0 = any free port, off = none', pattern: '^(off|0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$', default: '9464' }),

@@ -8,6 +8,8 @@ import createError from '@fastify/error'
 
 export const BrokerUnavailableError = createError<'HERALD_BROKER_UNAVAILABLE', 503, [string, { cause: unknown }?]>(
   'HERALD_BROKER_UNAVAILABLE', '%s', 503)
+export const RedisFullError = createError<'HERALD_REDIS_FULL', 503, [string, { cause: unknown }?]>(
+  'HERALD_REDIS_FULL', '%s', 503)
 export const TooManyTopicsError = createError<'HERALD_TOO_MANY_TOPICS', 400, [number, number]>(
   'HERALD_TOO_MANY_TOPICS', 'a stream may subscribe to at most %d topics; this one asked for %d', 400)
 export const TooManyConnectionsError = createError<'HERALD_TOO_MANY_CONNECTIONS', 503, [number]>(
@@ -29,7 +31,10 @@ export const ForbiddenError = createError<'HERALD_FORBIDDEN', 403, [string]>(
 export const HostRefusedError = createError<'HERALD_HOST_REFUSED', 403, [string]>(
   'HERALD_HOST_REFUSED', 'open development mode answers only requests to a loopback host (localhost, 127.0.0.1, [::1]) or one in HERALD_ALLOWED_HOSTS, not %s', 403)
 export const RateLimitedError = createError<'HERALD_RATE_LIMITED', 429, [number, string, number]>(
-  'HERALD_RATE_LIMITED', 'at most %d publishes per %s; retry in %d s', 429)
+  'HERALD_RATE_LIMITED', 'at most %d topic-events (an event to N topics counts N) per %s; retry in %d s', 429)
+/** Waiting cannot help this one: the publish alone costs more than the whole budget. */
+export const PublishOverLimitError = createError<'HERALD_RATE_LIMITED', 429, [number, number]>(
+  'HERALD_RATE_LIMITED', 'this publish names %d topics, more than the %d topic-events per minute the rate limit allows', 429)
 export const NotFoundError = createError<'HERALD_NOT_FOUND', 404, [string, string]>(
   'HERALD_NOT_FOUND', 'no route for %s %s', 404)
 

@@ -10,9 +10,11 @@ import { constants, type Http2SecureServer, type Http2Session, type ServerHttp2S
 import type { Socket } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
+import { RequestLog } from '../plugins/request-log.js'
 import app from './app.js'
-import { ConfigError, insecureBindRefusal, loadConfig, type Config } from './config.js'
+import { ConfigError, EnvSchema, insecureBindRefusal, loadConfig, type Config } from './config.js'
 import { processOpenFileLimit, socketCap } from './open-file-limit.js'
+import { unknownSettings } from './unknown-settings.js'
 
 /** How long an idle keep-alive connection (HTTP/1.1) or HTTP/2 connection stays open. */
 const IDLE_CONNECTION_MS = 72_000
@@ -27,6 +29,7 @@ const SESSION_CLOSE_GRACE_MS = 1_000
 export async function createServer (config: Config, logger: FastifyBaseLogger = createLogger(config)): Promise<FastifyInstance> {
   const options = {
     loggerInstance: logger,
+    logController: new RequestLog(),
     bodyLimit: config.maxBodyBytes,
     // SSE responses are long-lived: no timeout may cut them, and close() ends them in preClose.
     connectionTimeout: 0,
@@ -240,6 +243,9 @@ async function main (): Promise<void> {
     process.exit(2)
   }
   const server = await createServer(config)
+  for (const { variable, suggestion, message } of unknownSettings(process.env, Object.keys(EnvSchema.properties))) {
+    server.log.warn({ variable, suggestion }, message)
+  }
   // SIGTERM (an orchestrator, docker stop) drains first; SIGINT (Ctrl-C at a terminal) and errors close at once.
   closeWithGrace({ delay: config.drainMs + 10_000 }, async ({ signal, err }) => {
     if (err !== undefined) server.log.error({ err }, 'closing after an error')

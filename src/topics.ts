@@ -11,3 +11,11 @@ export const TOPIC_PATTERN = '^[A-Za-z0-9_.~:@/-]{1,256}$'
 export function uniqueTopics (topics: Iterable<string>): string[] {
   return [...new Set(topics)]
 }
+
+/**
+ * How many topics a publish body's `topic` names, before the body is validated: an array's length, else 1 (a
+ * name, or anything the schema will refuse). Cheap on any input, so a limit can be checked before per-name work.
+ */
+export function namedTopicCount (topic: unknown): number {
+  return Array.isArray(topic) ? topic.length : 1
+}

@@ -6,6 +6,7 @@ import { mintToken } from '../src/cli/token.js'
 import { build, publish, until } from './helper.js'
 import { launchChromium } from './helpers/browser.js'
 import { buildClient } from './helpers/client-build.js'
+import { openStream } from './helpers/sse-client.js'
 
 buildClient()
 
@@ -100,4 +101,61 @@ test('the README\'s token example publishes to the demo\'s topic, from curl and 
   const shown = await lines(page, 2)
   assert.match(shown[1] ?? '', /grace: with the token$/)
   assert.equal(await page.locator('#error').textContent(), '')
+})
+
+test('the demo at 320 px: the Send button is on screen, a long word wraps inside the messages box, the page does not scroll sideways', { timeout: 60_000 }, async (t) => {
+  const { url } = await build(t)
+  const longWord = 'x'.repeat(300)
+  assert.equal((await publish(url, { topic: 'chat', data: { user: 'ada', text: longWord } })).status, 202)
+  const { browser, close } = await launchChromium()
+  t.after(close)
+  for (const width of [320, 375, 414]) {
+    const page = await (await browser.newContext({ viewport: { width, height: 640 } })).newPage()
+    await page.goto(url)
+    await page.locator('#status.open').waitFor({ timeout: 10_000 })
+    await lines(page, 1)
+    const send = await page.locator('button[type=submit]').boundingBox()
+    assert.ok(send !== null && send.x >= 0 && send.x + send.width <= width, `${width} px: Send at ${JSON.stringify(send)}`)
+    for (const field of ['#user', '#text']) {
+      const box = await page.locator(field).boundingBox()
+      assert.ok(box !== null && box.x >= 0 && box.x + box.width <= width, `${width} px: ${field} at ${JSON.stringify(box)}`)
+    }
+    const item = await page.locator('#messages li').first().evaluate((element) => ({ scrollWidth: element.scrollWidth, clientWidth: element.clientWidth, height: element.getBoundingClientRect().height }))
+    assert.ok(item.scrollWidth <= item.clientWidth, `${width} px: the long word is not cut: ${JSON.stringify(item)}`)
+    assert.ok(item.height > 40, `${width} px: the long word wraps onto several lines: ${JSON.stringify(item)}`)
+    assert.ok(await page.evaluate('document.documentElement.scrollWidth <= document.documentElement.clientWidth'), `${width} px: no sideways scroll`)
+    // It can still be used there: a message sent from the phone arrives.
+    await page.fill('#user', 'phone')
+    await page.fill('#text', `hello from ${width} px`)
+    await page.click('button[type=submit]')
+    await page.locator('#messages li', { hasText: `hello from ${width} px` }).waitFor({ timeout: 10_000 })
+    await page.close()
+  }
+})
+
+test('the demo\'s badge says what the client says: refused with its reason while Herald refuses, never "live" until the stream opens', { timeout: 60_000 }, async (t) => {
+  const { url } = await build(t, { HERALD_MAX_CONNECTIONS: '1' })
+  const occupant = await openStream(`${url}/v1/stream?topic=other`)
+  t.after(occupant.close)
+  const { browser, close } = await launchChromium()
+  t.after(close)
+  const page = await (await browser.newContext()).newPage()
+  // Every badge the page shows, as it shows it.
+  // Page code as text: the tests are type-checked without the DOM's types.
+  await page.addInitScript(`
+    globalThis.badges = []
+    addEventListener('DOMContentLoaded', () => {
+      const status = document.getElementById('status')
+      new MutationObserver(() => globalThis.badges.push(status.className + '|' + status.textContent)).observe(status, { childList: true, characterData: true, subtree: true, attributes: true })
+    })
+  `)
+  await page.goto(url)
+  await page.locator('#status[data-state=refused]').waitFor({ timeout: 10_000 })
+  assert.match(await page.locator('#status').textContent() ?? '', /^refused: instance-full \(next try in \d s\)$/)
+  await until(async () => /attempt 2/.test(await page.locator('#status').textContent() ?? ''), 15_000, 'a second refusal')
+  const refusedBadges: string[] = await page.evaluate(() => (globalThis as any).badges)
+  assert.ok(refusedBadges.every((badge) => !badge.includes('open') && !badge.includes('live')), JSON.stringify(refusedBadges))
+  occupant.close()
+  await page.locator('#status.open').waitFor({ timeout: 15_000 })
+  assert.equal(await page.locator('#status').textContent(), 'live')
 })

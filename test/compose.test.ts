@@ -39,6 +39,10 @@ test('compose runs Redis (AOF, healthcheck), two Herald instances and nginx by d
   const redis = service('redis')
   assert.match(redis.image ?? '', /^redis:7/)
   assert.deepEqual(redis.command?.slice(0, 3), ['redis-server', '--appendonly', 'yes'])
+  // A memory bound under which a full Redis refuses writes (503 HERALD_REDIS_FULL) and evicts nothing Herald stored.
+  const option = (name: string) => redis.command?.[(redis.command?.indexOf(name) ?? -2) + 1]
+  assert.equal(option('--maxmemory'), '512mb')
+  assert.equal(option('--maxmemory-policy'), 'noeviction')
   assert.deepEqual(redis.healthcheck?.test, ['CMD', 'redis-cli', 'ping'])
 })
 
@@ -89,17 +93,48 @@ test('Prometheus scrapes every instance\'s metrics port; Grafana is provisioned 
   const provisioning = mountOf('grafana', './deploy/grafana/provisioning')
   const dashboards = mountOf('grafana', './deploy/grafana/dashboards')
   assert.equal(provisioning, '/etc/grafana/provisioning')
-  const datasources = parse(readFileSync('deploy/grafana/provisioning/datasources/prometheus.yml', 'utf8')) as { datasources: Array<{ uid: string, url: string }> }
-  assert.deepEqual(datasources.datasources.map(({ url }) => url), ['http://prometheus:9090'])
+  const datasources = parse(readFileSync('deploy/grafana/provisioning/datasources/prometheus.yml', 'utf8')) as { datasources: Array<{ uid: string, url: string, isDefault?: boolean }> }
+  assert.deepEqual(datasources.datasources.map(({ url, isDefault }) => [url, isDefault]), [['http://prometheus:9090', true]], 'the default datasource, which the dashboard\'s datasource variable picks')
   const providers = parse(readFileSync('deploy/grafana/provisioning/dashboards/herald.yml', 'utf8')) as { providers: Array<{ options: { path: string } }> }
   assert.deepEqual(providers.providers.map(({ options }) => options.path), [dashboards], 'Grafana loads dashboards from where they are mounted')
   const home = service('grafana').environment?.GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH ?? ''
   assert.ok(home.startsWith(`${dashboards}/`) && existsSync(`deploy/grafana/dashboards/${home.slice(`${dashboards}/`.length)}`), `the home dashboard ${home} is a file in deploy/grafana/dashboards`)
 
-  const dashboard = JSON.parse(readFileSync('deploy/grafana/dashboards/herald.json', 'utf8')) as { uid: string, panels: Array<{ type: string, datasource?: { uid: string }, targets?: Array<{ expr: string, datasource: { uid: string } }> }> }
-  const uids = new Set(dashboard.panels.flatMap((panel) => [panel.datasource?.uid, ...(panel.targets ?? []).map((target) => target.datasource.uid)]).filter((uid) => uid !== undefined))
-  assert.deepEqual([...uids], datasources.datasources.map(({ uid }) => uid), 'every panel and query uses the provisioned datasource')
   assert.ok(dashboard.panels.filter((panel) => panel.type !== 'row').every((panel) => (panel.targets ?? []).length > 0), 'every panel has a query')
+})
+
+interface Variable { name: string, type: string, query: string | { query: string }, datasource?: { uid: string }, includeAll?: boolean, allValue?: string }
+const dashboard = JSON.parse(readFileSync('deploy/grafana/dashboards/herald.json', 'utf8')) as {
+  __inputs: Array<{ name: string, type: string, pluginId: string }>
+  templating: { list: Variable[] }
+  panels: Array<{ type: string, title: string, datasource?: { uid: string }, targets?: Array<{ expr: string, datasource: { uid: string } }> }>
+}
+
+/** The datasource input's reference, as Grafana writes it (a plain string, not a template literal). */
+const DATASOURCE_INPUT = '$' + '{DS_PROMETHEUS}'
+
+test('the dashboard imports into any Grafana: a datasource input, and job and instance variables in every query', () => {
+  // Import asks for the datasource (__inputs) and writes its uid over ${DS_PROMETHEUS}; provisioned as compose does
+  // it, without an import, the variable of the same name resolves it to the default Prometheus.
+  assert.deepEqual(dashboard.__inputs.map(({ name, type, pluginId }) => [name, type, pluginId]), [['DS_PROMETHEUS', 'datasource', 'prometheus']])
+  const variables = Object.fromEntries(dashboard.templating.list.map((variable) => [variable.name, variable]))
+  assert.deepEqual(Object.keys(variables), ['DS_PROMETHEUS', 'job', 'instance'])
+  assert.deepEqual([variables.DS_PROMETHEUS?.type, variables.DS_PROMETHEUS?.query], ['datasource', 'prometheus'])
+  for (const name of ['job', 'instance']) {
+    assert.equal(variables[name]?.type, 'query')
+    assert.equal(variables[name]?.datasource?.uid, DATASOURCE_INPUT)
+  }
+  assert.deepEqual([variables.instance?.includeAll, variables.instance?.allValue], [true, '.*'])
+  const uids = new Set(dashboard.panels.flatMap((panel) => [panel.datasource?.uid, ...(panel.targets ?? []).map((target) => target.datasource.uid)]).filter((uid) => uid !== undefined))
+  assert.deepEqual([...uids], [DATASOURCE_INPUT], 'every panel and query uses the datasource input')
+  for (const panel of dashboard.panels) {
+    for (const { expr } of panel.targets ?? []) {
+      assert.doesNotMatch(expr, /job="herald"/, `${panel.title}: no job name written in`)
+      // Each selector names the job and the instances picked.
+      const selectors = [...expr.matchAll(/\b[a-z_:][\w:]*\{([^}]*)\}/g)].map((match) => match[1] as string)
+      assert.ok(selectors.length > 0 && selectors.every((labels) => labels.startsWith('job="$job", instance=~"$instance"')), `${panel.title}: ${expr}`)
+    }
+  }
 })
 
 test('the Dockerfile builds in stages on a Node line package.json accepts, runs as a non-root user and checks readiness', () => {

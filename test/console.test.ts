@@ -256,14 +256,20 @@ test('the state follows the stream as Herald stops and comes back on the same po
 test('the token field: a private topic refused without one (Herald\'s reason shown), then subscribed and published with one', { timeout: 60_000 }, async (t) => {
   const { url } = await build(t, { HERALD_JWT_SECRET: SECRET, HERALD_PRIVATE_TOPICS: 'private/**' })
   const { page, problems } = await openConsole(t, url)
+  let streamRequests = 0
+  page.on('request', (request) => { if (new URL(request.url()).pathname === '/v1/stream') streamRequests++ })
   await page.getByLabel('Topics').fill('private/inbox chat')
   await page.getByRole('button', { name: 'Connect', exact: true }).click()
-  // EventSource says only that it failed; the page asks once more with fetch and logs Herald's answer.
+  // The client reports Herald's answer (status, code, message) and, without a token to renew, stops at once.
   const refused = page.locator('#log li.error')
   await refused.waitFor({ timeout: 10_000 })
   assert.match(await refused.textContent() ?? '', /Herald refused the stream: 401 HERALD_TOKEN_MISSING .*private\/inbox/)
-  assert.match(await page.locator('#state').textContent() ?? '', /^connecting \(attempt \d+/)
-  assert.equal(await refused.count(), 1, 'asked once per failing connection, not once per retry')
+  assert.match(await page.locator('#state').textContent() ?? '', /^unauthorized \(attempt 1, 401 HERALD_TOKEN_MISSING, stopped/)
+  assert.ok((await state(page)).includes('stopped'))
+  // Not retried: no more attempts however long the page waits.
+  await new Promise((resolve) => setTimeout(resolve, 3_000))
+  assert.equal(streamRequests, 1, 'one stream request, not retried')
+  assert.equal(await refused.count(), 1, 'said once')
   await publishThroughForm(page, { topic: 'private/inbox', data: '"hi"' })
   await until(async () => await page.locator('#publish-result .error-code').textContent() === 'HERALD_TOKEN_MISSING', 10_000, 'the 401')
   await screenshot(t, page, 'token-missing')
@@ -282,5 +288,20 @@ test('the token field: a private topic refused without one (Herald\'s reason sho
   assert.equal(await page.getByLabel('Topic', { exact: true }).getAttribute('aria-invalid'), 'true')
   await until(async () => await page.locator('#stat-events').textContent() === '1', 10_000, 'the figures to count the event')
   await screenshot(t, page, 'token-forbidden')
+  assert.deepEqual(problems, [])
+})
+
+test('a stream Herald answers 400 (a bad topic name) is said with Herald\'s reason, and not retried', { timeout: 60_000 }, async (t) => {
+  const { url } = await build(t)
+  const { page, problems } = await openConsole(t, url)
+  let streamRequests = 0
+  page.on('request', (request) => { if (new URL(request.url()).pathname === '/v1/stream') streamRequests++ })
+  await page.getByLabel('Topics').fill('bad$topic')
+  await page.getByRole('button', { name: 'Connect', exact: true }).click()
+  await page.locator('#state.rejected.stopped').waitFor({ timeout: 10_000 })
+  assert.match(await page.locator('#state').textContent() ?? '', /^rejected \(attempt 1, 400 \S+, stopped/)
+  assert.match(await page.locator('#log li.error').first().textContent() ?? '', /Herald refused the stream: 400 .*topic/)
+  await new Promise((resolve) => setTimeout(resolve, 3_000))
+  assert.equal(streamRequests, 1, 'one stream request, not retried')
   assert.deepEqual(problems, [])
 })

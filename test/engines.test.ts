@@ -3,9 +3,9 @@ import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import semver from 'semver'
 
-interface LockEntry { version?: string, engines?: Record<string, string> | string[] }
+interface LockEntry { version?: string, engines?: Record<string, string> | string[], hasInstallScript?: boolean }
 
-const manifest = JSON.parse(readFileSync('package.json', 'utf8')) as { engines: { node: string } }
+const manifest = JSON.parse(readFileSync('package.json', 'utf8')) as { engines: { node: string }, allowScripts?: Record<string, boolean> }
 const lock = JSON.parse(readFileSync('package-lock.json', 'utf8')) as { packages: Record<string, LockEntry> }
 const declared = manifest.engines.node
 
@@ -29,4 +29,19 @@ test('every package in the lockfile accepts every Node version package.json decl
     else if (!semver.subset(declared, wanted)) mismatches.push(`${name}@${entry.version} wants Node ${wanted}`)
   }
   assert.deepEqual(mismatches, [], `engines.node is ${declared}; pick versions (or npm overrides) that accept it, or narrow it`)
+})
+
+// npm 11 warns (`install-scripts … allowScripts`) on every install for each package with an install script that
+// package.json's allowScripts does not name, and npm 12 skips its script. Approve one after reading its script with
+// `npm install-scripts approve <name>`, or deny it (false) when the package works without it.
+test('every package with an install script is reviewed in allowScripts', () => {
+  const reviewed = manifest.allowScripts ?? {}
+  const unreviewed: string[] = []
+  for (const [path, entry] of Object.entries(lock.packages)) {
+    if (entry.hasInstallScript !== true) continue
+    const name = path.slice(path.lastIndexOf('node_modules/') + 'node_modules/'.length)
+    const entries = Object.keys(reviewed).filter((key) => key === name || (key.startsWith(`${name}@`) && semver.satisfies(entry.version ?? '', key.slice(name.length + 1))))
+    if (entries.length === 0) unreviewed.push(`${name}@${String(entry.version)}`)
+  }
+  assert.deepEqual(unreviewed, [], 'run npm install-scripts approve (or deny) for each')
 })

@@ -118,9 +118,11 @@ for (const broker of BROKERS) {
     for (const reply of [seen, big, next]) assert.equal(reply.status, 202)
     const client = await openStream(`${url}/v1/stream?${topics.map((topic) => `topic=${encodeURIComponent(topic)}`).join('&')}`, { 'last-event-id': seen.body.id })
     t.after(client.close)
-    await settle(client, next.body.id)
-    const got = client.events.map((event) => event.event === 'herald.reset' ? 'herald.reset' : `${event.id} (${event.data.length} bytes)`)
-    assert.deepEqual(got, [`${big.body.id as string} (40002 bytes)`, `${next.body.id as string} (26 bytes)`],
+    // A multi-topic stream's ids carry every topic's position: the events are told apart by their data.
+    const deadline = Date.now() + 5_000
+    while (Date.now() < deadline && !client.ended() && !client.events.some((event) => event.data === '"small, after the big one"' || event.event === 'herald.reset')) await sleep(20)
+    const got = client.events.map((event) => event.event === 'herald.reset' ? 'herald.reset' : `${event.data.length} bytes`)
+    assert.deepEqual(got, ['40002 bytes', '26 bytes'],
       'the resume gets the 40 KB event, bigger than a page\'s 32 KiB per topic, and the one after it, in order')
   })
 }

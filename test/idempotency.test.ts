@@ -61,8 +61,8 @@ for (const broker of ['memory', 'redis'] as const) {
 
 test('memory: expired idempotency records are dropped: the memory broker does not keep every key ever used', { timeout: 30_000 }, async (t) => {
   const { app, url } = await build(t, { HERALD_IDEMPOTENCY_TTL_MS: String(WINDOW_MS) })
-  const records = (app.hub.transport as unknown as { idempotencyKeys?: unknown }).idempotencyKeys
-  assert.ok(records instanceof Map, 'the memory transport keeps its idempotency records in a Map `idempotencyKeys`: if they moved, point this check at them')
+  const records = (app.hub.transport as unknown as { idempotencyRecords?: unknown }).idempotencyRecords
+  assert.ok(records instanceof Map, 'the memory transport keeps its idempotency records in a Map `idempotencyRecords`: if they moved, point this check at them')
   for (let index = 0; index < 200; index++) assert.equal((await publish(url, { topic: 'orders', data: index, idempotencyKey: `order-${index}` })).status, 202)
   // Some may have expired already on a slow machine, and been dropped by a later publish.
   assert.ok(records.size > 0, 'records are kept in the map')

@@ -128,7 +128,7 @@ test('publish rate without a key: N per minute per address, N+1 is 429 with Retr
   assert.ok(Number(limited.headers.get('retry-after')) > 0)
   const body = await limited.json() as { statusCode: number, error: string, code: string, message: string }
   assert.deepEqual({ statusCode: body.statusCode, error: body.error, code: body.code }, { statusCode: 429, error: 'Too Many Requests', code: 'HERALD_RATE_LIMITED' })
-  assert.match(body.message, /at most 5 publishes per minute/)
+  assert.match(body.message, /at most 5 topic-events \(an event to N topics counts N\) per minute/)
   // Open mode checks no token, so a made-up one cannot buy a fresh budget.
   assert.equal((await publish(url, { topic: 'a', data: 7 }, { authorization: 'Bearer some.other.publisher' })).status, 429)
   const stream = await openStream(`${url}/v1/stream?topic=a`)
@@ -198,6 +198,40 @@ test('topics per event: 64 allowed, 65 is 400', async (t) => {
   const topics = (count: number) => Array.from({ length: count }, (_, index) => `t${index}`)
   assert.equal((await publish(url, { topic: topics(64), data: 1 })).status, 202)
   assert.equal((await publish(url, { topic: topics(65), data: 1 })).status, 400)
+})
+
+test('too many topics is refused by its count before any name is checked, naming the limit', async (t) => {
+  const { url } = await build(t)
+  // The schema checks each name first: it would report name 5,999 (here a bad one) of a 6,000-name body.
+  for (const topic of [[...Array.from({ length: 5999 }, (_, index) => `t${index}`), 'not a name'], Array.from({ length: 6000 }, () => 7)]) {
+    const refused = await publish(url, { topic, data: 1 })
+    assert.equal(refused.status, 400)
+    assert.equal(refused.body.code, 'FST_ERR_VALIDATION')
+    assert.equal(refused.body.message, 'body/topic must name at most 64 topics; this one names 6000')
+  }
+})
+
+test('the rate limit counts topic-events: an event to N topics costs N, repeats once', async (t) => {
+  const { url } = await build(t, { HERALD_RATE_LIMIT_PER_MINUTE: '100' })
+  const topics = (count: number, prefix = 't') => Array.from({ length: count }, (_, index) => `${prefix}${index}`)
+  assert.equal((await publish(url, { topic: topics(64), data: 1 })).status, 202, '64 of 100')
+  assert.equal((await publish(url, { topic: [...topics(30), ...topics(30)], data: 2 })).status, 202, '30 more (each repeated name once): 94 of 100')
+  const limited = await publish(url, { topic: topics(7), data: 3 })
+  assert.equal(limited.status, 429, '7 more would be 101')
+  assert.equal(limited.body.code, 'HERALD_RATE_LIMITED')
+  assert.match(limited.body.message, /at most 100 topic-events/)
+  assert.equal((await publish(url, { topic: topics(5), data: 4 })).status, 202, 'the refused publish cost 1 (95): 5 more fit, 100 of 100')
+  assert.equal((await publish(url, { topic: 'a', data: 5 })).status, 429)
+})
+
+test('a publish naming more topics than the whole rate limit is refused without a Retry-After', async (t) => {
+  const { url } = await build(t, { HERALD_RATE_LIMIT_PER_MINUTE: '10' })
+  const response = await fetch(`${url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ topic: Array.from({ length: 11 }, (_, index) => `t${index}`), data: 1 }) })
+  assert.equal(response.status, 429)
+  assert.equal(response.headers.get('retry-after'), null, 'waiting cannot help')
+  const body = await response.json() as { code: string, message: string }
+  assert.deepEqual(body, { statusCode: 429, error: 'Too Many Requests', code: 'HERALD_RATE_LIMITED', message: 'this publish names 11 topics, more than the 10 topic-events per minute the rate limit allows' })
+  assert.equal((await publish(url, { topic: Array.from({ length: 9 }, (_, index) => `t${index}`), data: 1 })).status, 202, 'the refused publish cost 1: 9 more fit')
 })
 
 test('event types: 128 characters allowed, 129 is 400; no control characters; herald.* is reserved', async (t) => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import { test } from 'node:test'
 import { build, publish, until } from './helper.js'
 import { scrape } from './helpers/metrics.js'
@@ -46,6 +47,11 @@ for (const broker of ['memory', 'redis'] as const) {
     assert.equal(after.value('herald_events_published_total', { result: 'stored' }), 5)
     assert.equal(after.value('herald_events_published_total', { result: 'duplicate' }), 1)
     assert.equal(after.value('herald_events_published_total', { result: 'refused' }), 1)
+    assert.equal(after.value('herald_publish_refusals_total', { reason: 'invalid' }), 1)
+    // `one` and `both` read what came since they arrived; `malformed` got a reset without reading.
+    assert.equal(after.value('herald_replays_started_total', { kind: 'new' }), 2)
+    assert.equal(after.value('herald_replays_finished_total', { kind: 'new', result: 'done' }), 2)
+    assert.equal(after.value('herald_replays_started_total', { kind: 'resume' }), 0)
     assert.equal(after.value('herald_publish_duration_seconds_count'), 7)
     // 4 to `one`, 5 to `both`, 1 to `malformed` (after its reset): each event once per stream.
     assert.equal(after.value('herald_deliveries_total'), 10)
@@ -86,6 +92,8 @@ test('auth failures and rate-limited publishes are counted by status, never by t
   assert.equal(metrics.value('herald_auth_failures_total', { status: '403' }), 1)
   assert.equal(metrics.value('herald_rate_limited_total'), 1)
   assert.equal(metrics.value('herald_events_published_total', { result: 'refused' }), 3)
+  for (const reason of ['unauthenticated', 'forbidden', 'rate-limited']) assert.equal(metrics.value('herald_publish_refusals_total', { reason }), 1, reason)
+  assert.equal(metrics.value('herald_publish_refusals_total', { reason: 'invalid' }), 0)
   assert.doesNotMatch(metrics.text, /ada|bob|topic=/, 'no label holds a subject or a topic')
 })
 
@@ -116,4 +124,47 @@ test('the metrics listener serves only /metrics, and the public port does not se
   assert.equal((await fetch(`${url}/metrics`)).status, 404)
   const off = await build(t, { HERALD_METRICS_PORT: 'off' })
   assert.equal(off.app.metrics.address(), undefined)
+})
+
+test('after real traffic the whole scrape passes promtool check metrics, with replays, refusals by reason and build info', { timeout: 60_000 }, async (t) => {
+  const probe = spawnSync('promtool', ['--version'])
+  if (probe.error !== undefined) {
+    t.skip('promtool is not installed: apt-get install -y prometheus (.ci/run does it for you)')
+    return
+  }
+  const redis = await RedisServer.start()
+  t.after(async () => await redis.stop())
+  const { app, url } = await build(t, { REDIS_URL: redis.url, HERALD_JWT_SECRET: SECRET, HERALD_MAX_BODY_BYTES: '1024' })
+  const publisher = { authorization: `Bearer ${token({ publish: ['r'] })}` }
+  const ids: string[] = []
+  for (let index = 0; index < 30; index++) ids.push((await publish(url, { topic: 'r', data: index }, publisher)).body.id as string)
+  assert.equal((await publish(url, { topic: 'r', data: 'x'.repeat(2000) }, publisher)).status, 413)
+  assert.equal((await publish(url, 'not json', { ...publisher, 'content-type': 'text/plain' })).status, 415)
+  assert.equal((await publish(url, { topic: 'r', data: 1 }, { authorization: 'Bearer nonsense' })).status, 401)
+
+  // Three clients come back at once: each replays the 29 events after the first.
+  const resumed = await Promise.all([0, 1, 2].map(async () => await openStream(`${url}/v1/stream?topic=r&lastEventId=${ids[0] as string}`)))
+  t.after(() => { for (const stream of resumed) stream.close() })
+  for (const stream of resumed) await stream.waitForEvents(29)
+  const fresh = await openStream(`${url}/v1/stream?topic=r`)
+  t.after(() => fresh.close())
+  const live = await publish(url, { topic: 'r', data: 'live' }, publisher)
+  await until(() => fresh.events.some((event) => event.id === live.body.id), 5_000, 'the live event')
+
+  const metrics = await scrape(app)
+  assert.equal(metrics.value('herald_build_info', { version: '0.1.0', node: process.version }), 1)
+  for (const [reason, count] of [['too-large', 1], ['not-json', 1], ['unauthenticated', 1], ['invalid', 0], ['unavailable', 0]] as const) {
+    assert.equal(metrics.value('herald_publish_refusals_total', { reason }), count, reason)
+  }
+  assert.equal(metrics.value('herald_replays_started_total', { kind: 'resume' }), 3)
+  assert.equal(metrics.value('herald_replays_finished_total', { kind: 'resume', result: 'done' }), 3)
+  assert.equal(metrics.value('herald_replay_duration_seconds_count', { kind: 'resume' }), 3)
+  assert.equal(metrics.value('herald_replays_started_total', { kind: 'new' }), 1)
+  // Each replay's read (and the new stream's) took a slot, waited for or not.
+  assert.ok((metrics.value('herald_replay_slot_wait_seconds_count') ?? 0) >= 4, 'slot waits observed')
+  assert.equal(metrics.value('nodejs_active_handles_total'), undefined, 'the gauge misnamed as a counter is gone')
+  assert.ok(metrics.text.includes('nodejs_active_handles{'), 'its figures by type stay')
+
+  const check = spawnSync('promtool', ['check', 'metrics'], { input: metrics.text, encoding: 'utf8' })
+  assert.equal(check.status, 0, `promtool check metrics: ${check.stdout}${check.stderr}`)
 })

@@ -77,6 +77,7 @@ test('Redis losing acknowledged writes (AOF everysec, SIGKILL) starts a new epoc
   const redis = await RedisServer.start({ appendOnly: true, appendFsync: 'everysec' })
   t.after(async () => await redis.stop())
   const herald = await build(t, { REDIS_URL: redis.url })
+  const app = herald.app
   // Every acknowledged (202) id, and the data it was acknowledged for.
   const acknowledged = new Map<string, unknown>()
   const burst = async (label: string, count: number): Promise<void> => {
@@ -115,9 +116,11 @@ test('Redis losing acknowledged writes (AOF everysec, SIGKILL) starts a new epoc
   const resumePoints = ['0', ...[...acknowledged.keys()].filter((_, index) => index % 17 === 0)]
   for (const lastEventId of resumePoints) {
     const stream = await openStream(`${herald.url}/v1/stream?topic=ledger&lastEventId=${lastEventId}`)
+    await until(() => app.hub.listenerCount('ledger') === 1 && app.hub.health().status === 'ok', 10_000, 'the stream to be listening')
     const marker = await publish(herald.url, { topic: 'ledger', data: { label: 'marker', from: lastEventId } })
+    assert.equal(marker.status, 202, JSON.stringify(marker.body))
     acknowledged.set(marker.body.id, { label: 'marker', from: lastEventId })
-    await until(() => stream.events.some((event) => event.id === marker.body.id), 10_000, `the marker after resuming from ${lastEventId}`)
+    await until(() => stream.events.some((event) => event.id === marker.body.id), 10_000, `the marker ${String(marker.body.id)} after resuming from ${lastEventId}; got ${stream.events.map((event) => `${event.event}:${event.id}`).join(' ')}`)
     for (const event of stream.events) {
       if (event.event === 'herald.reset') continue
       assert.ok(acknowledged.has(event.id), `id ${event.id} was never acknowledged`)

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import { parse, stringify } from 'yaml'
 import { publish, until } from './helper.js'
@@ -49,7 +50,7 @@ async function startInstance (t: TestContext, service: string, redisUrl: string)
 
 /** deploy/prometheus.yml scraping the local instances instead of the compose services, every second. */
 function prometheusConfig (instances: Instance[]): string {
-  const config = parse(readFileSync('deploy/prometheus.yml', 'utf8')) as { global: Record<string, string>, scrape_configs: Array<{ job_name: string, static_configs: Array<{ targets: string[] }> }> }
+  const config = parse(readFileSync('deploy/prometheus.yml', 'utf8')) as { global: Record<string, string>, rule_files?: string[], scrape_configs: Array<{ job_name: string, static_configs: Array<{ targets: string[] }> }> }
   const job = config.scrape_configs.find((scrape) => scrape.job_name === 'herald')
   assert.ok(job !== undefined, 'deploy/prometheus.yml has a herald job')
   const targets = job.static_configs.flatMap((group) => group.targets)
@@ -58,13 +59,19 @@ function prometheusConfig (instances: Instance[]): string {
   // Every 15 s in compose; every second here, so the test waits seconds, not minutes.
   config.global.scrape_interval = '1s'
   config.global.evaluation_interval = '1s'
+  // The alert rules, from where the config names them (relative to deploy/, where the config is).
+  config.rule_files = (config.rule_files ?? []).map((file) => resolve('deploy', file))
   return stringify(config)
 }
 
-/** Every PromQL expression of the dashboard, with Grafana's $__rate_interval as Prometheus would get it. */
+/**
+ * Every PromQL expression of the dashboard as Prometheus gets it from Grafana: $__rate_interval, the job variable
+ * at its default, the instance variable at All (its allValue).
+ */
 function dashboardQueries (): string[] {
   const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { panels: Array<{ targets?: Array<{ expr: string }> }> }
-  return dashboard.panels.flatMap((panel) => (panel.targets ?? []).map((target) => target.expr.replaceAll('$__rate_interval', '1m')))
+  return dashboard.panels.flatMap((panel) => (panel.targets ?? []).map((target) =>
+    target.expr.replaceAll('$__rate_interval', '1m').replaceAll('$job', 'herald').replaceAll('$instance', '.*')))
 }
 
 const KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'bool', 'and', 'or', 'unless', 'offset', 'inf', 'nan'])
@@ -152,6 +159,16 @@ test('the compose topology as local processes: nginx on deploy/nginx.conf before
   await until(async () => (await prometheus.targets())[killed] === 'down', 10_000, 'Prometheus to see the killed instance down')
   await until(async () => (await prometheus.query(`herald_streams_open{instance="${alive}"}`))[0]?.value === clients, 10_000, `Prometheus to count all ${clients} streams on the survivor`)
   assert.equal((await prometheus.query('sum(up{job="herald"})'))[0]?.value, 1, 'the dashboard\'s "Instances up" says 1')
+  // The alert rules are loaded and evaluate without error, and the killed instance's alert is pending (for: 1m).
+  const alertRules = async (): Promise<Array<{ name: string, health: string, lastError?: string }>> =>
+    ((await (await fetch(`${prometheus.url}/api/v1/rules?type=alert`)).json()) as { data: { groups: Array<{ rules: Array<{ name: string, health: string, lastError?: string }> }> } }).data.groups.flatMap((group) => group.rules)
+  await until(async () => {
+    const { data: { alerts } } = await (await fetch(`${prometheus.url}/api/v1/alerts`)).json() as { data: { alerts: Array<{ labels: Record<string, string>, state: string }> } }
+    return alerts.some((alert) => alert.labels.alertname === 'HeraldInstanceDown' && alert.labels.instance === killed && alert.state === 'pending')
+  }, 10_000, 'HeraldInstanceDown pending for the killed instance')
+  const rules = await alertRules()
+  assert.ok(rules.length >= 8, `${rules.length} alert rules loaded`)
+  assert.deepEqual(rules.filter((rule) => rule.health !== 'ok').map((rule) => `${rule.name}: ${rule.health} ${rule.lastError ?? ''}`), [], 'every rule evaluates')
   assert.ok(((await prometheus.query('sum(increase(herald_events_published_total{result="stored"}[1m]))'))[0]?.value ?? 0) > 0, 'stored publishes counted')
 
   // Every dashboard query is PromQL this Prometheus accepts (a wrong function or label syntax fails here).

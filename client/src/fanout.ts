@@ -1,4 +1,4 @@
-import { compareEventIds, earlier, isNews } from './event-ids.js'
+import { ArrivalOrder } from './arrival-order.js'
 import { EventStream, type RawEvent } from './event-stream.js'
 import { subscriptionKey, tabOf, type OwnerMessage, type StreamConfig, type TabMessage } from './protocol.js'
 import type { HeraldEvent, ResetNotice, StreamState } from './types.js'
@@ -8,6 +8,11 @@ export interface FanoutOptions {
   token: () => Promise<string | undefined>
   /** Where messages for pages go; `event`, `reset` and `covered` name their subscriptions by key. */
   send: (message: OwnerMessage) => void
+  /**
+   * The order in which ids were received; a leader shares its page's, which knows every id any page got, so that a
+   * new leader knows where each page is.
+   */
+  order?: ArrivalOrder
 }
 
 interface OwnedSubscription {
@@ -18,8 +23,6 @@ interface OwnedSubscription {
   position: string | undefined
   /** The current stream carries its topics from at or before its position. */
   covered: boolean
-  /** It was told of a reset since its position was set, so a new epoch's first event needs no notice of its own. */
-  toldReset: boolean
 }
 
 /** Subscription changes within this window become one reopen (a page subscribing to several, tabs announcing). */
@@ -27,9 +30,10 @@ const SETTLE_MS = 20
 
 /**
  * The owner's side of sharing: every subscription of every page, and the one stream on the union of their topics.
- * Each event goes once to each subscription whose topics and types it matches, and never twice: a subscription
- * skips ids at or before its position, so a stream reopened from an older id (for a page that asked to replay
- * from there, or a new leader resuming from the pages' positions) sends nobody anything twice.
+ * Each event goes once to each subscription whose topics and types it matches, and never twice: ids are opaque,
+ * ordered as they arrived (ArrivalOrder), and a subscription skips ids at or before its position, so a stream
+ * reopened from an older id (for a page that asked to replay from there, or a new leader resuming from the pages'
+ * positions) sends nobody anything twice, nor anything from before where it started.
  */
 export class Fanout {
   private readonly subscriptions = new Map<string, OwnedSubscription>()
@@ -38,9 +42,13 @@ export class Fanout {
   private topics: string[] = []
   /** The last event id of the current stream. */
   private position: string | undefined
+  /** The topic of the event at `position`. */
+  private positionTopic: string | undefined
   private settleTimer: ReturnType<typeof setTimeout> | undefined
+  private readonly order: ArrivalOrder
 
   constructor (private readonly options: FanoutOptions) {
+    this.order = options.order ?? new ArrivalOrder()
     this.stream = new EventStream({
       ...options.config,
       token: options.token,
@@ -63,19 +71,12 @@ export class Fanout {
 
   subscribe (key: string, topics: readonly string[], types: readonly string[], after: string | undefined): void {
     this.subscriptions.delete(key)
-    const subscription: OwnedSubscription = { key, topics, types, position: this.position, covered: false, toldReset: false }
-    if (after !== undefined) {
-      if (this.position === undefined || compareEventIds(after, this.position) !== undefined) {
-        subscription.position = after
-      } else {
-        // An id of another epoch than the stream's: what it asks for is gone, as Herald would say itself.
-        this.options.send({ kind: 'reset', subs: [key], notice: { reason: 'epoch-changed', topics: [...topics], lastEventId: after } })
-        subscription.toldReset = true
-      }
-    }
+    const subscription: OwnedSubscription = { key, topics, types, position: after ?? this.position, covered: false }
     this.subscriptions.set(key, subscription)
     const carried = this.stream.active && topics.every((topic) => this.topics.includes(topic))
-    const behind = subscription.position !== this.position && earlier(subscription.position, this.position) === subscription.position
+    // An id the stream is not at is further back, or one this owner never saw (of another epoch, perhaps): the
+    // stream reopens from it, and Herald replays what follows it or says that it cannot.
+    const behind = after !== undefined && after !== this.position
     if (carried && !behind) {
       subscription.covered = true
       this.stream.listenTo(types)
@@ -120,12 +121,14 @@ export class Fanout {
       // Nobody listens: a later subscription starts afresh rather than from an old position.
       this.topics = []
       this.position = undefined
+      this.positionTopic = undefined
+      this.order.endCatchUp()
       if (this.stream.active) this.stream.close()
       return
     }
     let resumeFrom = this.position
     for (const subscription of this.subscriptions.values()) {
-      if (!subscription.covered) resumeFrom = earlier(resumeFrom, subscription.position)
+      if (!subscription.covered) resumeFrom = this.order.earlier(resumeFrom, subscription.position)
     }
     const sorted = [...topics].sort()
     const sameTopics = sorted.length === this.topics.length && sorted.every((topic, index) => topic === this.topics[index])
@@ -133,6 +136,10 @@ export class Fanout {
     if (sameTopics && resumeFrom === this.position && this.stream.active) {
       this.stream.listenTo(types)
     } else {
+      // Replayed ids this owner never saw, before the stream's last one, are older than it: not news to readers there.
+      const stillCarried = this.positionTopic !== undefined && topics.has(this.positionTopic)
+      if (resumeFrom !== this.position && this.position !== undefined && stillCarried) this.order.beginCatchUp(resumeFrom, this.position)
+      else this.order.endCatchUp()
       this.topics = sorted
       this.position = resumeFrom
       this.stream.open(sorted, types, resumeFrom)
@@ -145,17 +152,16 @@ export class Fanout {
     const envelope = parseEnvelope(raw.data)
     if (envelope === undefined || raw.id === '') return
     const id = raw.id
-    if (isNews(id, this.position)) this.position = id
+    const rank = this.order.record(id)
+    if (this.order.isNews(rank, this.position)) {
+      this.position = id
+      this.positionTopic = envelope.topic
+    }
     const event: HeraldEvent = { topic: envelope.topic, data: envelope.data, type: raw.type, id }
     const targets: string[] = []
     for (const subscription of this.subscriptions.values()) {
-      if (!subscription.covered || !isNews(id, subscription.position)) continue
-      const otherEpoch = subscription.position !== undefined && compareEventIds(id, subscription.position) === undefined
-      if (otherEpoch && !subscription.toldReset) {
-        this.options.send({ kind: 'reset', subs: [subscription.key], notice: { reason: 'epoch-changed', topics: [...subscription.topics], lastEventId: subscription.position as string } })
-      }
+      if (!subscription.covered || !this.order.isNews(rank, subscription.position)) continue
       subscription.position = id
-      subscription.toldReset = false
       if (subscription.topics.includes(event.topic) && subscription.types.includes(event.type)) targets.push(subscription.key)
     }
     if (targets.length > 0) this.options.send({ kind: 'event', subs: targets, event })
@@ -167,12 +173,14 @@ export class Fanout {
    * until the reopen, so the gap is not its own.
    */
   private reset (notice: ResetNotice): void {
+    this.order.endCatchUp()
+    const from = this.order.rank(notice.lastEventId)
     const targets: string[] = []
     for (const subscription of this.subscriptions.values()) {
       if (!subscription.covered || !subscription.topics.some((topic) => notice.topics.includes(topic))) continue
-      const order = subscription.position === undefined ? undefined : compareEventIds(subscription.position, notice.lastEventId)
-      if (order !== undefined && order > 0) continue
-      subscription.toldReset = true
+      const at = this.order.rank(subscription.position)
+      const pastIt = subscription.position !== notice.lastEventId && at !== undefined && (from === undefined || at > from)
+      if (pastIt) continue
       targets.push(subscription.key)
     }
     if (targets.length > 0) this.options.send({ kind: 'reset', subs: targets, notice })

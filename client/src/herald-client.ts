@@ -1,5 +1,5 @@
+import { ArrivalOrder } from './arrival-order.js'
 import { DEFAULT_BACKOFF } from './backoff.js'
-import { isNews } from './event-ids.js'
 import { LeaderLink } from './leader-link.js'
 import { LocalLink } from './local-link.js'
 import { subscriptionKey, type Link, type LinkHost, type OwnerMessage, type StreamConfig } from './protocol.js'
@@ -36,6 +36,8 @@ interface PageSubscription {
 class HeraldClient implements Herald, LinkHost {
   readonly tab = randomId()
   readonly config: StreamConfig
+  /** The ids this page received, in order: ids are opaque, and a replay after a new leader is skipped by them. */
+  readonly order = new ArrivalOrder()
   private readonly subscriptions = new Map<string, PageSubscription>()
   private readonly tokenProvider: HeraldOptions['token']
   private readonly workerUrl: string | URL
@@ -111,8 +113,9 @@ class HeraldClient implements Herald, LinkHost {
       case 'event': {
         const targets = new Set(message.subs)
         const { event } = message
+        const rank = this.order.record(event.id)
         for (const subscription of [...this.subscriptions.values()]) {
-          if (!isNews(event.id, subscription.position)) continue
+          if (!this.order.isNews(rank, subscription.position)) continue
           if (targets.has(subscription.key)) {
             subscription.position = event.id
             this.call(subscription, 'onEvent', event)

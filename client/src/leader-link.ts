@@ -59,7 +59,8 @@ export class LeaderLink implements Link {
 
   private lead (): void {
     if (this.stop.signal.aborted) return
-    this.fanout = new Fanout({ config: this.host.config, token: async () => await this.host.token(), send: (message) => this.broadcast(message) })
+    // The page's own order: it holds every id any page got from the leaders before, so the new one knows where each is.
+    this.fanout = new Fanout({ config: this.host.config, order: this.host.order, token: async () => await this.host.token(), send: (message) => this.broadcast(message) })
     this.broadcast({ kind: 'owner', owner: this.host.tab })
   }
 

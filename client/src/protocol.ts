@@ -1,3 +1,4 @@
+import type { ArrivalOrder } from './arrival-order.js'
 import type { Backoff } from './backoff.js'
 import type { HeraldEvent, ResetNotice, StreamState } from './types.js'
 
@@ -6,7 +7,7 @@ import type { HeraldEvent, ResetNotice, StreamState } from './types.js'
  * itself). Bump the version when they change: it is part of the worker's and the channel's names, so a page of a
  * new deployment never talks to an owner started by an old one.
  */
-export const PROTOCOL_VERSION = 1
+export const PROTOCOL_VERSION = 2
 
 /** What every page of one stream agrees on: it names the worker and the channel. */
 export interface StreamConfig {
@@ -65,6 +66,8 @@ export interface Link {
 export interface LinkHost {
   readonly tab: string
   readonly config: StreamConfig
+  /** The ids the page received, in order. */
+  readonly order: ArrivalOrder
   /** Asks the page's token provider; undefined when it has none. */
   token: () => Promise<string | undefined>
   receive: (message: OwnerMessage) => void

@@ -1,5 +1,10 @@
 /** The longest a token is refreshed ahead of its expiry. */
 const MAX_MARGIN_MS = 60_000
+/**
+ * The shortest margin, for short-lived tokens (up to half their lifetime): the stream stays open while the provider
+ * is asked, so the margin must cover the provider's answer and the new stream's opening.
+ */
+const MIN_MARGIN_MS = 2_000
 /** The soonest a refresh is scheduled, so a provider that hands out nearly expired tokens cannot spin. */
 const MIN_DELAY_MS = 1_000
 
@@ -21,12 +26,13 @@ export function tokenTimes (token: string): { expiresAt: number, issuedAt: numbe
 
 /**
  * Milliseconds from `now` until a stream opened with `token` should be reopened with a fresh one: a fifth of its
- * lifetime before it expires, at most a minute before. Undefined for a token that does not expire.
+ * lifetime before it expires, at most a minute and at least 2 s (or half its lifetime) before. Undefined for a
+ * token that does not expire.
  */
 export function refreshDelay (token: string, now: number): number | undefined {
   const times = tokenTimes(token)
   if (times === undefined) return undefined
-  const lifetime = times.expiresAt - (times.issuedAt ?? now)
-  const margin = Math.min(MAX_MARGIN_MS, Math.max(0, lifetime) / 5)
+  const lifetime = Math.max(0, times.expiresAt - (times.issuedAt ?? now))
+  const margin = Math.min(MAX_MARGIN_MS, Math.max(lifetime / 5, Math.min(MIN_MARGIN_MS, lifetime / 2)))
   return Math.max(MIN_DELAY_MS, times.expiresAt - margin - now)
 }

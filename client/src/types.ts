@@ -6,7 +6,7 @@ export interface HeraldEvent<Data = unknown> {
   data: Data
   /** The SSE event type: the publish's `type`, `message` by default. */
   type: string
-  /** The event id, `<epoch>-<seq>`: pass it back as `lastEventId` to resume after it. */
+  /** The event id, an opaque string: pass it back as `lastEventId` to resume after it. */
   id: string
 }
 
@@ -18,17 +18,33 @@ export interface ResetNotice {
   lastEventId: string
 }
 
-export type StreamStateName = 'connecting' | 'open' | 'reconnecting' | 'closed'
+/**
+ * Where the shared stream is. `open` only once Herald has accepted the stream (a refusal never shows as open).
+ * While the client will try again: `connecting` (never open yet), `reconnecting`, `refused` (Herald's in-band
+ * `herald.unavailable`), `unauthorized` (401, with a fresh token from the provider) and `token-error` (the token
+ * provider threw or returned something that is not a string), each with `retryInMs`. Where it gave up (`stopped`):
+ * `unauthorized` (401) and `forbidden` (403) after a bounded number of fresh tokens, at once without a token provider,
+ * and `rejected` (400) at once; a new subscription on the stream starts it again. `closed`: closed by the page.
+ */
+export type StreamStateName = 'connecting' | 'open' | 'reconnecting' | 'refused' | 'unauthorized' | 'forbidden' | 'rejected' | 'token-error' | 'closed'
 
-/** Where the shared stream is. */
+/** Where the shared stream is, and why. */
 export interface StreamState {
   state: StreamStateName
-  /** Failed attempts since the stream was last open: 0 while open and on the first try. */
+  /** Failed attempts since the stream was last open (refusals, errors, ended streams): 0 while open. */
   attempt: number
-  /** While waiting to reconnect: milliseconds until the next attempt, when the client (not the browser) waits. */
+  /** Milliseconds until the next attempt, while the client waits to try again. */
   retryInMs?: number
-  /** Why Herald refused the last attempt (`herald.unavailable`: `instance-full`, `address-limit`, ...). */
+  /** Why Herald refused the last attempt (`herald.unavailable`: `instance-full`, `address-limit`, `draining`, ...). */
   reason?: string
+  /** The HTTP status of the last failed attempt, when it got one (401, 403, 400, a balancer's 502). */
+  status?: number
+  /** Herald's error code for that status (`HERALD_TOKEN_INVALID`, `HERALD_FORBIDDEN`, ...). */
+  code?: string
+  /** Herald's message for that status, or what the token provider's failure said. */
+  message?: string
+  /** True when the client gave up: it will not try again until the page subscribes anew. */
+  stopped?: boolean
 }
 
 export interface SubscribeOptions<Data = unknown> {
@@ -36,8 +52,8 @@ export interface SubscribeOptions<Data = unknown> {
   onReset?: (notice: ResetNotice) => void
   onState?: (state: StreamState) => void
   /**
-   * SSE event types to receive (default `['message']`): EventSource delivers only the types it listens for, so a
-   * publish with another `type` reaches only subscriptions that name it.
+   * SSE event types to receive (default `['message']`): a publish with another `type` reaches only subscriptions
+   * that name it.
    */
   types?: string[]
   /** Replay the retained events after this id first (e.g. the last one seen on a previous visit). */
@@ -68,7 +84,7 @@ export interface HeraldOptions {
    * elected with Web Locks that shares its stream over a BroadcastChannel. False: a stream of this page's own.
    */
   shared?: boolean
-  /** Send cookies on a cross-origin stream (EventSource's `withCredentials`). */
+  /** Send cookies on a cross-origin stream (fetch's `credentials: 'include'`). */
   withCredentials?: boolean
   backoff?: BackoffOptions
   /** Where the shared worker script is; by default `herald-worker.js` beside this module. */

@@ -60,7 +60,7 @@ export class WorkerLink implements Link {
     const reply = { kind: 'token' as const, tab: this.host.tab, request: message.request }
     this.host.token().then(
       (token) => this.send({ ...reply, token }),
-      (error: unknown) => this.send({ ...reply, token: undefined, error: String(error) })
+      (error: unknown) => this.send({ ...reply, token: undefined, error: error instanceof Error ? error.message : String(error) })
     )
   }
 }

@@ -32,11 +32,8 @@ let herald
 /** Bumped on every connect and disconnect: handlers of an older connection stay quiet. */
 let connection = 0
 let received = 0
-/** The stream URL of the current connection, as the client asks for it: what a probe asks. */
-let probeUrl
-/** The failure series a probe already explained: one probe per series, not one per retry. */
-let probedSeries = -1
-
+/** What the last failed attempt's explanation said: a series of the same failure is logged once. */
+let lastWhy
 /** Topic names and types are separated by spaces or commas; neither can be part of a valid name. */
 function names (text) {
   return text.split(/[\s,]+/).filter((name) => name !== '')
@@ -85,53 +82,32 @@ function logLine (text, kind = 'info') {
   log.scrollTop = log.scrollHeight
 }
 
+/** The client's state as it is (herald-client's onState): why it failed, and whether it will try again. */
 function describeState (state) {
   const details = []
   if (state.attempt > 0) details.push(`attempt ${state.attempt}`)
-  if (state.retryInMs !== undefined) details.push(`next try in ${(state.retryInMs / 1000).toFixed(1)} s`)
   if (state.reason !== undefined) details.push(`refused: ${state.reason}`)
+  if (state.status !== undefined) details.push(`${state.status}${state.code === undefined ? '' : ` ${state.code}`}`)
+  if (state.retryInMs !== undefined) details.push(`next try in ${(state.retryInMs / 1000).toFixed(1)} s`)
+  if (state.stopped) details.push('stopped: change the topics or the token and connect again')
   return details.length === 0 ? state.state : `${state.state} (${details.join(', ')})`
 }
 
 function showState (state, current) {
   if (current !== connection) return
-  stateLine.className = `state ${state.state}`
+  stateLine.className = `state ${state.state}${state.stopped ? ' stopped' : ''}`
   stateLine.textContent = describeState(state)
   logLine(describeState(state), `state-${state.state}`)
-  if (state.state === 'open') {
-    probedSeries = -1
-    refreshFigures()
-  } else if (state.attempt > 0 && probedSeries !== current) {
-    probedSeries = current
-    probe(current).catch(() => {})
+  // Herald's own words for a 4xx (the bad topic, the missing token), or why the attempt failed: once per series.
+  const why = state.message === undefined
+    ? undefined
+    : state.status === undefined ? state.message : `Herald refused the stream: ${state.status} ${state.code ?? ''} ${state.message}`.replace(/ +/g, ' ')
+  if (why !== undefined && why !== lastWhy) {
+    logLine(why, 'error')
+    announce(why)
   }
-}
-
-/**
- * EventSource hides why a connection failed. Asking the same URL once with fetch shows Herald's own answer (a 400
- * naming the bad topic, a 401/403 for a private one); a 200 is a stream, closed at once.
- */
-async function probe (current) {
-  const url = probeUrl
-  const abort = new AbortController()
-  const response = await fetch(url, { signal: abort.signal, headers: { accept: 'text/event-stream' } })
-  if (response.ok) {
-    abort.abort()
-    return
-  }
-  const body = await response.json().catch(() => ({}))
-  if (current !== connection) return
-  const text = `Herald refused the stream: ${response.status} ${body.code ?? ''} ${body.message ?? response.statusText}`.replace(/ +/g, ' ')
-  logLine(text, 'error')
-  announce(text)
-}
-
-function streamUrl (topics, lastEventId, token) {
-  const url = new URL('/v1/stream', location.href)
-  for (const topic of topics) url.searchParams.append('topic', topic)
-  if (lastEventId !== '') url.searchParams.set('lastEventId', lastEventId)
-  if (token !== '') url.searchParams.set('access_token', token)
-  return url
+  lastWhy = why ?? (state.state === 'open' ? undefined : lastWhy)
+  if (state.state === 'open') refreshFigures()
 }
 
 function showReset (notice, current) {
@@ -196,10 +172,10 @@ function connect () {
   topicsInput.removeAttribute('aria-invalid')
   close()
   const current = ++connection
+  lastWhy = undefined
   const token = tokenInput.value.trim()
   const types = names(typesInput.value)
   const lastEventId = lastIdInput.value.trim()
-  probeUrl = streamUrl(topics, lastEventId, token)
   // The console's own stream (shared: false): its state is this page's, and its token this page's alone.
   herald = createHerald({ url: new URL('/v1/stream', location.href), shared: false, ...(token === '' ? {} : { token: () => token }) })
   const how = [

@@ -2,6 +2,7 @@ import type { Position, ResetNotice } from '../protocol.js'
 import { RESET_EVENT } from '../protocol.js'
 import { encodeComment, encodeFrame, encodeRetry } from '../sse/encode.js'
 import type { BatchOutcome, PublishInput, PublishResult, StoredEvent, Transport, TransportHealth, TransportSink } from '../transport/transport.js'
+import { NO_HUB_METRICS, type HubMetrics } from './hub-metrics.js'
 import { ReplayBudget } from './replay-budget.js'
 import { Session, type CatchUpSource, type EndReason } from './session.js'
 import { TopicEvent } from './topic-event.js'
@@ -23,6 +24,8 @@ export interface HubOptions {
   onCatchUpDone?: () => void
   /** Told once per live event and topic as it is handed to this instance's streams (for the publish→dispatch lag). */
   onDispatch?: (event: StoredEvent) => void
+  /** Told of replays: started, finished, each read's wait for a slot. */
+  metrics?: HubMetrics
 }
 
 export interface HubHealth extends TransportHealth {
@@ -76,8 +79,10 @@ export class Hub implements TransportSink {
 
   constructor (readonly transport: Transport, private readonly options: HubOptions) {
     transport.bind(this)
-    this.replayBudget = new ReplayBudget(options.maxConcurrentReads ?? REPLAY_READS)
+    const metrics = options.metrics ?? NO_HUB_METRICS
+    this.replayBudget = new ReplayBudget(options.maxConcurrentReads ?? REPLAY_READS, (seconds) => metrics.replaySlotWaited(seconds))
     this.source = {
+      metrics,
       listening: async (topic) => await this.listening(topic),
       heads: async (topics) => await this.transport.heads(topics),
       read: async (topic, after, limit, maxBytes) => await this.replayBudget.run(async () => await this.transport.read(topic, after, limit, maxBytes)),

@@ -7,12 +7,19 @@ export class ReplayBudget {
   private running = 0
   private readonly waiting: Array<() => void> = []
 
-  constructor (readonly slots: number) {}
+  /** `onWait` is told how long each read waited for its slot, in seconds (0 when one was free). */
+  constructor (readonly slots: number, private readonly onWait: (seconds: number) => void = () => {}) {}
 
   /** Runs `read` in a slot, after waiting for one. */
   async run<T> (read: () => Promise<T>): Promise<T> {
-    if (this.running >= this.slots) await new Promise<void>((resolve) => this.waiting.push(resolve))
-    else this.running++
+    if (this.running >= this.slots) {
+      const queuedAt = performance.now()
+      await new Promise<void>((resolve) => this.waiting.push(resolve))
+      this.onWait((performance.now() - queuedAt) / 1000)
+    } else {
+      this.running++
+      this.onWait(0)
+    }
     try {
       return await read()
     } finally {

@@ -1,6 +1,7 @@
 import { Readable, type Writable } from 'node:stream'
 import { encodeStreamId, parseStreamId, topicTag, type Position, type ResetNotice, type ResetReason } from '../protocol.js'
 import type { TopicRead } from '../transport/transport.js'
+import type { HubMetrics, ReplayKind, ReplayResult } from './hub-metrics.js'
 import { planTopic, type TopicStart } from './replay.js'
 import { TopicEvent } from './topic-event.js'
 
@@ -33,6 +34,8 @@ export interface CatchUpSource {
   /** A catch-up could not reach history: the session stays held and the hub retries it (`retryCatchUp`). */
   failed: (error: unknown) => void
   succeeded: () => void
+  /** Told of each catch-up: started, and finished with its result and duration. */
+  metrics: Pick<HubMetrics, 'replayStarted' | 'replayFinished'>
 }
 
 export interface SessionOptions {
@@ -308,11 +311,19 @@ export class Session extends Readable {
     this.catchingUp = true
     const topics = this.topics.filter((topic) => this.pending.has(topic))
     for (const topic of topics) this.pending.delete(topic)
+    // A stream's first catch-up resumes the client's id, or replays what came since a new client arrived; later ones
+    // resync after an interruption or a new epoch.
+    const kind: ReplayKind = this.firstStarts === undefined ? 'resync' : this.lastEventId === undefined ? 'new' : 'resume'
+    this.source.metrics.replayStarted(kind)
+    const startedAt = performance.now()
+    const finished = (result: ReplayResult): void => this.source.metrics.replayFinished(kind, this.closing ? 'client-left' : result, (performance.now() - startedAt) / 1000)
     this.catchUp(topics).then(() => {
+      finished('done')
       this.catchingUp = false
       this.source.succeeded()
       this.runCatchUp()
     }, (error: unknown) => {
+      finished('failed')
       this.catchingUp = false
       // Still held: tried again when the hub retries.
       for (const topic of topics) if (this.byTopic.get(topic)?.held !== undefined) this.pending.add(topic)

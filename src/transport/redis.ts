@@ -1,5 +1,7 @@
+import calculateSlot from 'cluster-key-slot'
 import type { Cluster, Redis } from 'ioredis'
 import { BrokerUnavailableError, InvalidEventError } from '../errors.js'
+import { publishFailure } from './redis-errors.js'
 import type { Position } from '../protocol.js'
 import { functionLibrary, type FunctionLibrary } from './redis-functions.js'
 import { parseChannelMessage, parseHistoryEntry } from './redis-messages.js'
@@ -41,6 +43,8 @@ export class RedisTransport implements Transport {
   private closed = false
   private retryTimer: NodeJS.Timeout | undefined
   private loading: Promise<void> | undefined
+  /** On a cluster: topics whose shard's subscriber was lost, until the shards are subscribed again. */
+  private readonly interruptedTopics = new Set<string>()
 
   constructor (private readonly publisher: Client, private readonly subscriber: Client, private readonly options: RedisTransportOptions) {
     this.library = functionLibrary(options)
@@ -55,8 +59,15 @@ export class RedisTransport implements Transport {
   bind (sink: TransportSink): void {
     this.sink = sink
     this.subscriber.on('smessage', this.onMessage)
-    this.subscriber.on('close', this.onClose)
-    this.subscriber.on('ready', this.onReady)
+    if (isCluster(this.subscriber)) {
+      // One subscriber connection per shard, managed by ioredis: a shard's loss holds only its topics.
+      this.subscriber.on('-node', this.onNodeLost)
+      this.subscriber.on('-subscriber', this.onSubscriberLost)
+      this.subscriber.on('subscribersReady', this.onSubscribersReady)
+    } else {
+      this.subscriber.on('close', this.onClose)
+      this.subscriber.on('ready', this.onReady)
+    }
   }
 
   async publish (input: PublishInput): Promise<PublishResult> {
@@ -127,7 +138,7 @@ export class RedisTransport implements Transport {
   health (): TransportHealth {
     const publisher = this.publisher.status
     const subscriber = this.subscriber.status
-    const whole = publisher === 'ready' && subscriber === 'ready' && !this.interrupted
+    const whole = publisher === 'ready' && subscriber === 'ready' && !this.interrupted && this.interruptedTopics.size === 0
     return { status: whole ? 'ok' : 'degraded', redis: { publisher, subscriber } }
   }
 
@@ -137,11 +148,18 @@ export class RedisTransport implements Transport {
     this.subscriber.off('smessage', this.onMessage)
     this.subscriber.off('close', this.onClose)
     this.subscriber.off('ready', this.onReady)
+    this.subscriber.off('-node', this.onNodeLost)
+    this.subscriber.off('-subscriber', this.onSubscriberLost)
+    this.subscriber.off('subscribersReady', this.onSubscribersReady)
     this.sink = undefined
   }
 
   private keyOf (topic: string): string {
     return `${this.options.prefix}{${topic}}`
+  }
+
+  private topicOf (channel: string): string {
+    return channel.slice(this.options.prefix.length + 1, -1)
   }
 
   /** FCALL of one of the library's functions on a topic; loads the library once if Redis lost it, and retries. */
@@ -156,7 +174,7 @@ export class RedisTransport implements Transport {
   }
 
   private async loadNow (): Promise<void> {
-    const clients: Redis[] = 'nodes' in this.publisher ? this.publisher.nodes('master') : [this.publisher]
+    const clients: Redis[] = isCluster(this.publisher) ? this.publisher.nodes('master') : [this.publisher]
     await Promise.all(clients.map(async (client) => {
       const listed = await client.call('FUNCTION', 'LIST', 'LIBRARYNAME', this.library.name, 'WITHCODE') as unknown[]
       if (libraryCode(listed, this.library.name) === this.library.code) return
@@ -172,7 +190,42 @@ export class RedisTransport implements Transport {
       this.options.onForeignMessage?.(channel, parsed)
       return
     }
-    sink.deliver(channel.slice(this.options.prefix.length + 1, -1), parsed)
+    sink.deliver(this.topicOf(channel), parsed)
+  }
+
+  /** A cluster node's connection is gone: the topics whose slots it served are interrupted until the shards are back. */
+  private readonly onNodeLost = (_node: unknown, nodeKey?: string): void => {
+    if (this.closed) return
+    const slots = (this.subscriber as Cluster).slots
+    const topics: string[] = []
+    for (const channel of this.channels) {
+      const owners = slots[calculateSlot(channel)]
+      if (nodeKey === undefined || owners === undefined || owners[0] === nodeKey) topics.push(this.topicOf(channel))
+    }
+    if (topics.length === 0) return
+    for (const topic of topics) this.interruptedTopics.add(topic)
+    this.sink?.interrupted(topics)
+  }
+
+  private readonly onSubscriberLost = (): void => {
+    if (this.closed) return
+    for (const channel of this.channels) this.interruptedTopics.add(this.topicOf(channel))
+    this.sink?.interrupted([...this.interruptedTopics])
+  }
+
+  /**
+   * The shards' subscribers are set up again (a topology change: a failover, a slot migration, a node back). Events
+   * published while a channel moved may not have come: every topic is subscribed again and caught up from history.
+   */
+  private readonly onSubscribersReady = (): void => {
+    if (this.closed) return
+    const channels = [...this.channels]
+    if (channels.length === 0) return
+    this.subscriber.ssubscribe(...channels).then(() => {
+      if (this.closed) return
+      this.interruptedTopics.clear()
+      this.sink?.restored(channels.map((channel) => this.topicOf(channel)))
+    }, (error: unknown) => { this.options.onRecoverableError?.(error) })
   }
 
   private readonly onClose = (): void => {
@@ -205,6 +258,10 @@ export class RedisTransport implements Transport {
   }
 }
 
+function isCluster (client: Client): client is Cluster {
+  return 'nodes' in client && typeof client.nodes === 'function'
+}
+
 /** The arguments after the key: data, type, retry, idempotency key, and every topic when there are several. */
 function publishArguments (input: PublishInput): string[] {
   return [
@@ -226,17 +283,12 @@ function publishResult (input: PublishInput, replies: unknown[]): PublishResult 
   return { ids, topics: input.topics, duplicate: duplicates === input.topics.length }
 }
 
-/**
- * Why a publish failed, as the reply says it. A command that was never sent (no connection) stored nothing; one that
- * timed out was sent, and a Redis that wakes up runs it: the client cannot know, and retries with an idempotency key.
- */
+/** Why a publish failed, as the reply says it: a refusal of the function's checks is the caller's (400). */
 function publishError (error: unknown): Error {
   if ((error as { statusCode?: number }).statusCode !== undefined) return error as Error
   const message = String((error as Error).message)
   if (message.startsWith('HERALD_INVALID ')) return new InvalidEventError(message.slice('HERALD_INVALID '.length))
-  return new BrokerUnavailableError(message === 'Command timed out'
-    ? 'Redis did not answer in time; the event may or may not be stored: retry with the same idempotency key'
-    : 'Redis is unreachable; the event was not stored', { cause: error })
+  return publishFailure(error)
 }
 
 function parseRead (reply: unknown): TopicRead {

@@ -48,7 +48,7 @@ export interface ReceivedEvent {
 export interface PageLog {
   events: ReceivedEvent[]
   resets: Array<{ reason: string, topics: string[], lastEventId: string }>
-  states: Array<{ state: string, attempt: number, retryInMs?: number, reason?: string }>
+  states: Array<{ state: string, attempt: number, retryInMs?: number, reason?: string, status?: number, code?: string, message?: string, stopped?: boolean }>
 }
 
 /** Answers the test page's path on `origin` in this context, without a file in public/. */

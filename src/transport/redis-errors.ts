@@ -1,0 +1,37 @@
+import { BrokerUnavailableError, RedisFullError } from '../errors.js'
+
+/**
+ * Why a publish failed in Redis, as the 503 says it: an operator reads the code and the message, and a client
+ * learns whether the event may be stored.
+ * - No connection: the command was never sent and stored nothing.
+ * - A timeout: it was sent, and a Redis that wakes up runs it. The client cannot know, and retries with an
+ *   idempotency key.
+ * - A refusal (an error reply): Redis did not run it, so nothing was stored. The publish script's first write
+ *   is where Redis refuses (OOM at maxmemory under `noeviction`, MISCONF when it cannot persist, READONLY on a
+ *   replica), and a script that has not written yet leaves nothing behind.
+ */
+export function publishFailure (error: unknown): Error {
+  const message = error instanceof Error ? error.message : String(error)
+  if (message === 'Command timed out') {
+    return new BrokerUnavailableError('Redis did not answer in time; the event may or may not be stored: retry with the same idempotency key', { cause: error })
+  }
+  if (!isReplyError(error)) return new BrokerUnavailableError('Redis is unreachable; the event was not stored', { cause: error })
+  const code = message.split(' ', 1)[0] ?? ''
+  switch (code) {
+    case 'OOM':
+      return new RedisFullError('Redis is out of memory (used memory above its maxmemory, and its policy evicts nothing): the event was not stored; history expires, or raise maxmemory', { cause: error })
+    case 'MISCONF':
+      return new BrokerUnavailableError('Redis refuses writes because it cannot save to disk (MISCONF): the event was not stored', { cause: error })
+    case 'READONLY':
+      return new BrokerUnavailableError('Redis is a read-only replica (a failover?): the event was not stored', { cause: error })
+    case 'LOADING':
+      return new BrokerUnavailableError('Redis is loading its data set: the event was not stored', { cause: error })
+    default:
+      return new BrokerUnavailableError(`Redis refused the publish (${code}): the event was not stored`, { cause: error })
+  }
+}
+
+/** An error reply from Redis (ioredis's ReplyError), not a connection's failure. */
+function isReplyError (error: unknown): error is Error {
+  return error instanceof Error && error.name === 'ReplyError'
+}
