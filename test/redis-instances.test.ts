@@ -36,9 +36,11 @@ test('an event published to instance A reaches a stream on instance B', async (t
   assert.equal(events[0]?.id, published.body.id)
   assert.deepEqual(payloads(events), [{ from: 'A' }])
   await onA.waitForEvents(1)
-  const health = await (await fetch(`${b.url}/health`)).json() as { redis: { pingMs: unknown } }
+  const health = await (await fetch(`${b.url}/health`)).json() as { redis: { pingMs: unknown, shards: Array<{ node: string, pingMs: unknown }> } }
   assert.equal(typeof health.redis.pingMs, 'number')
-  assert.deepEqual(health, { status: 'ok', broker: 'redis', redis: { publisher: 'ready', subscriber: 'ready', pingMs: health.redis.pingMs }, subscriptions: 1 })
+  const shards = [{ node: health.redis.shards[0]?.node, slots: 16384, pingMs: health.redis.shards[0]?.pingMs }]
+  assert.deepEqual(health, { status: 'ok', broker: 'redis', redis: { publisher: 'ready', subscriber: 'ready', pingMs: health.redis.pingMs, mode: 'standalone', shards }, subscriptions: 1 })
+  assert.match(String(shards[0]?.node), /^127\.0\.0\.1:\d+$/)
 })
 
 test('one Redis subscription per topic per instance, however many clients', async (t) => {
