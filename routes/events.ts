@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { errorCodes } from 'fastify'
 import { errorReplies, hostRefused } from '../src/error-replies.js'
-import { BrokerUnavailableError, DataTooDeepError, ForbiddenError, PublishOverLimitError, RateLimitedError, RedisFullError, TokenInvalidError, TokenMissingError } from '../src/errors.js'
+import { BrokerUnavailableError, DataTooDeepError, InvalidEventError, ForbiddenError, PublishOverLimitError, RateLimitedError, RedisFullError, TokenInvalidError, TokenMissingError } from '../src/errors.js'
 import { MAX_DATA_DEPTH, nestsDeeperThan } from '../src/json-depth.js'
 import { MAX_TOPICS_PER_EVENT, PublishBody, PublishHeaders, PublishReply } from '../src/schemas.js'
 import { topicCountLimit, validationFormatter } from './validation.js'
@@ -43,6 +43,7 @@ const events: FastifyPluginAsyncTypebox = async (fastify) => {
           { error: new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY(), when: 'the body is not valid JSON' },
           { error: new errorCodes.FST_ERR_CTP_EMPTY_JSON_BODY(), when: 'the body is empty' },
           { error: new DataTooDeepError('body/data', MAX_DATA_DEPTH), when: `\`data\` nests deeper than ${MAX_DATA_DEPTH} levels` },
+          { error: new InvalidEventError('data: expected JSON text'), when: 'the Redis publish function refused what Herald\'s own checks passed (it checks the same fields again before writing anything)' },
           { error: new TokenMissingError('publishing needs a token: send Authorization: Bearer <jwt>'), when: 'a key is configured and the request has no bearer token' },
           { error: new TokenInvalidError('the token has expired'), when: 'the token does not verify: signature, algorithm, expiry, `nbf`, issuer, audience, or a malformed `herald` claim' },
           { error: new ForbiddenError('this token may not publish to topic "billing"'), when: 'the token\'s `herald.publish` patterns do not cover a topic (named in the message)' },
