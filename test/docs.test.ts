@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { parse as parseYaml } from 'yaml'
 import { configTable } from '../src/config.js'
-import { RESET_REASONS } from '../src/protocol.js'
+import { RESET_REASONS, topicTag } from '../src/protocol.js'
 import { patternProblem } from '../src/topic-patterns.js'
 import { build, publish, until } from './helper.js'
 import { launchChromium } from './helpers/browser.js'
@@ -87,6 +87,16 @@ test('output blocks show ids and notices the way Herald sends them', () => {
       const notice = JSON.parse(data as string)
       assert.deepEqual(Object.keys(notice), ['reason', 'retryMs'], where(block))
       assert.equal(String(notice.retryMs), retry, `${where(block)}: the retry: line is the notice's retryMs`)
+    }
+  }
+})
+
+test('multi-topic ids shown anywhere carry the real tags of the example topics, chat and alerts', () => {
+  const tags = new Set(['chat', 'alerts'].map(topicTag))
+  for (const page of PAGES) {
+    for (const [id = ''] of readFileSync(page, 'utf8').matchAll(/\b[0-9a-z]{4}:[0-9a-z-]*(?:,[0-9a-z]{4}:[0-9a-z-]*)+/g)) {
+      assert.ok(isStreamId(id), `${page}: ${id} is not an id Herald sends`)
+      for (const part of id.split(',')) assert.ok(tags.has(part.slice(0, 4)), `${page}: ${id}: ${part.slice(0, 4)} is the tag of neither chat (${topicTag('chat')}) nor alerts (${topicTag('alerts')})`)
     }
   }
 })
