@@ -15,7 +15,8 @@ import { build, publish, until } from './helper.js'
 import { launchChromium } from './helpers/browser.js'
 import { buildClient } from './helpers/client-build.js'
 
-interface Block { page: string, lang: string, text: string, line: number }
+/** `example`: the name in a `<!-- example: NAME -->` line just above the block, the convention of pages whose own test runs them. */
+interface Block { page: string, lang: string, text: string, line: number, example?: string }
 
 const PAGES = ['README.md', ...readdirSync('docs').filter((name) => name.endsWith('.md')).sort().map((name) => `docs/${name}`)]
 
@@ -25,8 +26,20 @@ function blocksOf (page: string): Block[] {
   return [...text.matchAll(/^( *)```(\w*)\n([\s\S]*?)^\1```$/gm)].map((match) => {
     const indent = match[1] as string
     const body = (match[3] as string).split('\n').map((line) => line.startsWith(indent) ? line.slice(indent.length) : line).join('\n')
-    return { page, lang: match[2] as string, text: body, line: text.slice(0, match.index).split('\n').length }
+    const before = text.slice(0, match.index).split('\n')
+    const example = /^<!-- example: (\S+) -->$/.exec(before.at(-2) ?? '')?.[1]
+    return { page, lang: match[2] as string, text: body, line: before.length, ...(example === undefined ? {} : { example }) }
   })
+}
+
+const TEST_SOURCES = ['test', 'test/helpers'].flatMap((folder) => readdirSync(folder).filter((name) => name.endsWith('.ts')).map((name) => readFileSync(`${folder}/${name}`, 'utf8')))
+
+/** A block another test runs: marked `<!-- example: NAME -->`, its page read by a test and NAME asked for by one. */
+function runElsewhere (block: Block): boolean {
+  if (block.example === undefined) return false
+  assert.ok(TEST_SOURCES.some((source) => source.includes(block.page)), `${where(block)}: example ${block.example}, but no test reads ${block.page}`)
+  assert.ok(TEST_SOURCES.some((source) => source.includes(`'${block.example as string}'`)), `${where(block)}: no test runs example ${block.example as string}`)
+  return true
 }
 
 const BLOCKS = PAGES.flatMap(blocksOf)
@@ -53,7 +66,7 @@ function languages (): Map<string, Block[]> {
 
 test('every block says what it is, and each language is one this file checks', () => {
   const known = new Set(['sh', 'text', 'json', 'js', 'ts', 'nginx', 'haproxy', 'caddyfile'])
-  for (const block of BLOCKS) assert.ok(known.has(block.lang), `${where(block)}: a block marked \`${block.lang}\`; mark output \`text\`, or teach test/docs.test.ts to check it`)
+  for (const block of BLOCKS.filter((block) => !runElsewhere(block))) assert.ok(known.has(block.lang), `${where(block)}: a block marked \`${block.lang}\`; mark output \`text\`, or teach test/docs.test.ts to check it`)
   assert.ok(BLOCKS.length > 20, `blocks found: ${BLOCKS.length}`)
 })
 
@@ -112,7 +125,7 @@ test('publish replies shown are the shape Herald answers with', () => {
     assert.deepEqual(Object.keys(reply), expected, `${where(block)}: \`id\` is there for an event to one topic only`)
     if (reply.topics.length === 1) assert.equal(reply.id, reply.ids[0], where(block))
   }
-  for (const block of (languages().get('json') ?? []).filter((block) => !block.text.includes('"duplicate"'))) {
+  for (const block of (languages().get('json') ?? []).filter((block) => !block.text.includes('"duplicate"') && !runElsewhere(block))) {
     const claims = JSON.parse(block.text)
     for (const pattern of [...claims.herald.publish, ...claims.herald.subscribe]) assert.equal(patternProblem(pattern), undefined, `${where(block)}: ${pattern}`)
   }
@@ -230,7 +243,7 @@ test('every shell block is run here or checked', async (t) => {
   })
 
   await t.test('docs: each publish with a development token, as written, against a Herald with that secret', async () => {
-    for (const block of BLOCKS.filter((block) => block.lang === 'sh' && block.text.includes('$TOKEN'))) {
+    for (const block of BLOCKS.filter((block) => block.lang === 'sh' && block.text.includes('$TOKEN') && !runElsewhere(block))) {
       const secret = /HERALD_JWT_SECRET='([^']+)'/.exec(block.text)?.[1]
       assert.ok(secret !== undefined, `${where(block)}: the secret`)
       const { url } = await build(t, { HERALD_JWT_SECRET: secret })
@@ -243,7 +256,7 @@ test('every shell block is run here or checked', async (t) => {
   })
 
   await t.test('the other shell blocks: commands whose scripts, profiles and settings exist', () => {
-    for (const block of BLOCKS.filter((block) => block.lang === 'sh' && !ran.has(block))) {
+    for (const block of BLOCKS.filter((block) => block.lang === 'sh' && !ran.has(block) && !runElsewhere(block))) {
       if (/\bcurl\b/.test(block.text)) assert.fail(`${where(block)}: a curl example no test runs: run it in test/docs.test.ts`)
       checkCommands(block)
     }
@@ -251,7 +264,7 @@ test('every shell block is run here or checked', async (t) => {
 })
 
 test('code blocks: the README\'s browser snippets are the files in public/examples/; the others are run elsewhere', () => {
-  for (const block of [...languages().get('js') ?? [], ...languages().get('ts') ?? []]) {
+  for (const block of [...languages().get('js') ?? [], ...languages().get('ts') ?? []].filter((block) => !runElsewhere(block))) {
     const file = /^\/\/ (\S+\.js)\n/.exec(block.text)?.[1]
     if (file !== undefined) {
       assert.equal(block.text, readFileSync(`public/examples/${file}`, 'utf8'), `${where(block)}: public/examples/${file} is this block`)
