@@ -140,6 +140,14 @@ test('config blocks are the files in deploy/, as they are', () => {
   }
 })
 
+test('docs/operations.md lists the alert rules of deploy/prometheus/alerts.yml, with their severities', () => {
+  const rules = (parseYaml(readFileSync('deploy/prometheus/alerts.yml', 'utf8')) as { groups: Array<{ rules: Array<{ alert?: string, labels?: { severity?: string } }> }> })
+    .groups.flatMap((group) => group.rules).filter((rule) => rule.alert !== undefined).map((rule) => `${rule.alert as string} ${rule.labels?.severity ?? ''}`)
+  const page = readFileSync('docs/operations.md', 'utf8')
+  const listed = [...page.matchAll(/^\| `(Herald\w+)` \| (\w+) \|/gm)].map((match) => `${match[1] as string} ${match[2] as string}`)
+  assert.deepEqual(listed, rules)
+})
+
 test('the README\'s settings table agrees with the generated one', () => {
   const readme = readFileSync('README.md', 'utf8')
   const section = readme.slice(readme.indexOf('## Most-used settings'), readme.indexOf('## Production checklist'))
