@@ -202,7 +202,7 @@ function checkCommands (block: Block): void {
 
 /** Runs a shell block against a Herald on `port`, its 127.0.0.1:8080 replaced; resolves with stdout. */
 async function runShell (text: string, port: number, env: Record<string, string> = {}, maxSeconds = 3): Promise<string> {
-  const script = text.replaceAll('127.0.0.1:8080', `127.0.0.1:${port}`).replace(/^curl /gm, `curl -sS --max-time ${maxSeconds} `)
+  const script = text.replaceAll('127.0.0.1:8080', `127.0.0.1:${port}`).replace(/^curl /gm, `curl -sS --fail-with-body --max-time ${maxSeconds} `)
   return await new Promise((resolve, reject) => {
     const child = spawn('bash', ['-c', script], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
@@ -259,6 +259,16 @@ test('every shell block is run here or checked', async (t) => {
       const reply = JSON.parse(output)
       assert.deepEqual(reply.topics, ['chat'], where(block))
       assert.match(reply.id, POSITION, where(block))
+      ran.add(block)
+    }
+  })
+
+  await t.test('every other curl example succeeds against a real Herald, and the ids it answers with are Herald\'s', async () => {
+    const { url } = await build(t)
+    for (const block of BLOCKS.filter((block) => block.lang === 'sh' && /\bcurl\b/.test(block.text) && !ran.has(block) && !runElsewhere(block))) {
+      const output = await runShell(block.text, portOf(url), {}, 2)
+      for (const [, id = ''] of output.matchAll(/"([0-9a-z]{1,16}-\d+)"/g)) assert.match(id, POSITION, where(block))
+      for (const [, id = ''] of output.matchAll(/^id: (.*)$/gm)) assert.ok(isStreamId(id), `${where(block)}: ${id}`)
       ran.add(block)
     }
   })
