@@ -26,15 +26,15 @@ try {
   for (const count of [1, 10, 100, 1000]) {
     const topic = `n${count}`
     for (let index = 0; index < count; index++) await transport.publish({ topics: [topic], data })
-    console.log(`history of ${count} event(s) of ${data.length} bytes: MEMORY USAGE ${await admin.memory('USAGE', `m:history:${topic}`, 'SAMPLES', 0)} bytes`)
+    console.log(`history of ${count} event(s) of ${data.length} bytes: MEMORY USAGE ${await admin.memory('USAGE', `m:{${topic}}:h`, 'SAMPLES', 0)} bytes`)
   }
   const idemBefore = await used()
   for (let index = 0; index < TOPICS; index += 100) {
     await Promise.all(Array.from({ length: 100 }, async (_, offset) => await transport.publish({ topics: ['idem'], data, idempotencyKey: `order-${index + offset}` })))
   }
   const idemAfter = await used()
-  console.log(`idempotency record: MEMORY USAGE ${await admin.memory('USAGE', 'm:idem:order-17')} bytes; ${TOPICS} keys (and their events in one 1000-event history): used_memory +${idemAfter - idemBefore} bytes`)
-  console.log(`counter, epoch, marks: ${await admin.memory('USAGE', 'm:seq')} + ${await admin.memory('USAGE', 'm:epoch')} + ${await admin.memory('USAGE', 'm:marks')} bytes`)
+  console.log(`idempotency record: MEMORY USAGE ${await admin.memory('USAGE', 'm:{idem}:i:order-17')} bytes; ${TOPICS} keys (and their events in one 1000-event history): used_memory +${idemAfter - idemBefore} bytes`)
+  console.log(`a topic's state (epoch, counter, boot token): MEMORY USAGE ${await admin.memory('USAGE', 'm:{n1}:m')} bytes`)
 } finally {
   for (const client of [publisher, subscriber, admin]) client.disconnect()
   await server.stop()

@@ -17,6 +17,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The publish route: its error answers count as refused publishes. */
     publish?: boolean
+    /** A batch publish route: an error answer counts each event of its body as refused. */
+    publishBatch?: boolean
   }
 }
 
@@ -27,7 +29,8 @@ export interface HeraldMetrics {
   readonly registry: Registry
   /** Where `/metrics` listens, once it does; undefined with HERALD_METRICS_PORT=off. */
   address: () => AddressInfo | undefined
-  published: (result: 'stored' | 'duplicate') => void
+  /** One event's publish, by result (a batch tells one per event). */
+  published: (result: 'stored' | 'duplicate' | 'refused') => void
   publishDuration: (seconds: number) => void
   /** A live event handed to this instance's streams, published at `publishedAt` (ms, the broker's clock). */
   dispatched: (publishedAt: number) => void
@@ -100,7 +103,7 @@ export default fp(async (fastify) => {
     .set({ version: packageVersion(), node: process.version }, 1)
 
   // Counted as they happen.
-  const published = counter('herald_events_published_total', 'Publish requests, by result: stored, duplicate (an idempotency key seen before), refused (any error answer).', ['result'])
+  const published = counter('herald_events_published_total', 'Events published, by result: stored, duplicate (an idempotency key seen before), refused (any error answer); a batch counts each of its events.', ['result'])
   for (const result of ['stored', 'duplicate', 'refused']) published.inc({ result }, 0)
   const publishRefusals = counter('herald_publish_refusals_total', 'Publish requests refused, by reason: invalid (400), unauthenticated (401), forbidden (403), too-large (413), not-json (415), rate-limited (429), unavailable (503: the broker), error (a server fault).', ['reason'])
   for (const reason of [...Object.values(PUBLISH_REFUSALS), OTHER_REFUSAL]) publishRefusals.inc({ reason }, 0)
@@ -132,13 +135,13 @@ export default fp(async (fastify) => {
     if (error.statusCode === 401 || error.statusCode === 403) authFailures.inc({ status: String(error.statusCode) })
     if (code === 'HERALD_RATE_LIMITED') rateLimited.inc()
     if (request.routeOptions.config.publish === true) {
-      published.inc({ result: 'refused' })
+      published.inc({ result: 'refused' }, request.routeOptions.config.publishBatch === true ? batchSize(request.body) : 1)
       publishRefusals.inc({ reason: PUBLISH_REFUSALS[error.statusCode ?? 500] ?? OTHER_REFUSAL })
     }
   })
 
   // Label children bound once: a publish then costs no label lookup.
-  const publishedAs = { stored: published.labels({ result: 'stored' }), duplicate: published.labels({ result: 'duplicate' }) }
+  const publishedAs = { stored: published.labels({ result: 'stored' }), duplicate: published.labels({ result: 'duplicate' }), refused: published.labels({ result: 'refused' }) }
   const commandSeconds = redis === undefined
     ? undefined
     : { publish: redis.commandSeconds.labels({ command: 'publish' }), read: redis.commandSeconds.labels({ command: 'read' }), ping: redis.commandSeconds.labels({ command: 'ping' }) }
@@ -205,6 +208,12 @@ export default fp(async (fastify) => {
     }
   }
 }, { name: 'metrics', dependencies: ['config'] })
+
+/** The events of a batch body, as far as it was read: 1 when it was not (too large, not JSON, no events array). */
+function batchSize (body: unknown): number {
+  const events = (body as { events?: unknown } | null | undefined)?.events
+  return Array.isArray(events) && events.length > 0 ? events.length : 1
+}
 
 /** Sets a counter's series to totals kept elsewhere, one per `reasons` value (0 before its first count). */
 function setAll (counter: Counter<'reason'>, reasons: readonly string[], totals: ReadonlyMap<string, number>): void {

@@ -1,6 +1,8 @@
 import fastifyRedis from '@fastify/redis'
 import fp from 'fastify-plugin'
-import { Redis, type RedisOptions } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
+import { createRedisClients, detectMode, type ShardAnswer } from '../src/redis-clients.js'
+import type { RedisMode } from '../src/redis-topology.js'
 import { redisAddress, StartupError } from '../src/startup-error.js'
 
 declare module 'fastify' {
@@ -11,6 +13,13 @@ declare module 'fastify' {
      * `ready`: only an answer tells it is there.
      */
     redisAnswers: () => Promise<RedisAnswer | undefined>
+    /** How Herald reaches Redis (standalone without Redis too: the memory broker needs no topology). */
+    redisTopology: { mode: RedisMode }
+    /**
+     * The run_id of the Redis server a command on `key` runs on now (a new one after a restart or a failover);
+     * undefined without Redis, and while not known yet (see RedisClients.runId in src/redis-clients.ts).
+     */
+    redisRunId: (key?: string) => string | undefined
   }
 }
 
@@ -19,6 +28,8 @@ export interface RedisAnswer {
   /** Round trip of the PING, or why there was no answer. */
   latencyMs?: number
   error?: string
+  /** Each master that holds slots (one outside a cluster): Redis answers when every one does. */
+  shards: ShardAnswer[]
 }
 
 /**
@@ -34,7 +45,7 @@ const CREDENTIALS_REFUSED = /^(WRONGPASS|NOAUTH|NOPERM)\b|invalid password|AUTH.
  * Resolves when the client is ready. Rejects with a StartupError naming REDIS_URL and the address: at once when
  * Redis refuses the credentials (retrying cannot help), or after START_WAIT_MS without a connection.
  */
-async function untilReady (client: Redis, url: string): Promise<void> {
+async function untilReady (client: Redis | Cluster, url: string): Promise<void> {
   const address = redisAddress(url)
   await new Promise<void>((resolve, reject) => {
     let lastError: Error | undefined
@@ -66,39 +77,41 @@ const PING_CACHE_MS = 1_000
 
 /**
  * Two Redis connections per process, as @fastify/redis namespaces: `publisher` runs commands (the publish
- * and read scripts), `subscriber` only SUBSCRIBEs. Never a connection per client.
+ * and read scripts), `subscriber` only (S)SUBSCRIBEs. Never a connection per client. On a Redis Cluster each is an
+ * ioredis Cluster (see src/redis-clients.ts), on Sentinel a connection to the master the sentinels name.
  * Registered only when REDIS_URL is set; @fastify/redis waits for each to be ready at start.
  */
 export default fp(async (fastify) => {
   const url = fastify.config.redisUrl
   if (url === undefined) {
     fastify.decorate('redisAnswers', async () => undefined)
+    fastify.decorate('redisTopology', { mode: 'standalone' as const })
+    fastify.decorate('redisRunId', () => undefined)
     return
   }
   const name = `herald-${process.pid}`
-  const options: Record<'publisher' | 'subscriber', RedisOptions> = {
-    publisher: {
-      connectionName: `${name}-publisher`,
-      // A publish while Redis is away must fail at once (503), never wait in a queue, and a command lost
-      // with its connection must not be sent again: the client decides, with an idempotency key.
-      enableOfflineQueue: false,
-      // No auto-pipelining: measured on an idle machine it cut publish-only throughput by ~20% (25k -> 20k/s), its
-      // batches keeping commands alive long enough to be promoted out of the young generation.
-      autoResendUnfulfilledCommands: false,
-      maxRetriesPerRequest: 0,
-      // A Redis that keeps the connection but does not answer (stopped, hung) fails the command, so a publish
-      // answers 503 within about this long instead of hanging.
-      commandTimeout: fastify.config.redisCommandTimeoutMs
-    },
-    subscriber: {
-      connectionName: `${name}-subscriber`,
-      // SUBSCRIBEs asked for during an outage wait for the connection; ioredis resubscribes on reconnect.
-      maxRetriesPerRequest: null
-    }
+  const clientOptions = {
+    url,
+    mode: fastify.config.redisMode,
+    tls: fastify.config.redisTls,
+    commandTimeoutMs: fastify.config.redisCommandTimeoutMs,
+    connectionName: name
   }
+  let mode: RedisMode
+  try {
+    mode = await detectMode(clientOptions, AbortSignal.timeout(START_WAIT_MS))
+  } catch (error) {
+    const address = redisAddress(url)
+    throw new StartupError('REDIS_URL', address, (error as Error).name === 'TimeoutError'
+      ? `cannot reach Redis at ${address} within ${START_WAIT_MS / 1000} s; exiting`
+      : (error as Error).message)
+  }
+  const clients = createRedisClients(clientOptions, mode)
+  fastify.decorate('redisTopology', { mode })
+  fastify.decorate('redisRunId', clients.runId)
+  fastify.log.info({ mode }, `Redis ${mode === 'standalone' ? 'server' : mode}`)
 
   let closing = false
-  const clients = { publisher: new Redis(url, options.publisher), subscriber: new Redis(url, options.subscriber) }
   // Both at once: start-up waits at most START_WAIT_MS, then says why it cannot go on.
   try {
     await Promise.all([untilReady(clients.publisher, url), untilReady(clients.subscriber, url)])
@@ -109,7 +122,7 @@ export default fp(async (fastify) => {
   }
   for (const namespace of ['publisher', 'subscriber'] as const) {
     const client = clients[namespace]
-    const connection = { connection: namespace, name: options[namespace].connectionName }
+    const connection = { connection: namespace, name: `${name}-${namespace}` }
     // Once per drop, and the recovery. ioredis reports every failed reconnect as an 'error': only the first of
     // an outage is logged. A drop without an error (Redis closed the connection) is logged at once with what is
     // known, then the first reconnect tells more: refused (Redis is down or restarting: a second warning), or
@@ -163,19 +176,15 @@ export default fp(async (fastify) => {
     })
   }
 
-  const publisher = fastify.redis.publisher as Redis
   let last: { at: number, answer: Promise<RedisAnswer> } | undefined
   let answering = true
   const ping = async (): Promise<RedisAnswer> => {
     const started = performance.now()
-    let answer: RedisAnswer
-    try {
-      // The publisher's command timeout bounds it.
-      await publisher.ping()
-      answer = { ok: true, latencyMs: Math.round(performance.now() - started) }
-    } catch (error) {
-      answer = { ok: false, error: (error as Error).message }
-    }
+    const shards = await clients.pingShards()
+    const failed = shards.filter((shard) => !shard.ok)
+    const answer: RedisAnswer = failed.length === 0
+      ? { ok: true, latencyMs: Math.max(...shards.map((shard) => shard.latencyMs ?? 0)), shards }
+      : { ok: false, error: failed.map((shard) => shards.length === 1 ? shard.error : `${shard.node}: ${shard.error ?? 'no answer'}`).join('; '), shards }
     fastify.metrics.redisCommand('ping', performance.now() - started)
     if (answer.ok !== answering) {
       answering = answer.ok

@@ -42,7 +42,7 @@ const events: FastifyPluginAsyncTypebox = async (fastify) => {
           { error: new errorCodes.FST_ERR_VALIDATION("body must have required property 'data'"), when: 'a missing, unknown or ill-typed field: a bad topic name, more than 64 topics, a `type` with a control character or starting with `herald.`, a bad `retry` or idempotency key; the message names the field and what it expects' },
           { error: new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY(), when: 'the body is not valid JSON' },
           { error: new errorCodes.FST_ERR_CTP_EMPTY_JSON_BODY(), when: 'the body is empty' },
-          { error: new DataTooDeepError(MAX_DATA_DEPTH), when: `\`data\` nests deeper than ${MAX_DATA_DEPTH} levels` },
+          { error: new DataTooDeepError('body/data', MAX_DATA_DEPTH), when: `\`data\` nests deeper than ${MAX_DATA_DEPTH} levels` },
           { error: new TokenMissingError('publishing needs a token: send Authorization: Bearer <jwt>'), when: 'a key is configured and the request has no bearer token' },
           { error: new TokenInvalidError('the token has expired'), when: 'the token does not verify: signature, algorithm, expiry, `nbf`, issuer, audience, or a malformed `herald` claim' },
           { error: new ForbiddenError('this token may not publish to topic "billing"'), when: 'the token\'s `herald.publish` patterns do not cover a topic (named in the message)' },
@@ -60,7 +60,7 @@ const events: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => {
     const body = request.body
     if (nestsDeeperThan(body.data, MAX_DATA_DEPTH)) {
-      throw new DataTooDeepError(MAX_DATA_DEPTH)
+      throw new DataTooDeepError('body/data', MAX_DATA_DEPTH)
     }
     const topics = uniqueTopics(typeof body.topic === 'string' ? [body.topic] : body.topic)
     fastify.authorizer.authorizePublish(fastify.bearerToken(request), topics)

@@ -8,10 +8,19 @@ const HealthReply = Type.Object({
     publisher: Type.String(),
     subscriber: Type.String(),
     /** The round trip of a PING in ms, or null when Redis did not answer within the command timeout. */
-    pingMs: Type.Union([Type.Integer(), Type.Null()])
+    pingMs: Type.Union([Type.Integer(), Type.Null()]),
+    /** standalone, sentinel or cluster. */
+    mode: Type.String(),
+    /** Each master that holds slots (the one server outside a cluster), and its PING. */
+    shards: Type.Array(Type.Object({
+      node: Type.String({ description: 'host:port' }),
+      slots: Type.Integer({ description: 'the slots it holds; 16384 outside a cluster' }),
+      pingMs: Type.Union([Type.Integer(), Type.Null()], { description: 'null when it did not answer within the command timeout' }),
+      error: Type.Optional(Type.String())
+    }))
   })),
   subscriptions: Type.Integer()
-}, { description: 'the process serves; `degraded` while Redis is unreachable or does not answer a PING' })
+}, { description: 'the process serves; `degraded` while Redis (any master that holds slots, on a cluster) is unreachable or does not answer a PING' })
 
 const LiveReply = Type.Object({ status: Type.Literal('ok') }, { description: 'the process serves' })
 
@@ -19,7 +28,7 @@ const ReadyReply = Type.Object({
   status: Type.Union([Type.Literal('ready'), Type.Literal('not-ready')]),
   /** Why not, when not: draining, redis-not-answering, subscriber-not-subscribed. */
   reasons: Type.Array(Type.String())
-}, { description: '`ready` (200), or `not-ready` (503) with the reasons: `draining`, `redis-not-answering`, `subscriber-not-subscribed`' })
+}, { description: '`ready` (200), or `not-ready` (503) with the reasons: `draining`, `redis-not-answering` (on a cluster: any master that holds slots), `subscriber-not-subscribed`' })
 
 /**
  * GET /health: 200 while the process serves, with a summary. `status` is `degraded` while Redis is unreachable or
@@ -49,7 +58,12 @@ const health: FastifyPluginAsyncTypebox = async (fastify) => {
     return {
       status: answer.ok ? status : 'degraded' as const,
       broker,
-      redis: { ...redis, pingMs: answer.latencyMs ?? null },
+      redis: {
+        ...redis,
+        pingMs: answer.latencyMs ?? null,
+        mode: fastify.redisTopology.mode,
+        shards: answer.shards.map(({ node, slots, latencyMs, error }) => ({ node, slots, pingMs: latencyMs ?? null, ...(error === undefined ? {} : { error }) }))
+      },
       subscriptions
     }
   })

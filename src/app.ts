@@ -13,6 +13,7 @@ import eventStreamPlugin from '../plugins/event-stream.js'
 import staticPlugin from '../plugins/static.js'
 import openapiPlugin from '../plugins/openapi.js'
 import eventsRoute from '../routes/events.js'
+import eventsBatchRoute from '../routes/events-batch.js'
 import streamRoute from '../routes/stream.js'
 import healthRoute from '../routes/health.js'
 import statsRoute from '../routes/stats.js'
@@ -43,6 +44,7 @@ export default async function app (fastify: FastifyInstance, options: AppOptions
   await fastify.register(openapiPlugin)
 
   await fastify.register(eventsRoute)
+  await fastify.register(eventsBatchRoute)
   await fastify.register(streamRoute)
   await fastify.register(healthRoute)
   await fastify.register(statsRoute)

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import { Type, type Static, type TOptional, type TSchema } from 'typebox'
 import { Value } from 'typebox/value'
 import { maxStreamIdLength } from './protocol.js'
+import { modeProblem, parseSentinelUrl, SENTINEL_SCHEME, type RedisModeSetting } from './redis-topology.js'
 import { MAX_TOPICS_PER_STREAM } from './schemas.js'
 import { patternProblem } from './topic-patterns.js'
 
@@ -57,15 +58,23 @@ const settings = [
   // Both or neither: tlsConfig reads and checks them together into the derived `tls`.
   setting('HERALD_TLS_CERT', Type.Optional(Type.String({ description: 'the path of a PEM file with the server certificate (and its chain): serve HTTPS with HTTP/2 and HTTP/1.1; needs HERALD_TLS_KEY', minLength: 1 }))),
   setting('HERALD_TLS_KEY', Type.Optional(Type.String({ description: 'the path of a PEM file with the private key of HERALD_TLS_CERT', minLength: 1 }))),
-  setting('REDIS_URL', Type.Optional(Type.String({ description: 'a redis:// or rediss:// URL', pattern: '^rediss?://' })), 'redisUrl'),
+  setting('REDIS_URL', Type.Optional(Type.String({ description: 'a redis:// or rediss:// URL (any node of a Redis Cluster will do), or redis+sentinel://[user:password@]host:port,host:port/<master name>; see docs/redis.md', pattern: '^(rediss?|redis\\+sentinel)://' })), 'redisUrl'),
   setting('LOG_LEVEL', OneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'one of fatal, error, warn, info, debug, trace, silent', 'info'), 'logLevel'),
   setting('HERALD_HEARTBEAT_MS', Integer('milliseconds between heartbeat comments, at least 50', 50, 15_000), 'heartbeatMs'),
   setting('HERALD_RETRY_MS', Integer('milliseconds a client waits before reconnecting, sent as `retry:`', 0, 2_000), 'retryMs'),
   // A hung Redis (stopped, swapping, a blocked script) holds a connection open and answers nothing: without a
   // timeout a publish would wait forever instead of answering 503.
   setting('HERALD_REDIS_COMMAND_TIMEOUT_MS', Integer('milliseconds a Redis command may take before it fails (a publish answers 503), at least 10', 10, 1_000), 'redisCommandTimeoutMs'),
+  setting('HERALD_REDIS_MODE', OneOf(['auto', 'standalone', 'cluster', 'sentinel'],
+    'auto (Sentinel for a redis+sentinel:// URL, else Cluster when the server says cluster_enabled:1), standalone, cluster or sentinel', 'auto'),
+  'redisMode', (value) => value as RedisModeSetting),
+  // Read and checked together into the derived `redisTls`.
+  setting('HERALD_REDIS_TLS_CA', Type.Optional(Type.String({ description: 'the path of a PEM file with the CA certificate(s) that signed the Redis servers\' certificates (rediss:// only; default: the system CAs)', minLength: 1 }))),
+  setting('HERALD_REDIS_TLS_CERT', Type.Optional(Type.String({ description: 'the path of a PEM file with the client certificate Herald shows Redis (rediss:// only); needs HERALD_REDIS_TLS_KEY', minLength: 1 }))),
+  setting('HERALD_REDIS_TLS_KEY', Type.Optional(Type.String({ description: 'the path of a PEM file with the private key of HERALD_REDIS_TLS_CERT', minLength: 1 }))),
   setting('HERALD_REDIS_PREFIX', Type.String({ description: 'a key prefix such as herald:', pattern: '^[^\\s]*$', default: 'herald:' }), 'redisPrefix'),
   setting('HERALD_MAX_BODY_BYTES', Integer('the largest publish body in bytes, at least 1024', 1024, 65_536), 'maxBodyBytes'),
+  setting('HERALD_MAX_BATCH_EVENTS', Integer('how many events one POST /v1/events/batch may hold, at least 1 (its body is bounded by HERALD_MAX_BODY_BYTES too)', 1, 1_000), 'maxBatchEvents'),
   // Bounds a stream's id, which carries a position per topic: 38 characters per topic, 2,495 at 64 topics.
   setting('HERALD_MAX_TOPICS_PER_STREAM', Integer(`how many topics one stream may subscribe to, 1-${MAX_TOPICS_PER_STREAM}; a stream's id carries each topic's position, at most ${maxStreamIdLength(32)} characters with 32 topics and ${maxStreamIdLength(MAX_TOPICS_PER_STREAM)} with ${MAX_TOPICS_PER_STREAM}`, 1, 32, MAX_TOPICS_PER_STREAM), 'maxTopicsPerStream'),
   setting('HERALD_MAX_QUEUE_BYTES', Integer('bytes queued for one slow connection before it is ended, at least 1024', 1024, 1_048_576), 'maxQueueBytes'),
@@ -137,6 +146,15 @@ export interface Config extends SettingFields {
   tls: TlsConfig | undefined
   /** The variables the environment set; the others have their defaults. */
   setVariables: ReadonlySet<string>
+  /** What a rediss:// connection trusts and shows; undefined: the system CAs and no client certificate. */
+  redisTls: RedisTlsConfig | undefined
+}
+
+/** PEM texts for the TLS connections to Redis. */
+export interface RedisTlsConfig {
+  ca?: string
+  cert?: string
+  key?: string
 }
 
 export interface TlsConfig {
@@ -222,12 +240,71 @@ export function loadConfig (environment: NodeJS.ProcessEnv = process.env): Confi
   } catch (error) {
     extra.push((error as Error).message)
   }
+  let redisTls: RedisTlsConfig | undefined
+  try {
+    redisTls = redisTlsConfig(valid)
+  } catch (error) {
+    extra.push((error as Error).message)
+  }
   if (jwt === undefined && (config.privateTopics.length > 0 || !config.publicSubscribe) && extra.length === 0) {
     extra.push('HERALD_PRIVATE_TOPICS / HERALD_PUBLIC_SUBSCRIBE: private topics need HERALD_JWT_SECRET or HERALD_JWT_PUBLIC_KEY to check tokens')
   }
   if (extra.length > 0) throw new ConfigError(extra)
 
-  return { ...config, jwt, tls, setVariables: new Set(Object.keys(raw)) }
+  return { ...config, jwt, tls, redisTls, setVariables: new Set(Object.keys(raw)) }
+}
+
+/** Reads HERALD_REDIS_TLS_* and checks, at start, that they fit REDIS_URL, are PEM, and that the key fits the certificate. */
+function redisTlsConfig (env: Env): RedisTlsConfig | undefined {
+  const url = env.REDIS_URL
+  if (url?.startsWith(SENTINEL_SCHEME) === true) {
+    try {
+      parseSentinelUrl(url)
+    } catch (error) {
+      throw new Error(`REDIS_URL=${JSON.stringify(url.replace(/\/\/[^@/]*@/, '//…@'))}: ${(error as Error).message}`)
+    }
+  }
+  if (url !== undefined) {
+    const problem = modeProblem(url, env.HERALD_REDIS_MODE as RedisModeSetting)
+    if (problem !== undefined) throw new Error(problem)
+  }
+  const { HERALD_REDIS_TLS_CA: caPath, HERALD_REDIS_TLS_CERT: certPath, HERALD_REDIS_TLS_KEY: keyPath } = env
+  if (caPath === undefined && certPath === undefined && keyPath === undefined) return undefined
+  if (url === undefined || !url.startsWith('rediss://')) {
+    throw new Error('HERALD_REDIS_TLS_CA, HERALD_REDIS_TLS_CERT, HERALD_REDIS_TLS_KEY: set only with a rediss:// REDIS_URL')
+  }
+  if ((certPath === undefined) !== (keyPath === undefined)) throw new Error('HERALD_REDIS_TLS_CERT and HERALD_REDIS_TLS_KEY: set both, or neither')
+  const redisTls: RedisTlsConfig = {}
+  if (caPath !== undefined) {
+    const ca = readPemFile('HERALD_REDIS_TLS_CA', caPath)
+    try {
+      // eslint-disable-next-line no-new
+      new X509Certificate(ca)
+    } catch {
+      throw new Error(`HERALD_REDIS_TLS_CA=${JSON.stringify(caPath)}: expected a PEM CA certificate`)
+    }
+    redisTls.ca = ca
+  }
+  if (certPath !== undefined && keyPath !== undefined) {
+    const cert = readPemFile('HERALD_REDIS_TLS_CERT', certPath)
+    const key = readPemFile('HERALD_REDIS_TLS_KEY', keyPath)
+    let certificate: X509Certificate
+    try {
+      certificate = new X509Certificate(cert)
+    } catch {
+      throw new Error(`HERALD_REDIS_TLS_CERT=${JSON.stringify(certPath)}: expected a PEM certificate`)
+    }
+    let privateKey: ReturnType<typeof createPrivateKey>
+    try {
+      privateKey = createPrivateKey(key)
+    } catch {
+      throw new Error(`HERALD_REDIS_TLS_KEY=${JSON.stringify(keyPath)}: expected an unencrypted PEM private key`)
+    }
+    if (!certificate.checkPrivateKey(privateKey)) throw new Error('HERALD_REDIS_TLS_KEY: the key does not belong to the certificate in HERALD_REDIS_TLS_CERT')
+    redisTls.cert = cert
+    redisTls.key = key
+  }
+  return redisTls
 }
 
 /** Reads the certificate and key files and checks, at start, that they are PEM and belong together. */

@@ -20,8 +20,10 @@ export const StreamsPerAddressError = createError<'HERALD_TOO_MANY_STREAMS_PER_A
   'HERALD_TOO_MANY_STREAMS_PER_ADDRESS', 'a client address may hold at most %d streams on this instance', 429)
 export const StreamsPerSubjectError = createError<'HERALD_TOO_MANY_STREAMS_PER_SUBJECT', 429, [number]>(
   'HERALD_TOO_MANY_STREAMS_PER_SUBJECT', 'a token subject may hold at most %d streams on this instance', 429)
-export const DataTooDeepError = createError<'HERALD_DATA_TOO_DEEP', 400, [number]>(
-  'HERALD_DATA_TOO_DEEP', 'body/data nests deeper than %d levels', 400)
+export const DataTooDeepError = createError<'HERALD_DATA_TOO_DEEP', 400, [string, number]>(
+  'HERALD_DATA_TOO_DEEP', '%s nests deeper than %d levels', 400)
+export const BatchTooLargeError = createError<'HERALD_BATCH_TOO_LARGE', 413, [number, number]>(
+  'HERALD_BATCH_TOO_LARGE', 'a batch may hold at most %d events (HERALD_MAX_BATCH_EVENTS); this one has %d', 413)
 export const TokenMissingError = createError<'HERALD_TOKEN_MISSING', 401, [string]>(
   'HERALD_TOKEN_MISSING', '%s', 401)
 export const TokenInvalidError = createError<'HERALD_TOKEN_INVALID', 401, [string]>(

@@ -36,7 +36,8 @@ export const IdempotencyKey = Type.String({
   description: 'an idempotency key: 1-200 printable ASCII characters without spaces'
 })
 
-export const PublishBody = Type.Object({
+/** The fields of one event, in a publish's body or in a batch. */
+const EventFields = {
   topic: Type.Union([TopicName, Type.Array(TopicName, { minItems: 1, maxItems: MAX_TOPICS_PER_EVENT })], {
     description: `a topic name or an array of 1-${MAX_TOPICS_PER_EVENT} topic names`
   }),
@@ -44,7 +45,9 @@ export const PublishBody = Type.Object({
   type: Type.Optional(EventType),
   retry: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400_000, description: 'a reconnection delay in milliseconds, 0-86400000' })),
   idempotencyKey: Type.Optional(IdempotencyKey)
-}, {
+}
+
+export const PublishBody = Type.Object(EventFields, {
   additionalProperties: false,
   // Request examples of the API reference (/openapi.json, /docs).
   'x-examples': {
@@ -72,6 +75,64 @@ export const PublishReply = Type.Object({
     published: { summary: 'stored and sent', value: { id: 'm5x8k2qz3f-17', ids: ['m5x8k2qz3f-17'], topics: ['chat'], duplicate: false } },
     duplicate: { summary: 'the same idempotency key again, for an event on two topics', value: { ids: ['m5x8k2qz3f-17', 'm6a1b9wq0c-4'], topics: ['orders/42', 'dashboard'], duplicate: true } }
   }
+})
+
+/** The body of POST /v1/events/batch, with the configured largest number of events. */
+export function publishBatchBody (maxEvents: number) {
+  return Type.Object({
+    events: Type.Array(Type.Object(EventFields, { additionalProperties: false, description: 'an event, with the fields of POST /v1/events' }), {
+      minItems: 1,
+      maxItems: maxEvents,
+      description: `1-${maxEvents} events (HERALD_MAX_BATCH_EVENTS), published in this order`
+    })
+  }, {
+    additionalProperties: false,
+    'x-examples': {
+      perUser: {
+        summary: 'a notification to each of three users, safe to retry',
+        value: {
+          events: [
+            { topic: 'users/17', type: 'notice', data: { text: 'Your order shipped' }, idempotencyKey: 'order-42-shipped-17' },
+            { topic: 'users/23', type: 'notice', data: { text: 'New comment' }, idempotencyKey: 'comment-9-23' },
+            { topic: 'users/17', type: 'notice', data: { text: 'New comment' }, idempotencyKey: 'comment-9-17' }
+          ]
+        }
+      },
+      severalTopics: { summary: 'events to several topics each', value: { events: [{ topic: ['orders/42', 'dashboard'], data: { status: 'paid' } }, { topic: 'dashboard', data: { status: 'idle' } }] } }
+    }
+  })
+}
+
+const EventIds = Type.Array(Type.String(), { description: 'the event\'s id on each of its topics, `<epoch>-<seq>` of that topic, in the order of `topics`' })
+const EventTopics = Type.Array(Type.String(), { description: 'the topics it was published to, each once' })
+const EventDuplicate = Type.Boolean({ description: 'true when its idempotency key was used before: nothing new was stored or sent, `ids` are the first publish\'s' })
+
+export const PublishBatchReply = Type.Object({
+  events: Type.Array(Type.Object({ ids: EventIds, topics: EventTopics, duplicate: EventDuplicate }), { description: 'one per event of the batch, in its order' })
+}, {
+  description: 'every event stored (in Redis, or the memory broker) and fanned out to the subscribers of its topics',
+  'x-examples': {
+    published: {
+      summary: 'stored and sent; the third event was a retry',
+      value: {
+        events: [
+          { ids: ['m5x8k2qz3f-17'], topics: ['users/17'], duplicate: false },
+          { ids: ['m5x8k2qz3f-4'], topics: ['users/23'], duplicate: false },
+          { ids: ['m5x8k2qz3f-16'], topics: ['users/17'], duplicate: true }
+        ]
+      }
+    }
+  }
+})
+
+/** What became of each event of a batch that failed part-way (the 503's `events`). */
+export const BatchEventOutcome = Type.Object({
+  status: Type.Union([Type.Literal('stored'), Type.Literal('not-stored'), Type.Literal('unknown')], {
+    description: '`stored` (with its ids), `not-stored`, or `unknown`: Redis did not answer in time, so it may be stored; retry with its idempotency key'
+  }),
+  ids: Type.Optional(EventIds),
+  topics: Type.Optional(EventTopics),
+  duplicate: Type.Optional(EventDuplicate)
 })
 
 export const StreamQuery = Type.Object({

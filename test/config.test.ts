@@ -36,7 +36,7 @@ test('every bad value is one line naming the variable and what it expects', () =
     assert.ok(error instanceof ConfigError)
     assert.deepEqual(error.problems, [
       'PORT="eighty": expected a TCP port, 0-65535',
-      'REDIS_URL="http://x": expected a redis:// or rediss:// URL',
+      'REDIS_URL="http://x": expected a redis:// or rediss:// URL (any node of a Redis Cluster will do), or redis+sentinel://[user:password@]host:port,host:port/<master name>; see docs/redis.md',
       'LOG_LEVEL="loud": expected one of fatal, error, warn, info, debug, trace, silent',
       'HERALD_HEARTBEAT_MS="3.5": expected milliseconds between heartbeat comments, at least 50',
       'HERALD_MAX_BODY_BYTES="-1": expected the largest publish body in bytes, at least 1024'

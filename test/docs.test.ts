@@ -4,8 +4,10 @@
 // page Herald serves under its own CSP. Blocks marked `text` are output: not run, but their ids and notices must
 // have the shapes Herald sends.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import { parse as parseYaml } from 'yaml'
 import { configTable } from '../src/config.js'
@@ -107,7 +109,7 @@ test('output blocks show ids and notices the way Herald sends them', () => {
 test('multi-topic ids shown anywhere carry the real tags of the example topics, chat and alerts', () => {
   const tags = new Set(['chat', 'alerts'].map(topicTag))
   for (const page of PAGES) {
-    for (const [id = ''] of readFileSync(page, 'utf8').matchAll(/\b[0-9a-z]{4}:[0-9a-z-]*(?:,[0-9a-z]{4}:[0-9a-z-]*)+/g)) {
+    for (const [id = ''] of readFileSync(page, 'utf8').matchAll(/\b[0-9a-z]{4}:(?:[0-9a-z]{1,16}-\d+)?(?:,[0-9a-z]{4}:(?:[0-9a-z]{1,16}-\d+)?)+(?![\w:.-])/g)) {
       assert.ok(isStreamId(id), `${page}: ${id} is not an id Herald sends`)
       for (const part of id.split(',')) assert.ok(tags.has(part.slice(0, 4)), `${page}: ${id}: ${part.slice(0, 4)} is the tag of neither chat (${topicTag('chat')}) nor alerts (${topicTag('alerts')})`)
     }
@@ -321,4 +323,25 @@ test('the README\'s browser snippets work on a page Herald serves, under its CSP
     assert.deepEqual(problems, [], `${name}: no console errors (CSP included)`)
     await page.close()
   }
+})
+
+test('docs/redis.md: the example \'cluster-setup\' builds a cluster of 3 masters and 3 replicas', { timeout: 90_000, skip: spawnSync('redis-server', ['--version']).status !== 0 }, async (t) => {
+  const block = BLOCKS.find((candidate) => candidate.page === 'docs/redis.md' && candidate.example === 'cluster-setup')
+  assert.ok(block !== undefined, 'the example')
+  // Its ports (7000-7005) moved into this file's fixed range; run in a directory of its own for the nodes-*.conf.
+  const ports = [7000, 7001, 7002, 7003, 7004, 7005]
+  const moved = (port: number): number => port - 7000 + 50700
+  const script = block.text.replace(/\b700([0-5])\b/g, (_whole, digit: string) => String(moved(7000 + Number(digit))))
+  const directory = mkdtempSync(join(tmpdir(), 'herald-docs-cluster-'))
+  t.after(() => {
+    // The example daemonizes its servers: stop each by its port, then remove their files.
+    for (const port of ports) spawnSync('redis-cli', ['-p', String(moved(port)), 'shutdown', 'nosave'], { timeout: 5_000 })
+    rmSync(directory, { recursive: true, force: true })
+  })
+  const run = spawnSync('bash', ['-c', script], { cwd: directory, encoding: 'utf8', timeout: 60_000 })
+  assert.equal(run.status, 0, `${run.stdout}\n${run.stderr}`)
+  await until(() => /cluster_state:ok/.test(spawnSync('redis-cli', ['-p', String(moved(7000)), 'cluster', 'info'], { encoding: 'utf8' }).stdout), 30_000, 'cluster_state:ok')
+  const info = spawnSync('redis-cli', ['-p', String(moved(7000)), 'cluster', 'info'], { encoding: 'utf8' }).stdout
+  assert.match(info, /cluster_known_nodes:6/)
+  assert.match(info, /cluster_size:3/)
 })

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream'
 import { test, type TestContext } from 'node:test'
 import errorHandlerPlugin, { type ErrorBody } from '../plugins/error-handler.js'
 import {
-  BrokerUnavailableError, DataTooDeepError, ForbiddenError, HostRefusedError, RateLimitedError, TokenInvalidError,
+  BatchTooLargeError, BrokerUnavailableError, DataTooDeepError, ForbiddenError, HostRefusedError, RateLimitedError, TokenInvalidError,
   TokenMissingError, TooManyConnectionsError, TooManyTopicsError
 } from '../src/errors.js'
 
@@ -31,7 +31,9 @@ const cases: Case[] = [
   { name: 'a bad token', error: () => new TokenInvalidError('the token has expired'), statusCode: 401, code: 'HERALD_TOKEN_INVALID', message: 'the token has expired', headers: { 'www-authenticate': 'Bearer' } },
   { name: 'a forbidden topic', error: () => new ForbiddenError('this token may not publish to topic "b"'), statusCode: 403, code: 'HERALD_FORBIDDEN', message: 'this token may not publish to topic "b"' },
   { name: 'a refused host', error: () => new HostRefusedError('"evil.example"'), statusCode: 403, code: 'HERALD_HOST_REFUSED', message: 'open development mode answers only requests to a loopback host (localhost, 127.0.0.1, [::1]) or one in HERALD_ALLOWED_HOSTS, not "evil.example"' },
-  { name: 'data too deep', error: () => new DataTooDeepError(64), statusCode: 400, code: 'HERALD_DATA_TOO_DEEP', message: 'body/data nests deeper than 64 levels' },
+  { name: 'data too deep', error: () => new DataTooDeepError('body/data', 64), statusCode: 400, code: 'HERALD_DATA_TOO_DEEP', message: 'body/data nests deeper than 64 levels' },
+  { name: 'a batch event too deep', error: () => new DataTooDeepError('body/events/3/data', 64), statusCode: 400, code: 'HERALD_DATA_TOO_DEEP', message: 'body/events/3/data nests deeper than 64 levels' },
+  { name: 'a batch too large', error: () => new BatchTooLargeError(1000, 1001), statusCode: 413, code: 'HERALD_BATCH_TOO_LARGE', message: 'a batch may hold at most 1000 events (HERALD_MAX_BATCH_EVENTS); this one has 1001' },
   { name: 'too many topics', error: () => new TooManyTopicsError(3, 4), statusCode: 400, code: 'HERALD_TOO_MANY_TOPICS', message: 'a stream may subscribe to at most 3 topics; this one asked for 4' },
   { name: 'a rate limit', error: () => new RateLimitedError(5, 'minute', 42), statusCode: 429, code: 'HERALD_RATE_LIMITED', message: 'at most 5 topic-events (an event to N topics counts N) per minute; retry in 42 s' },
   { name: 'a lost broker, with its cause', error: () => new BrokerUnavailableError('Redis is unreachable; the event was not stored', { cause: new Error('connect ECONNREFUSED') }), statusCode: 503, code: 'HERALD_BROKER_UNAVAILABLE', message: 'Redis is unreachable; the event was not stored', headers: { 'retry-after': '1' } },

@@ -2,17 +2,18 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { build, publish, until } from './helper.js'
 import { HeraldProcess } from './helpers/herald-process.js'
+import { epochOf } from './helpers/event-ids.js'
 import { RedisServer } from './helpers/redis-server.js'
 import { ResumingClient, tally } from './helpers/resuming-client.js'
 import { openStream } from './helpers/sse-client.js'
 
 const sleep = async (ms: number) => await new Promise((resolve) => setTimeout(resolve, ms))
 
-/** Redis's own count of subscribers to a topic's channel (default prefix): the SUBSCRIBE took effect. */
+/** Redis's own count of subscribers to a topic's channel (default prefix): the SSUBSCRIBE took effect. */
 async function numsub (redis: RedisServer, topic: string): Promise<number> {
   const admin = redis.client()
   try {
-    return Number((await admin.pubsub('NUMSUB', `herald:topic:${topic}`) as [string, number])[1])
+    return Number((await admin.pubsub('SHARDNUMSUB', `herald:{${topic}}`) as [string, number])[1])
   } finally {
     admin.disconnect()
   }
@@ -43,7 +44,7 @@ function publishLoop (urls: string[], topic: string) {
   return { accepted, statuses, ambiguous: () => ambiguous, stop: async () => { state.running = false; await done } }
 }
 
-test('Redis killed mid-stream and restarted: 503 meanwhile, streams stay up, 0 lost, 0 duplicated', { timeout: 60_000 }, async (t) => {
+test('Redis killed mid-stream and restarted: 503 meanwhile, streams stay up, 0 lost, 0 duplicated; the new epoch is announced', { timeout: 60_000 }, async (t) => {
   const redis = await RedisServer.start({ appendOnly: true })
   t.after(async () => await redis.stop())
   const env = { REDIS_URL: redis.url, HERALD_HEARTBEAT_MS: '100', LOG_LEVEL: process.env.DEBUG_LOG ?? 'silent' }
@@ -80,17 +81,30 @@ test('Redis killed mid-stream and restarted: 503 meanwhile, streams stay up, 0 l
     assert.deepEqual([counts.lost, counts.duplicated, counts.outOfOrder], [0, 0, 0])
     assert.ok(counts.unexpected <= loop.ambiguous(), 'only publishes with an unknown outcome may add events')
     assert.equal(client.connections, 1, 'the stream stayed connected through the outage')
+    // A restarted Redis did not write the topic's state itself: its ids start a new epoch, and an open stream is
+    // told so (the whole new epoch follows, so nothing is lost).
+    const firstNew = client.ids.findIndex((id) => epochOf(id) !== epochOf(client.ids[0] as string))
+    assert.ok(firstNew > 0, 'ids of a new epoch after the restart')
+    assert.deepEqual(client.resets.filter((reset) => reset.reason === 'epoch-changed').map((reset) => reset.afterEvents), [firstNew], 'one epoch-changed notice, right before the new epoch')
   }
   t.diagnostic(`publishes: ${JSON.stringify(Object.fromEntries(loop.statuses))}, ambiguous ${loop.ambiguous()}`)
 
-  // A client that left before the outage resumes from its last id and gets exactly the accepted rest.
+  // A client that left before the outage resumes from an id of the old epoch: it is told, before anything else.
   const lastSeen = beforeOutage.at(-1) ?? '0'
   const late = await openStream(`${b.url}/v1/stream?topic=fault`, { 'last-event-id': lastSeen })
   t.after(late.close)
-  const expected = accepted.slice(accepted.indexOf(lastSeen) + 1)
-  const events = await late.waitForEvents(expected.length)
+  const [reset] = await late.waitForEvents(1)
+  assert.equal(reset?.event, 'herald.reset')
+  assert.deepEqual(JSON.parse(reset?.data ?? ''), { reason: 'epoch-changed', topics: ['fault'], lastEventId: lastSeen })
+  // A client that left after the restart resumes within the new epoch and gets exactly the accepted rest.
+  const newEpoch = epochOf(accepted.at(-1) as string)
+  const resumeFrom = accepted.find((id) => epochOf(id) === newEpoch) as string
+  const later = await openStream(`${b.url}/v1/stream?topic=fault`, { 'last-event-id': resumeFrom })
+  t.after(later.close)
+  const expected = accepted.slice(accepted.indexOf(resumeFrom) + 1)
+  const events = await later.waitForEvents(expected.length)
   const counts = tally(events.map((event) => event.id), expected)
-  assert.deepEqual([counts.lost, counts.duplicated, counts.outOfOrder], [0, 0, 0])
+  assert.deepEqual(counts, { lost: 0, duplicated: 0, outOfOrder: 0, unexpected: 0 })
 })
 
 test('an instance killed with SIGKILL: its clients resume on another with 0 lost, 0 duplicated', { timeout: 60_000 }, async (t) => {

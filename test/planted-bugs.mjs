@@ -40,7 +40,7 @@ const BUGS = [
   ['client backoff with no cap', 'client/src/backoff.ts', 'Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.max(0, failures - 1))', 'backoff.initialMs * 2 ** Math.max(0, failures - 1)', 'test/client-stream-machine.test.ts', 'backoff|machine'],
   ['client failure count not reset after an open', 'client/src/stream-machine.ts', '        this.failures = 0\n        this.authFailures = 0\n        this.everOpen = true', '        this.authFailures = 0\n        this.everOpen = true', 'test/client-stream-machine.test.ts', 'backoff|machine'],
   ['Redis channel messages parsed without checks (a line break in the type reaches the frame)', 'src/transport/redis-messages.ts', "  if (CONTROL.test(type)) return 'bad type'\n", '', 'test/redis-integrity.test.ts', 'no channel message'],
-  ['a Redis restart keeps the epoch (lost acknowledged writes reuse ids)', 'redis/herald.lua', 'if not epoch or not seq or state[3] ~= boot then', 'if not epoch or not seq then', 'test/redis-integrity.test.ts', 'acknowledged writes']
+  ['a Redis restart keeps the epoch (lost acknowledged writes reuse ids)', 'redis/herald.lua', 'if not epoch or not seq or state[3] ~= boot then', 'if not epoch or not seq then', 'test/redis-integrity.test.ts', 'snapshot'],
 ]
 
 const root = process.cwd()

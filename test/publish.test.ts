@@ -4,15 +4,19 @@ import { build, publish } from './helper.js'
 import { openStream, payloads } from './helpers/sse-client.js'
 import { epochOf, seq } from './helpers/event-ids.js'
 
-test('POST /v1/events answers 202 with the id and topics', async (t) => {
+test('POST /v1/events answers 202 with the event\'s position on each topic', async (t) => {
   const { url } = await build(t)
   const one = await publish(url, { topic: 'a', data: { x: 1 } })
   const two = await publish(url, { topic: ['a', 'b', 'a'], data: null, type: 'update', retry: 1000 })
   assert.equal(one.status, 202)
-  // Ids are `<epoch>-<seq>`: a base-36 epoch, then the sequence number within it.
+  assert.equal(two.status, 202)
+  // A position is `<epoch>-<seq>` of its topic: a base-36 epoch, then the sequence number within it.
   assert.match(one.body.id, /^[0-9a-z]{1,16}-1$/)
-  assert.deepEqual(one.body, { id: one.body.id, topics: ['a'], duplicate: false })
-  assert.deepEqual(two.body, { id: `${epochOf(one.body.id)}-2`, topics: ['a', 'b'], duplicate: false }, 'topics are de-duplicated')
+  assert.deepEqual(one.body, { ids: [one.body.id], id: one.body.id, topics: ['a'], duplicate: false }, 'one topic: `id` is its position')
+  const [onA, onB] = two.body.ids as string[]
+  assert.equal(onA, `${epochOf(one.body.id)}-2`, 'the second event on a')
+  assert.match(onB as string, /^[0-9a-z]{1,16}-1$/, 'the first event on b, numbered by b')
+  assert.deepEqual(two.body, { ids: [onA, onB], topics: ['a', 'b'], duplicate: false }, 'topics are de-duplicated; no `id` for several topics')
 })
 
 test('an idempotency key in the body or the Idempotency-Key header publishes once', async (t) => {

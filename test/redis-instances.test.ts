@@ -12,11 +12,11 @@ after(async () => { await redis.stop() })
 let prefixes = 0
 const env = () => ({ REDIS_URL: redis.url, HERALD_REDIS_PREFIX: `instances${++prefixes}:` })
 
-/** Redis's own count of subscribers to a topic's channel: the SUBSCRIBE took effect, not just was asked for. */
+/** Redis's own count of subscribers to a topic's channel: the SSUBSCRIBE took effect, not just was asked for. */
 async function numsub (prefix: string, topic: string): Promise<number> {
   const admin = redis.client()
   try {
-    return Number((await admin.pubsub('NUMSUB', `${prefix}topic:${topic}`) as [string, number])[1])
+    return Number((await admin.pubsub('SHARDNUMSUB', `${prefix}{${topic}}`) as [string, number])[1])
   } finally {
     admin.disconnect()
   }
@@ -29,16 +29,18 @@ test('an event published to instance A reaches a stream on instance B', async (t
   const onB = await openStream(`${b.url}/v1/stream?topic=chat`)
   const onA = await openStream(`${a.url}/v1/stream?topic=chat`)
   t.after(() => { onA.close(); onB.close() })
-  await until(async () => await numsub(shared.HERALD_REDIS_PREFIX, 'chat') === 2, 2_000, 'A and B subscribed in Redis')
+  await until(async () => await numsub(shared.HERALD_REDIS_PREFIX, 'chat') === 2, 5_000, 'A and B subscribed in Redis')
   const published = await publish(a.url, { topic: 'chat', data: { from: 'A' } })
   assert.equal(published.status, 202)
   const events = await onB.waitForEvents(1)
   assert.equal(events[0]?.id, published.body.id)
   assert.deepEqual(payloads(events), [{ from: 'A' }])
   await onA.waitForEvents(1)
-  const health = await (await fetch(`${b.url}/health`)).json() as { redis: { pingMs: unknown } }
+  const health = await (await fetch(`${b.url}/health`)).json() as { redis: { pingMs: unknown, shards: Array<{ node: string, pingMs: unknown }> } }
   assert.equal(typeof health.redis.pingMs, 'number')
-  assert.deepEqual(health, { status: 'ok', broker: 'redis', redis: { publisher: 'ready', subscriber: 'ready', pingMs: health.redis.pingMs }, subscriptions: 1 })
+  const shards = [{ node: health.redis.shards[0]?.node, slots: 16384, pingMs: health.redis.shards[0]?.pingMs }]
+  assert.deepEqual(health, { status: 'ok', broker: 'redis', redis: { publisher: 'ready', subscriber: 'ready', pingMs: health.redis.pingMs, mode: 'standalone', shards }, subscriptions: 1 })
+  assert.match(String(shards[0]?.node), /^127\.0\.0\.1:\d+$/)
 })
 
 test('one Redis subscription per topic per instance, however many clients', async (t) => {
@@ -47,13 +49,13 @@ test('one Redis subscription per topic per instance, however many clients', asyn
   const clients = await Promise.all(Array.from({ length: 20 }, async () => await openStream(`${a.url}/v1/stream?topic=busy`)))
   const admin = redis.client()
   t.after(() => { for (const client of clients) client.close(); admin.disconnect() })
-  await until(() => a.app.hub.listenerCount('busy') === 20, 2_000, 'all subscribed')
-  await until(async () => await numsub(shared.HERALD_REDIS_PREFIX, 'busy') > 0, 2_000, 'subscribed in Redis')
+  await until(() => a.app.hub.listenerCount('busy') === 20, 5_000, 'all subscribed')
+  await until(async () => await numsub(shared.HERALD_REDIS_PREFIX, 'busy') > 0, 5_000, 'subscribed in Redis')
   assert.equal(await numsub(shared.HERALD_REDIS_PREFIX, 'busy'), 1)
   const clientList = (await admin.client('LIST') as string).split('\n').filter((line) => line.includes(`herald-${process.pid}`))
   assert.equal(clientList.length, 2, 'a publisher and a subscriber connection, no more')
   for (const client of clients) client.close()
-  await until(async () => Number((await admin.pubsub('NUMSUB', `${shared.HERALD_REDIS_PREFIX}topic:busy`) as [string, number])[1]) === 0, 2_000, 'unsubscribed')
+  await until(async () => await numsub(shared.HERALD_REDIS_PREFIX, 'busy') === 0, 5_000, 'unsubscribed')
 })
 
 test('a client resumes on another instance from shared history', async (t) => {

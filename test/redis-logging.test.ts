@@ -13,7 +13,7 @@ test('CLIENT KILL TYPE pubsub (as Redis does past the pub/sub output buffer limi
   t.after(() => { for (const stream of streams) stream.close() })
   const admin = redis.client()
   t.after(() => admin.disconnect())
-  await until(async () => Number((await admin.pubsub('NUMSUB', 'herald:topic:killed') as [string, number])[1]) === 1, 5_000, 'subscribed')
+  await until(async () => Number((await admin.pubsub('SHARDNUMSUB', 'herald:{killed}') as [string, number])[1]) === 1, 5_000, 'subscribed')
 
   await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub')
   const published = await publish(url, { topic: 'killed', data: 'after the kill' })

@@ -5,6 +5,7 @@ import { test } from 'node:test'
 import { EventSource } from 'eventsource'
 import { SseParser } from '../src/sse/parser.js'
 import { build, buildFor, publish, PROTOCOLS, request, until } from './helper.js'
+import { streamId } from './helpers/event-ids.js'
 import { openStream, payloads } from './helpers/sse-client.js'
 import { startProxy } from './helpers/tcp-proxy.js'
 
@@ -33,9 +34,12 @@ for (const protocol of PROTOCOLS) {
     await publish(url, { topic: 'c', data: 'not for us' })
     const third = await publish(url, { topic: 'b', data: [3], retry: 5000 })
     assert.equal(first.status, 202)
-    assert.deepEqual(second.body, { id: second.body.id, topics: ['a', 'b'], duplicate: false })
+    assert.deepEqual(second.body, { ids: second.body.ids, topics: ['a', 'b'], duplicate: false })
     const events = await client.waitForEvents(3)
-    assert.deepEqual(events.map((event) => event.id), [first.body.id, second.body.id, third.body.id])
+    // A multi-topic stream's id is its position on each of its topics; the event on a and b is shown once, for a,
+    // with b's position not seen yet.
+    const [a1, a2, b2] = [first.body.id, second.body.ids[0], third.body.id] as string[]
+    assert.deepEqual(events.map((event) => event.id), [streamId(['a', 'b'], [a1, '']), streamId(['a', 'b'], [a2, '']), streamId(['a', 'b'], [a2, b2])])
     assert.deepEqual(events.map((event) => event.event), ['tick', 'message', 'message'])
     assert.deepEqual(payloads(events), [{ n: 1 }, 'both', [3]])
     assert.equal(events[2]?.retry, 5000)

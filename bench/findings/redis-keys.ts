@@ -25,7 +25,8 @@ async function usedMemory (admin: Redis): Promise<number> {
 interface KeyTtls {
   keys: number
   withoutTtl: string[]
-  /** Per kind of key (history, idem, seq …): how many, and the shortest and longest time left in seconds. */
+  /** Per kind of key (m: a topic's state, h: its history, i: an idempotency record): how many, and the shortest and
+   * longest time left in seconds. */
   kinds: Map<string, { count: number, minS: number, maxS: number }>
 }
 
@@ -42,7 +43,8 @@ async function keyTtls (admin: Redis, prefix: string): Promise<KeyTtls> {
       if (ttl === -2) continue
       result.keys++
       if (ttl === -1) result.withoutTtl.push(key)
-      const kind = key.slice(prefix.length).split(':')[0] as string
+      // <prefix>{<topic>}:<kind>[:<idempotency key>]; a topic name may hold ':' but not '}'.
+      const kind = key.slice(key.indexOf('}') + 2).split(':')[0] as string
       const entry = result.kinds.get(kind) ?? { count: 0, minS: Infinity, maxS: -Infinity }
       entry.count++
       entry.minS = Math.min(entry.minS, ttl / 1000)
@@ -86,10 +88,10 @@ export const redisKeys: Finding = {
     const before = await usedMemory(admin)
     await publishAll(publisher, (index) => JSON.stringify({ topic: `user/${index}`, data: DATA }), TOPICS)
     const afterTopics = await usedMemory(admin)
-    const historyUsage = Number(await admin.memory('USAGE', 'herald:history:user/17', 'SAMPLES', 0))
+    const historyUsage = Number(await admin.memory('USAGE', 'herald:{user/17}:h', 'SAMPLES', 0))
     await publishAll(publisher, (index) => JSON.stringify({ topic: 'orders', data: DATA, idempotencyKey: `order-${index}` }), KEYS)
     const afterKeys = await usedMemory(admin)
-    const idemUsage = Number(await admin.memory('USAGE', 'herald:idem:order-17'))
+    const idemUsage = Number(await admin.memory('USAGE', 'herald:{orders}:i:order-17'))
     const ttls = await keyTtls(admin, 'herald:')
     const perTopic = (afterTopics - before) / TOPICS
     const perKey = (afterKeys - afterTopics) / KEYS

@@ -1,3 +1,5 @@
+import { encodeStreamId, topicTag } from '../../src/protocol.js'
+
 /**
  * The parts of an event id, `<epoch>-<seq>`: tests compare sequence numbers within one epoch. A plain number
  * (Herald 0.1's ids, before epochs) reads as epoch '', so a test can also be run against the old code.
@@ -23,4 +25,12 @@ export function epochOf (id: string): string {
 export function before (a: string, b: string): boolean {
   const [x, y] = [parseId(a), parseId(b)]
   return x.epoch === y.epoch && x.seq < y.seq
+}
+
+/**
+ * The id a stream of `topics` carries at these positions on them (`<epoch>-<seq>` each, '' for a topic it has seen no
+ * epoch on): a single-topic stream's id is the position itself, a multi-topic stream's `<tag>:<epoch>-<seq>,…`.
+ */
+export function streamId (topics: readonly string[], positions: ReadonlyArray<string | undefined>): string {
+  return encodeStreamId(topics.map(topicTag), positions.map((position) => position === undefined || position === '' ? { epoch: '', seq: 0 } : parseId(position)))
 }
