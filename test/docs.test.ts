@@ -127,6 +127,19 @@ test('publish replies shown are the shape Herald answers with', () => {
     assert.deepEqual(Object.keys(reply), expected, `${where(block)}: \`id\` is there for an event to one topic only`)
     if (reply.topics.length === 1) assert.equal(reply.id, reply.ids[0], where(block))
   }
+  // Inline replies in the reference's tables: a publish's, and a batch's entries (which never carry `id`).
+  for (const page of PAGES) {
+    for (const [, span = ''] of readFileSync(page, 'utf8').matchAll(/`(\{ "(?:ids|events)": [^`]*"duplicate"[^`]*)`/g)) {
+      const reply = JSON.parse(span.replace(/, …/g, ''))
+      const entries: Array<Record<string, unknown>> = reply.events ?? [reply]
+      for (const entry of entries) {
+        const ids = entry.ids as string[]
+        assert.ok(ids.every((id) => POSITION.test(id)) && ids.length === (entry.topics as string[]).length, `${page}: ${span}`)
+        const keys = reply.events === undefined && ids.length === 1 ? ['ids', 'topics', 'duplicate', 'id'] : ['ids', 'topics', 'duplicate']
+        assert.deepEqual(Object.keys(entry), keys, `${page}: ${span}`)
+      }
+    }
+  }
   for (const block of (languages().get('json') ?? []).filter((block) => !block.text.includes('"duplicate"') && !runElsewhere(block))) {
     const claims = JSON.parse(block.text)
     for (const pattern of [...claims.herald.publish, ...claims.herald.subscribe]) assert.equal(patternProblem(pattern), undefined, `${where(block)}: ${pattern}`)
