@@ -180,6 +180,20 @@ test('the README\'s settings table agrees with the generated one', () => {
   }
 })
 
+test('hand-written settings tables in docs/ agree with the generated defaults', () => {
+  for (const page of PAGES.filter((page) => page !== 'README.md' && page !== 'docs/configuration.md')) {
+    const text = readFileSync(page, 'utf8')
+    for (const table of text.split(/\n(?=\| variable \| default \|)/).slice(1)) {
+      for (const row of table.split('\n').slice(2).filter((line) => line.startsWith('| `'))) {
+        const [name = '', fallback = ''] = row.slice(2).split(' | ')
+        const variable = name.replace(/`/g, '')
+        assert.ok(CONFIG_ROWS.has(variable), `${page}: ${variable} is not a setting`)
+        assert.equal(fallback, CONFIG_ROWS.get(variable), `${page}: the default of ${variable}`)
+      }
+    }
+  }
+})
+
 test('the two commands are the ones package.json and .ci/run run', () => {
   const scripts = JSON.parse(readFileSync('package.json', 'utf8')).scripts as Record<string, string>
   const ci = readFileSync('.ci/run', 'utf8')
