@@ -102,9 +102,13 @@ export default fp(async (fastify) => {
     mode = await detectMode(clientOptions, AbortSignal.timeout(START_WAIT_MS))
   } catch (error) {
     const address = redisAddress(url)
+    const message = (error as Error).message
+    const cause = ((error as Error).cause as Error | undefined)?.message
     throw new StartupError('REDIS_URL', address, (error as Error).name === 'TimeoutError'
-      ? `cannot reach Redis at ${address} within ${START_WAIT_MS / 1000} s; exiting`
-      : (error as Error).message)
+      ? `cannot reach Redis at ${address} within ${START_WAIT_MS / 1000} s (${cause ?? 'no answer'}); exiting`
+      : CREDENTIALS_REFUSED.test(message.replace(/^.*?: Redis refused Herald: /, ''))
+        ? `Redis at ${address} refused the credentials (${message.replace(/^.*?: Redis refused Herald: /, '').split('\n')[0] ?? ''}); check the password (and user) in REDIS_URL`
+        : message)
   }
   const clients = createRedisClients(clientOptions, mode)
   fastify.decorate('redisTopology', { mode })

@@ -108,12 +108,13 @@ export async function detectMode (options: Pick<RedisClientsOptions, 'url' | 'mo
       await probe.connect()
       return clusterEnabled(await probe.info('cluster')) ? 'cluster' : 'standalone'
     } catch (error) {
-      const fatal = startupProblem(options.url, lastError ?? error as Error)
+      lastError ??= error as Error
+      const fatal = startupProblem(options.url, lastError)
       if (fatal !== undefined) throw new Error(fatal)
     } finally {
       probe.disconnect()
     }
-    if (signal?.aborted === true) throw signal.reason
+    if (signal?.aborted === true) throw Object.assign(new Error(`no answer: ${lastError?.message ?? 'connection timed out'}`, { cause: lastError }), { name: 'TimeoutError' })
     await new Promise((resolve) => setTimeout(resolve, PROBE_RETRY_MS))
   }
 }

@@ -268,9 +268,7 @@ test('redis-cli --cluster reshard moves the slots of live topics while publishin
   assert.equal(total.duplicated, 0)
 })
 
-// todo: passed alone after the first test (0 lost, 0 duplicated, 6 resets); after the reshard test, and with main at
-// 2ed16a8 merged, no client receives anything on any topic from the kill on, for 30 s (see the error's details).
-test('SIGKILL of a master while publishing on every shard: its replica is promoted; every client gets every accepted event or a herald.reset for that topic first; 0 silent loss, 0 duplicates', { todo: 'streams stall after a master is killed following a reshard' }, async (t) => {
+test('SIGKILL of a master while publishing on every shard: its replica is promoted; every client gets every accepted event or a herald.reset for that topic first; 0 silent loss, 0 duplicates', { todo: 'duplicates after a shard failover (5 of 1,059 in the last run): the resync after the promotion' }, async (t) => {
   const herald = await Promise.all([0, 1, 2].map(async () => await build(t, { REDIS_URL: cluster.url, HERALD_REDIS_COMMAND_TIMEOUT_MS: '500', LOG_LEVEL: 'warn' })))
   const urls = herald.map(({ url }) => url)
   const query = `/v1/stream?${topics.map((topic) => `topic=${encodeURIComponent(topic)}`).join('&')}`

@@ -115,7 +115,7 @@ test('TLS: the docs example with a CA and a client certificate, against redis-se
 
   const wrongCa = await startHerald({ ...env, HERALD_REDIS_TLS_CA: files.otherCaPath })
   assert.notEqual(wrongCa.code, 0)
-  assert.match(wrongCa.output, /REDIS_URL="rediss:\/\/127\.0\.0\.1:\d+": Herald does not trust the Redis server's TLS certificate .*set HERALD_REDIS_TLS_CA/)
+  assert.match(wrongCa.output, /REDIS_URL=\\?"rediss:\/\/127\.0\.0\.1:\d+\\?": Herald does not trust the Redis server's TLS certificate .*set HERALD_REDIS_TLS_CA/)
   console.log(`# wrong CA: the process exited ${wrongCa.ms} ms after it was started`)
   const noClientCertificate = await startHerald({ REDIS_URL: env.REDIS_URL ?? '', HERALD_REDIS_TLS_CA: files.caPath })
   assert.notEqual(noClientCertificate.code, 0)

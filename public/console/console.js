@@ -130,14 +130,32 @@ function addRow (row) {
   while (rows.childElementCount > MAX_ROWS) rows.lastElementChild.remove()
 }
 
+/**
+ * The event's id on its own topic, as the publish reply gave it: a multi-topic stream's id carries a position per
+ * topic, `<tag>:<epoch>-<seq>`, with the tag of src/protocol.ts's topicTag (4 base-36 characters of FNV-1a).
+ */
+function positionOn (id, topic) {
+  if (!id.includes(':')) return id
+  let hash = 0x811c9dc5
+  for (let index = 0; index < topic.length; index++) {
+    hash ^= topic.charCodeAt(index)
+    hash = Math.imul(hash, 0x01000193) >>> 0
+  }
+  const tag = (hash % 1_679_616).toString(36).padStart(4, '0')
+  const entry = id.split(',').find((part) => part.startsWith(`${tag}:`))
+  return entry === undefined ? id : entry.slice(tag.length + 1)
+}
+
 function addEvent (event, current) {
   if (current !== connection) return
   const json = JSON.stringify(event.data) ?? 'undefined'
   const row = element('tr')
-  row.dataset.id = event.id
+  const position = positionOn(event.id, event.topic)
+  row.dataset.id = position
   row.dataset.topic = event.topic
   const id = element('td')
-  id.append(element('code', event.id))
+  id.append(element('code', position))
+  id.title = event.id
   const time = element('td')
   time.append(timeElement())
   const payload = element('td', undefined, 'payload')
@@ -264,10 +282,16 @@ async function publish () {
   const body = await response.json().catch(() => ({}))
   if (response.ok) {
     markInvalid([])
-    const id = element('code', body.id)
-    id.className = 'published-id'
     refreshFigures()
-    showResult('ok', [`${response.status} published `, id, ` to ${(body.topics ?? []).join(', ')}${body.duplicate === true ? ' (a duplicate: nothing new sent)' : ''}`])
+    // Every topic numbers its own events: one id per topic, the first marked as the event's.
+    const topics = body.topics ?? []
+    const parts = [`${response.status} published to `]
+    for (const [index, topic] of topics.entries()) {
+      if (index > 0) parts.push(', ')
+      parts.push(`${topic} as `, element('code', (body.ids ?? [])[index] ?? '', index === 0 ? 'published-id' : undefined))
+    }
+    if (body.duplicate === true) parts.push(' (a duplicate: nothing new sent)')
+    showResult('ok', parts)
     return
   }
   markInvalid(fieldsOf(body))

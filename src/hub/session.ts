@@ -474,11 +474,16 @@ export class Session extends Readable {
       this.send(this.envelope ? live.envelopedFrame : live.frame, true)
       return
     }
-    // An event on several of the stream's topics is shown once, for the first of them in publish order.
+    // An event on several of the stream's topics is shown once, for the first of them in publish order. Its other
+    // copies only move the id, with an id-only block (no data, so no event: EventSource and the spec just take the
+    // id), so a client that reconnects with other topics still knows where it is on each.
     const topics = live.event.topics
     if (topics !== undefined) {
       const shownFor = topics.find((topic) => this.byTopic.has(topic))
-      if (shownFor !== state.topic) return
+      if (shownFor !== state.topic) {
+        this.send(Buffer.from(`id: ${this.lastId}\n\n`), false)
+        return
+      }
     }
     const id = Buffer.from(`id: ${this.lastId}\n`)
     this.send(Buffer.concat([id, this.envelope ? live.envelopedBody : live.body]), true)

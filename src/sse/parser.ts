@@ -15,7 +15,8 @@ export class SseParser {
   private buffer = ''
   private data: string[] = []
   private eventType = ''
-  private lastEventId = ''
+  /** The stream's last event id: `id:` lines change it, also in blocks that dispatch nothing. */
+  lastEventId = ''
   private retry: number | undefined
   /** Comment lines seen, heartbeats among them. */
   comments = 0

@@ -205,12 +205,45 @@ export class RedisTransport implements Transport {
     if (topics.length === 0) return
     for (const topic of topics) this.interruptedTopics.add(topic)
     this.sink?.interrupted(topics)
+    this.recoverShards()
   }
 
   private readonly onSubscriberLost = (): void => {
     if (this.closed) return
     for (const channel of this.channels) this.interruptedTopics.add(this.topicOf(channel))
     this.sink?.interrupted([...this.interruptedTopics])
+    this.recoverShards()
+  }
+
+  /** SSUBSCRIBEs channels one by one: on a cluster, one SSUBSCRIBE may name channels of one slot only. */
+  private async subscribeEach (channels: string[]): Promise<void> {
+    await Promise.all(channels.map(async (channel) => await this.subscriber.ssubscribe(channel)))
+  }
+
+  /**
+   * Subscribes the interrupted topics again, through whichever node now owns each slot (ioredis routes an SSUBSCRIBE
+   * by the slot map it refreshes), then says they are restored; retried until every one of them is subscribed.
+   */
+  private recoverShards (): void {
+    if (this.retryTimer !== undefined || this.closed) return
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined
+      const topics = [...this.interruptedTopics].filter((topic) => this.channels.has(this.keyOf(topic)))
+      if (topics.length === 0) {
+        this.interruptedTopics.clear()
+        return
+      }
+      this.subscribeEach(topics.map((topic) => this.keyOf(topic))).then(() => {
+        if (this.closed) return
+        for (const topic of topics) this.interruptedTopics.delete(topic)
+        this.sink?.restored(topics)
+        if (this.interruptedTopics.size > 0) this.recoverShards()
+      }, (error: unknown) => {
+        this.options.onRecoverableError?.(error)
+        this.recoverShards()
+      })
+    }, RESUBSCRIBE_RETRY_MS)
+    this.retryTimer.unref()
   }
 
   /**
@@ -221,7 +254,7 @@ export class RedisTransport implements Transport {
     if (this.closed) return
     const channels = [...this.channels]
     if (channels.length === 0) return
-    this.subscriber.ssubscribe(...channels).then(() => {
+    this.subscribeEach(channels).then(() => {
       if (this.closed) return
       this.interruptedTopics.clear()
       this.sink?.restored(channels.map((channel) => this.topicOf(channel)))

@@ -10,6 +10,8 @@ import { seq } from './event-ids.js'
 import type { RedisServer } from './redis-server.js'
 
 export interface HubLimits {
+  /** Redis only: the key prefix, to put two hubs (two instances) on one deployment; a fresh one by default. */
+  prefix?: string
   historySize?: number
   historyTtlMs?: number
   historyRetentionMs?: number
@@ -58,7 +60,7 @@ let prefixCounter = 0
 
 export function redisFactory (server: RedisServer): HubFactory {
   return async (limits = {}, wrap = (transport) => transport) => {
-    const options = { ...defaults, ...limits, prefix: `test${process.pid}-${++prefixCounter}:` }
+    const options = { ...defaults, ...limits, prefix: limits.prefix ?? `test${process.pid}-${++prefixCounter}:` }
     const publisher = new Redis(server.url, { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 0 })
     const subscriber = new Redis(server.url, { maxRetriesPerRequest: null })
     const admin = new Redis(server.url)
@@ -95,6 +97,8 @@ export interface Collected {
   events: ParsedEvent[]
   /** The bytes received, as text. */
   text: () => string
+  /** The stream's last event id, as a browser keeps it (id-only blocks included): what it reconnects with. */
+  lastEventId: () => string
   /** Sequence numbers of the events that are not reset notices (single-topic streams: ids are `<epoch>-<seq>`). */
   ids: () => number[]
   /** The data of the events that are not reset notices, parsed. */
@@ -119,6 +123,7 @@ export function collect (subscription: Session): Collected {
   return {
     events,
     text: () => text,
+    lastEventId: () => parser.lastEventId,
     ids,
     payloads: () => delivered().map((event) => JSON.parse(event.data)),
     resets: () => events.filter((event) => event.event === 'herald.reset').map((event) => JSON.parse(event.data)),

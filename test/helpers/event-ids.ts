@@ -34,3 +34,11 @@ export function before (a: string, b: string): boolean {
 export function streamId (topics: readonly string[], positions: ReadonlyArray<string | undefined>): string {
   return encodeStreamId(topics.map(topicTag), positions.map((position) => position === undefined || position === '' ? { epoch: '', seq: 0 } : parseId(position)))
 }
+
+/** An event's id on its own topic, read from a stream's id (a multi-topic stream's carries one per topic). */
+export function positionOn (streamId: string, topic: string): string {
+  if (!streamId.includes(':')) return streamId
+  const tag = topicTag(topic)
+  const entry = streamId.split(',').find((part) => part.startsWith(`${tag}:`))
+  return entry === undefined ? streamId : entry.slice(tag.length + 1)
+}
