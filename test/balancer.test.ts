@@ -92,11 +92,11 @@ async function send (url: string, { from, host, method = 'GET', path, body }: { 
   })
 }
 
-test('the README shows each deploy/ config exactly as the tests run it', () => {
-  const readme = readFileSync('README.md', 'utf8')
+test('docs/balancers.md shows each deploy/ config exactly as the tests run it', () => {
+  const page = readFileSync('docs/balancers.md', 'utf8')
   for (const kind of KINDS) {
     const text = readFileSync(CONFIG_FILES[kind], 'utf8')
-    assert.ok(readme.includes(`\`\`\`${LANGUAGES[kind]}\n${text}\`\`\`\n`), `README.md must show ${CONFIG_FILES[kind]} as it is, in a \`\`\`${LANGUAGES[kind]} block: copy the file in`)
+    assert.ok(page.includes(`\`\`\`${LANGUAGES[kind]}\n${text}\`\`\`\n`), `docs/balancers.md must show ${CONFIG_FILES[kind]} as it is, in a \`\`\`${LANGUAGES[kind]} block: copy the file in`)
   }
 })
 

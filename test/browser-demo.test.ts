@@ -65,17 +65,17 @@ test('the chat demo: history on load, two windows on one shared stream, any payl
   assert.deepEqual(pageErrors, [])
 })
 
-/** The README's development-token example: its secret, the token command's arguments, the publish body. */
-function readmeTokenExample (): { secret: string, args: string[], body: unknown } {
-  const readme = readFileSync('README.md', 'utf8')
-  const block = /```sh\nexport HERALD_JWT_SECRET='([^']+)'\nTOKEN=\$\(npm run -s token -- ([^)]+)\)\n[\s\S]*?-d '([^']+)'\n```/.exec(readme)
-  assert.ok(block !== null, 'README.md: the example under "Tokens for development"')
+/** docs/security.md's development-token example: its secret, the token command's arguments, the publish body. */
+function docsTokenExample (): { secret: string, args: string[], body: unknown } {
+  const page = readFileSync('docs/security.md', 'utf8')
+  const block = /```sh\nexport HERALD_JWT_SECRET='([^']+)'\nTOKEN=\$\(npm run -s token -- ([^)]+)\)\n[\s\S]*?-d '([^']+)'\n```/.exec(page)
+  assert.ok(block !== null, 'docs/security.md: the example under "Tokens for development"')
   const args = [...(block[2] as string).matchAll(/'([^']*)'|(\S+)/g)].map((match) => match[1] ?? match[2] as string)
   return { secret: block[1] as string, args, body: JSON.parse(block[3] as string) }
 }
 
-test('the README\'s token example publishes to the demo\'s topic, from curl and from the demo\'s Token field', { timeout: 60_000 }, async (t) => {
-  const { secret, args, body } = readmeTokenExample()
+test('docs/security.md\'s token example publishes to the demo\'s topic, from curl and from the demo\'s Token field', { timeout: 60_000 }, async (t) => {
+  const { secret, args, body } = docsTokenExample()
   const { url } = await build(t, { HERALD_JWT_SECRET: secret })
   const token = mintToken({ HERALD_JWT_SECRET: secret }, args)
   const curl = await publish(url, body, { authorization: `Bearer ${token}` })
@@ -93,7 +93,7 @@ test('the README\'s token example publishes to the demo\'s topic, from curl and 
   await page.click('button[type=submit]')
   await until(async () => (await page.locator('#error').textContent()) !== '', 5_000, 'the error line')
   assert.match(await page.locator('#error').textContent() ?? '', /^401: /)
-  // With the README's token in the Token field, it goes through.
+  // With that page's token in the Token field, it goes through.
   await page.locator('details summary').click()
   await page.fill('#token', token)
   await page.fill('#text', 'with the token')

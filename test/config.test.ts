@@ -148,11 +148,11 @@ test('HERALD_TLS_CERT and HERALD_TLS_KEY: both or neither, readable PEM files, a
   assert.deepEqual(problems({ HERALD_TLS_CERT: certPath, HERALD_TLS_KEY: otherKey }), ['HERALD_TLS_KEY: the key does not belong to the certificate in HERALD_TLS_CERT'])
 })
 
-test('the README\'s configuration table is the one the settings generate', () => {
-  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
-  const generated = withConfigTable(readme)
+test('docs/configuration.md\'s table is the one the settings generate', () => {
+  const page = readFileSync(new URL('../docs/configuration.md', import.meta.url), 'utf8')
+  const generated = withConfigTable(page)
   const lines = (text: string) => new Set(text.split('\n'))
-  const missing = [...lines(generated)].filter((line) => !lines(readme).has(line)).map((line) => `  missing: ${line}`)
-  const stale = [...lines(readme)].filter((line) => !lines(generated).has(line)).map((line) => `  stale:   ${line}`)
-  assert.equal(readme, generated, ['README.md\'s configuration table is out of date: run npm run docs:config', ...missing, ...stale].join('\n'))
+  const missing = [...lines(generated)].filter((line) => !lines(page).has(line)).map((line) => `  missing: ${line}`)
+  const stale = [...lines(page)].filter((line) => !lines(generated).has(line)).map((line) => `  stale:   ${line}`)
+  assert.equal(page, generated, ['docs/configuration.md\'s configuration table is out of date: run npm run docs:config', ...missing, ...stale].join('\n'))
 })

@@ -4,6 +4,7 @@ import { compileErrors, validate } from '@readme/openapi-parser'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { readdirSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
 import { createRequire } from 'node:module'
@@ -367,13 +368,14 @@ function readmeRequests (readme: string): CurlRequest[] {
   })
 }
 
-test("the README's curl requests send what the document accepts: publish bodies, stream parameters and headers", async (t) => {
+test("the README's and docs/'s curl requests send what the document accepts: publish bodies, stream parameters and headers", async (t) => {
   const { url } = await build(t)
   const document = await fetchDocument(url)
-  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
-  const requests = readmeRequests(readme)
-  assert.ok(requests.filter((request) => request.method === 'POST').length >= 2, 'curl publishes found in the README')
-  assert.ok(requests.filter((request) => request.method === 'GET').length >= 2, 'curl streams found in the README')
+  const pages = ['README.md', ...readdirSync(new URL('../docs/', import.meta.url)).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`)]
+  const texts = await Promise.all(pages.map(async (page) => await readFile(new URL(`../${page}`, import.meta.url), 'utf8')))
+  const requests = readmeRequests(texts.join('\n'))
+  assert.ok(requests.filter((request) => request.method === 'POST').length >= 2, 'curl publishes found in the README and docs/')
+  assert.ok(requests.filter((request) => request.method === 'GET').length >= 2, 'curl streams found in the README and docs/')
   for (const { command, method, path, query, headers, body } of requests) {
     const documented = operation(document, method, path)
     if (method === 'POST') {
