@@ -5,7 +5,7 @@ import {
   BrokerUnavailableError, DrainingError, ForbiddenError, StreamsPerAddressError, StreamsPerSubjectError, TokenInvalidError,
   TokenMissingError, TooManyConnectionsError, TooManyTopicsError
 } from '../src/errors.js'
-import { EventStreamReply, StreamHeaders, StreamQuery } from '../src/schemas.js'
+import { EventStreamReply, MAX_STREAM_ID_LENGTH, StreamHeaders, StreamQuery } from '../src/schemas.js'
 import { StreamQuota } from '../src/stream-quota.js'
 import { uniqueTopics } from '../src/topics.js'
 import { validationFormatter } from './validation.js'
@@ -38,7 +38,7 @@ const stream: FastifyPluginAsyncTypebox = async (fastify) => {
       response: {
         200: EventStreamReply,
         ...errorReplies([
-          { error: new errorCodes.FST_ERR_VALIDATION('querystring must have required property \'topic\''), when: 'no topic, a bad topic name, or a `Last-Event-ID`/`lastEventId` longer than 64 characters; the message names the parameter' },
+          { error: new errorCodes.FST_ERR_VALIDATION('querystring must have required property \'topic\''), when: `no topic, a bad topic name, or a \`Last-Event-ID\`/\`lastEventId\` longer than ${MAX_STREAM_ID_LENGTH} characters (the longest id of a stream of the most topics); the message names the parameter` },
           { error: new TooManyTopicsError(fastify.config.maxTopicsPerStream, fastify.config.maxTopicsPerStream + 1), when: 'more topics than `HERALD_MAX_TOPICS_PER_STREAM`' },
           { error: new TokenMissingError('topic "users/42/inbox" is private: send a token (Authorization: Bearer, the token cookie, or access_token)'), when: 'a private topic, and no token' },
           { error: new TokenInvalidError('the token has expired'), when: 'a private topic, and the token does not verify' },
