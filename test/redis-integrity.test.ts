@@ -89,7 +89,7 @@ test('Redis losing acknowledged writes (AOF everysec, SIGKILL) starts a new epoc
   }
   let rounds = 0
   let lostAcknowledged = 0
-  for (const delayMs of [0, 3, 6, 9, 12]) {
+  for (const delayMs of [0, 6, 12]) {
     await burst(`before-${delayMs}`, 30)
     const epochBefore = epochOf([...acknowledged.keys()].at(-1) as string)
     // Bursts in flight while Redis dies: acknowledged in the last moments, maybe never written to the AOF.
