@@ -38,7 +38,9 @@ test('messages another Redis client publishes on a Herald channel are dropped, c
   const two = await build(t, env)
   const streams = await Promise.all([one, two].map(async ({ url }) => await openStream(`${url}/v1/stream?topic=chat`)))
   for (const stream of streams) t.after(stream.close)
-  await until(async () => Number((await redis.client().pubsub('SHARDNUMSUB', 'herald:{chat}') as [string, number])[1]) === 2, 10_000, 'both instances subscribed')
+  const admin = redis.client()
+  t.after(() => admin.disconnect())
+  await until(async () => Number((await admin.pubsub('SHARDNUMSUB', 'herald:{chat}') as [string, number])[1]) === 2, 10_000, 'both instances subscribed')
   const first = await publish(one.url, { topic: 'chat', data: { n: 1 } })
   await Promise.all(streams.map(async (stream) => await stream.waitForEvents(1)))
 
