@@ -6,7 +6,8 @@ checks and guarantees (docs/publishing-from-redis.md).
 
 Every topic's keys share one hash tag, so a call touches one slot and runs unchanged on a Redis Cluster:
   <prefix>{<topic>}            the channel live events go out on (SPUBLISH; Herald SSUBSCRIBEs to it)
-  <prefix>{<topic>}:m          the topic's state, a hash: e (epoch), s (newest sequence number), b (boot token)
+  <prefix>{<topic>}:m          the topic's state, a hash: e (epoch), s (newest sequence number), b (boot token),
+                               x (when the topic's keys expire, ms)
   <prefix>{<topic>}:h          the topic's history, a stream: entry id <seq>-0, fields d (data), ms (publish
                                time, Redis's clock), and when set t (type), r (retry), o (every topic of the event)
   <prefix>{<topic>}:i:<key>    an idempotency record: the id the key was first published as
@@ -19,8 +20,8 @@ An epoch begins when the topic's state is created, and again whenever this Redis
 itself: `boot` is made on the first call after the library was loaded, so a restart (even from an AOF or RDB that
 lost acknowledged writes) or a failover to a replica starts a new epoch on each topic's next publish. A sequence
 number is therefore never handed out twice in one epoch, and a reader with a position of an older epoch gets a
-reset instead of another event under an id it knows. Every key expires: the state and the history RETENTION_MS
-after the topic's last event, an idempotency record after IDEMPOTENCY_MS.
+reset instead of another event under an id it knows. Every key expires: the state and the history between RETENTION_MS
+and 1.1 x RETENTION_MS after the topic's last event, an idempotency record after IDEMPOTENCY_MS.
 
 Herald rewrites the four settings below (and the library name, from HERALD_REDIS_PREFIX) when it loads the library.
 ]==]
@@ -28,6 +29,7 @@ local PREFIX = 'herald:'
 local HISTORY_SIZE = 1000
 local RETENTION_MS = 86400000
 local IDEMPOTENCY_MS = 600000
+local EXPIRY_SLACK_MS = (RETENTION_MS - RETENTION_MS % 10) / 10
 
 local NAME = 'herald_v1'
 local MAX_TOPICS = 64
@@ -142,31 +144,47 @@ local function publish (keys, args)
   end
   local now = redis.call('TIME')
   if not boot then boot = now[1] .. string.format('%06d', tonumber(now[2])) end
-  local state = redis.call('HMGET', state_key, 'e', 's', 'b')
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local state = redis.call('HMGET', state_key, 'e', 's', 'b', 'x')
   local epoch = state[1]
   local seq = tonumber(state[2])
-  if not epoch or not seq or state[3] ~= boot then
+  local new_epoch = not epoch or not seq or state[3] ~= boot
+  if new_epoch then
     epoch = base36(tonumber(now[1]) * 1000000 + tonumber(now[2]))
     seq = 0
     redis.call('DEL', history)
   end
   seq = seq + 1
-  local ms = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
+  -- The keys' expiry is moved only when less than RETENTION_MS of it is left, to RETENTION_MS + EXPIRY_SLACK_MS
+  -- from now: a busy topic pays for it once per EXPIRY_SLACK_MS instead of on every event, and the keys still outlive
+  -- the topic's last event by RETENTION_MS at least.
+  local expires = tonumber(state[4])
+  if new_epoch or not expires or expires - now_ms < RETENTION_MS then expires = nil end
   -- The history first: XADD is the write that can still fail (a key of another type, an id below the newest), and
   -- then nothing has been written.
   if HISTORY_SIZE > 0 then
-    local entry = { 'XADD', history, 'MAXLEN', '~', HISTORY_SIZE, seq .. '-0', 'd', data, 'ms', ms }
+    local entry = { 'XADD', history, 'NOMKSTREAM', 'MAXLEN', '~', HISTORY_SIZE, seq .. '-0', 'd', data, 'ms', now_ms }
     if event_type ~= '' then entry[#entry + 1] = 't'; entry[#entry + 1] = event_type end
     if retry ~= '' then entry[#entry + 1] = 'r'; entry[#entry + 1] = retry end
     if topics ~= '' then entry[#entry + 1] = 'o'; entry[#entry + 1] = topics end
-    redis.call(unpack(entry))
-    redis.call('PEXPIRE', history, RETENTION_MS)
+    if not redis.call(unpack(entry)) then
+      -- No history yet (a new epoch, or it was evicted or deleted): made now, so it needs its expiry.
+      table.remove(entry, 3)
+      redis.call(unpack(entry))
+      expires = nil
+    end
   end
-  redis.call('HSET', state_key, 'e', epoch, 's', seq, 'b', boot)
-  redis.call('PEXPIRE', state_key, RETENTION_MS)
+  if expires then
+    redis.call('HSET', state_key, 's', seq)
+  else
+    expires = now_ms + RETENTION_MS + EXPIRY_SLACK_MS
+    redis.call('HSET', state_key, 'e', epoch, 's', seq, 'b', boot, 'x', expires)
+    redis.call('PEXPIREAT', state_key, expires)
+    if HISTORY_SIZE > 0 then redis.call('PEXPIREAT', history, expires) end
+  end
   local id = epoch .. '-' .. seq
   if record then redis.call('SET', record, id, 'PX', IDEMPOTENCY_MS) end
-  redis.call('SPUBLISH', key, 'herald1\n' .. epoch .. '\n' .. seq .. '\n' .. ms .. '\n' .. event_type .. '\n' .. retry .. '\n' .. topics .. '\n' .. data)
+  redis.call('SPUBLISH', key, 'herald1\n' .. epoch .. '\n' .. seq .. '\n' .. now_ms .. '\n' .. event_type .. '\n' .. retry .. '\n' .. topics .. '\n' .. data)
   return { id, 0 }
 end
 

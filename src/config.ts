@@ -84,7 +84,7 @@ const settings = [
   setting('HERALD_DRAIN_MS', Integer('milliseconds SIGTERM spends draining: open streams end spread over it while publishes still work, then the process exits; 0 = at once', 0, 5_000), 'drainMs'),
   setting('HERALD_HISTORY_SIZE', Integer('events kept per topic for resume, 0 or more', 0, 1_000), 'historySize'),
   setting('HERALD_HISTORY_TTL_MS', Integer('milliseconds an event stays replayable, 0 = no time limit', 0, 0), 'historyTtlMs'),
-  setting('HERALD_HISTORY_RETENTION_MS', Integer('milliseconds a topic\'s history is kept after its last event, at least 1000', 1000, 86_400_000), 'historyRetentionMs'),
+  setting('HERALD_HISTORY_RETENTION_MS', Integer('milliseconds a topic\'s history is kept after its last event (on Redis up to a tenth longer), at least 1000', 1000, 86_400_000), 'historyRetentionMs'),
   setting('HERALD_IDEMPOTENCY_TTL_MS', Integer('milliseconds an idempotency key is remembered, at least 1', 1, 600_000), 'idempotencyTtlMs'),
   // The four JWT variables have no field of their own: jwtConfig checks them together into the derived `jwt`.
   setting('HERALD_JWT_SECRET', Type.Optional(Type.String({ description: 'an HS256 secret of at least 32 characters', minLength: 32 }))),
