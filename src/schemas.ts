@@ -1,6 +1,6 @@
 import { Type } from 'typebox'
 import { STREAM_REFUSALS } from './errors.js'
-import { maxStreamIdLength } from './protocol.js'
+import { maxStreamIdLength, RESET_EVENT, UNAVAILABLE_EVENT, type ResetNotice, type UnavailableNotice } from './protocol.js'
 import { encodeComment, encodeFrame, encodeOpening } from './sse/encode.js'
 import { TOPIC_CHARACTERS, TOPIC_MAX_LENGTH, TOPIC_PATTERN } from './topics.js'
 
@@ -199,12 +199,12 @@ export const EventStreamReply = {
         reset: {
           summary: 'resuming after an event history no longer holds',
           value: encodeOpening(2000) +
-            encodeFrame({ event: 'herald.reset', data: JSON.stringify({ reason: 'history-trimmed', topics: ['chat'], lastEventId: 'm5x8k2qz3f-3' }) }) +
+            encodeFrame({ event: RESET_EVENT, data: JSON.stringify({ reason: 'history-trimmed', topics: ['chat'], lastEventId: 'm5x8k2qz3f-3' } satisfies ResetNotice) }) +
             encodeFrame(EXAMPLE_EVENT)
         },
         refused: {
           summary: 'a temporary refusal: EventSource reconnects after retryMs',
-          value: encodeOpening(4213) + encodeFrame({ event: 'herald.unavailable', data: JSON.stringify({ reason: 'instance-full', retryMs: 4213 }) })
+          value: encodeOpening(4213) + encodeFrame({ event: UNAVAILABLE_EVENT, data: JSON.stringify({ reason: 'instance-full', retryMs: 4213 } satisfies UnavailableNotice) })
         }
       }
     }
