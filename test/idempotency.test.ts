@@ -2,25 +2,13 @@
 // same key stores a new event, and what a record costs is freed (Redis: the record's own expiry, not the
 // history's 24 h; memory: expired records dropped, so the map does not grow with every key ever used).
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
-import type { Redis } from 'ioredis'
+import { test } from 'node:test'
 import { build, publish } from './helper.js'
-import { RedisServer } from './helpers/redis-server.js'
+import { brokerEnvironment } from './helpers/brokers.js'
 
 const sleep = async (ms: number) => await new Promise((resolve) => setTimeout(resolve, ms))
 
-let redis: RedisServer
-let admin: Redis
-before(async () => {
-  redis = await RedisServer.start()
-  admin = redis.client()
-})
-after(async () => {
-  admin.disconnect()
-  await redis.stop()
-})
-
-let prefixes = 0
+const brokers = brokerEnvironment('idempotency')
 const WINDOW_MS = 500
 
 /** Every key under a prefix whose name holds `part`: found by name, whatever the key layout. */
@@ -28,7 +16,7 @@ async function keysHolding (prefix: string, part: string): Promise<string[]> {
   const found: string[] = []
   let cursor = '0'
   do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+    const [next, keys] = await brokers.admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
     cursor = next
     found.push(...keys.filter((key) => key.includes(part)))
   } while (cursor !== '0')
@@ -37,9 +25,8 @@ async function keysHolding (prefix: string, part: string): Promise<string[]> {
 
 for (const broker of ['memory', 'redis'] as const) {
   test(`${broker}: an idempotency key is remembered for its window, and after it the same key stores a new event`, { timeout: 30_000 }, async (t) => {
-    const prefix = `idempotency${process.pid}-${++prefixes}:`
     // The history's retention is the default 24 h: a record kept as long as the history would outlive its window.
-    const env: Record<string, string> = broker === 'redis' ? { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix } : {}
+    const { env, prefix } = brokers.env(broker)
     const { url } = await build(t, { ...env, HERALD_IDEMPOTENCY_TTL_MS: String(WINDOW_MS) })
     const first = await publish(url, { topic: 'orders', data: 1, idempotencyKey: 'order-17' })
     const retried = await publish(url, { topic: 'orders', data: 1, idempotencyKey: 'order-17' })
@@ -48,7 +35,7 @@ for (const broker of ['memory', 'redis'] as const) {
     if (broker === 'redis') {
       const records = await keysHolding(prefix, 'order-17')
       assert.equal(records.length, 1, `one record for the key: ${JSON.stringify(records)}`)
-      const ttl = await admin.pttl(records[0] as string)
+      const ttl = await brokers.admin.pttl(records[0] as string)
       assert.ok(ttl > 0 && ttl <= WINDOW_MS, `the record expires with its window (${WINDOW_MS} ms), not with the history's retention: PTTL ${ttl} ms`)
     }
     await sleep(WINDOW_MS + 200)

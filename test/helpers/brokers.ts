@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis'
+import { after, before } from 'node:test'
 import { Hub } from '../../src/hub/hub.js'
 import type { Session } from '../../src/hub/session.js'
 import { SseParser, type ParsedEvent } from '../../src/sse/parser.js'
@@ -7,7 +8,7 @@ import { RedisTransport } from '../../src/transport/redis.js'
 import type { Transport } from '../../src/transport/transport.js'
 import { until } from '../helper.js'
 import { seq } from './event-ids.js'
-import type { RedisServer } from './redis-server.js'
+import { RedisServer } from './redis-server.js'
 
 export interface HubLimits {
   /** Redis only: the key prefix, to put two hubs (two instances) on one deployment; a fresh one by default. */
@@ -134,4 +135,52 @@ export function collect (subscription: Session): Collected {
 /** Waits until a new subscription has caught up (subscribed upstream and found its starting point). */
 export async function subscribed (subscription: Session): Promise<void> {
   await until(() => !subscription.holding, 5_000, 'subscription to catch up')
+}
+
+/** The brokers a test file runs Herald on. */
+export const BROKERS = ['memory', 'redis'] as const
+export type Broker = typeof BROKERS[number]
+
+export interface BrokerEnvironment {
+  /** The file's redis-server (started by its `before` hook). */
+  readonly redis: RedisServer
+  /** A client of it, for checks behind Herald's back. */
+  readonly admin: Redis
+  /** A key prefix no other test of the run uses, so each test sees only its own keys. */
+  prefix: () => string
+  /** Herald's environment for a broker (on Redis with a new prefix), and that prefix. */
+  env: (broker: Broker) => { env: Record<string, string>, prefix: string }
+}
+
+/**
+ * A real redis-server for a test file, started before its tests and stopped after them, with an admin client, and
+ * Herald's environment for each broker. `name` starts the file's key prefixes.
+ */
+export function brokerEnvironment (name: string): BrokerEnvironment {
+  let redis: RedisServer | undefined
+  let admin: Redis | undefined
+  let prefixes = 0
+  before(async () => {
+    redis = await RedisServer.start()
+    admin = redis.client()
+  })
+  after(async () => {
+    admin?.disconnect()
+    await redis?.stop()
+  })
+  const started = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('the file\'s redis-server is started by its before hook: use it in tests')
+    return value
+  }
+  const environment: BrokerEnvironment = {
+    get redis () { return started(redis) },
+    get admin () { return started(admin) },
+    prefix: () => `${name}${process.pid}-${++prefixes}:`,
+    env: (broker) => {
+      const prefix = environment.prefix()
+      const env: Record<string, string> = broker === 'redis' ? { REDIS_URL: environment.redis.url, HERALD_REDIS_PREFIX: prefix } : {}
+      return { env, prefix }
+    }
+  }
+  return environment
 }
