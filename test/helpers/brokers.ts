@@ -1,16 +1,19 @@
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import { Hub } from '../../src/hub/hub.js'
 import type { Session } from '../../src/hub/session.js'
 import { SseParser, type ParsedEvent } from '../../src/sse/parser.js'
 import { MemoryTransport } from '../../src/transport/memory.js'
+import { createRedisClients } from '../../src/redis-clients.js'
+import { keySlot } from '../../src/redis-topology.js'
 import { RedisTransport } from '../../src/transport/redis.js'
 import type { Transport } from '../../src/transport/transport.js'
 import { until } from '../helper.js'
 import { seq } from './event-ids.js'
+import type { RedisCluster } from './redis-cluster.js'
 import type { RedisServer } from './redis-server.js'
 
 export interface HubLimits {
-  /** Redis only: the key prefix, to put two hubs (two instances) on one deployment; a fresh one by default. */
+  /** Redis and Cluster: the key prefix, to put two hubs (two instances) on one deployment; a fresh one by default. */
   prefix?: string
   historySize?: number
   historyTtlMs?: number
@@ -27,7 +30,7 @@ export interface HubUnderTest {
   trim: (topic: string) => Promise<void>
   /** True while the transport holds history for a topic. */
   historyExists: (topic: string) => Promise<boolean>
-  /** Redis only: deletes every key of the deployment, as expiry after a long idle time does (a new epoch follows). */
+  /** Redis and Cluster: deletes every key of the deployment, as expiry after a long idle time does (a new epoch follows). */
   forgetAll?: () => Promise<void>
   /** Upstream subscriptions for a topic: Redis PUBSUB NUMSUB, or local listeners for memory. */
   upstreamSubscribers: (topic: string) => Promise<number>
@@ -64,30 +67,77 @@ export function redisFactory (server: RedisServer): HubFactory {
     const publisher = new Redis(server.url, { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 0 })
     const subscriber = new Redis(server.url, { maxRetriesPerRequest: null })
     const admin = new Redis(server.url)
-    for (const client of [publisher, subscriber, admin]) client.on('error', () => {})
-    await Promise.all([publisher, subscriber, admin].map(async (client) => await until(() => client.status === 'ready', 5_000, 'redis ready')))
-    const redisTransport = new RedisTransport(publisher, subscriber, options)
-    await redisTransport.load()
-    const transport = wrap(redisTransport)
-    const hub = new Hub(transport, options)
-    return {
-      hub,
-      transport,
-      // MAXLEN ~ trims whole stream nodes of 100 entries; trim exactly, as a long-running deployment would.
-      trim: async (topic) => { await admin.xtrim(`${options.prefix}{${topic}}:h`, 'MAXLEN', options.historySize) },
-      historyExists: async (topic) => await admin.exists(`${options.prefix}{${topic}}:h`) === 1,
+    return await redisHub(options, publisher, subscriber, admin, wrap, {
       forgetAll: async () => {
         const keys = await admin.keys(`${options.prefix}*`)
         if (keys.length > 0) await admin.del(...keys)
       },
-      upstreamSubscribers: async (topic) => {
-        const reply = await admin.pubsub('SHARDNUMSUB', `${options.prefix}{${topic}}`) as [string, number]
+      upstreamSubscribers: async (channel) => {
+        const reply = await admin.pubsub('SHARDNUMSUB', channel) as [string, number]
         return Number(reply[1])
-      },
-      close: async () => {
-        await hub.close(0)
-        for (const client of [publisher, subscriber, admin]) client.disconnect()
       }
+    })
+  }
+}
+
+/**
+ * Hubs on a real Redis Cluster, with the clients Herald builds for one (src/redis-clients.ts: ioredis Clusters, the
+ * subscriber with one sharded subscriber connection per master), so each topic's keys and channel live on the shard
+ * that owns its hash tag.
+ */
+export function clusterFactory (cluster: RedisCluster): HubFactory {
+  return async (limits = {}, wrap = (transport) => transport) => {
+    const options = { ...defaults, ...limits, prefix: limits.prefix ?? `test${process.pid}-${++prefixCounter}:` }
+    const clients = createRedisClients({ url: cluster.url, mode: 'cluster', tls: undefined, commandTimeoutMs: 5_000, connectionName: `test${process.pid}` }, 'cluster')
+    const admin = new Cluster([{ host: '127.0.0.1', port: cluster.nodes[0]?.port ?? 0 }])
+    /** The connection to the master that owns a key's slot now. */
+    const ownerOf = (key: string): Redis => {
+      const owner = admin.slots[keySlot(key)]?.[0]
+      const node = admin.nodes('master').find((candidate) => `${candidate.options.host ?? ''}:${candidate.options.port ?? ''}` === owner)
+      if (node === undefined) throw new Error(`no master owns the slot of ${key}`)
+      return node
+    }
+    return await redisHub(options, clients.publisher, clients.subscriber, admin, wrap, {
+      // Every master holds some of the keys; a DEL may name keys of one slot only.
+      forgetAll: async () => {
+        const keys = (await Promise.all(admin.nodes('master').map(async (node) => await node.keys(`${options.prefix}*`)))).flat()
+        await Promise.all(keys.map(async (key) => await admin.del(key)))
+      },
+      // Only the shard that owns the channel's slot counts its sharded subscribers.
+      upstreamSubscribers: async (channel) => {
+        const reply = await ownerOf(channel).pubsub('SHARDNUMSUB', channel) as [string, number]
+        return Number(reply[1])
+      }
+    })
+  }
+}
+
+/** A hub over a RedisTransport on these clients, once all three are ready; `close` disconnects them. */
+async function redisHub (
+  options: typeof defaults & { prefix: string },
+  publisher: Redis | Cluster,
+  subscriber: Redis | Cluster,
+  admin: Redis | Cluster,
+  wrap: (transport: Transport) => Transport,
+  deployment: { forgetAll: () => Promise<void>, upstreamSubscribers: (channel: string) => Promise<number> }
+): Promise<HubUnderTest> {
+  for (const client of [publisher, subscriber, admin]) client.on('error', () => {})
+  await Promise.all([publisher, subscriber, admin].map(async (client) => await until(() => client.status === 'ready', 5_000, 'redis ready')))
+  const redisTransport = new RedisTransport(publisher, subscriber, options)
+  await redisTransport.load()
+  const transport = wrap(redisTransport)
+  const hub = new Hub(transport, options)
+  return {
+    hub,
+    transport,
+    // MAXLEN ~ trims whole stream nodes of 100 entries; trim exactly, as a long-running deployment would.
+    trim: async (topic) => { await admin.xtrim(`${options.prefix}{${topic}}:h`, 'MAXLEN', options.historySize) },
+    historyExists: async (topic) => await admin.exists(`${options.prefix}{${topic}}:h`) === 1,
+    forgetAll: deployment.forgetAll,
+    upstreamSubscribers: async (topic) => await deployment.upstreamSubscribers(`${options.prefix}{${topic}}`),
+    close: async () => {
+      await hub.close(0)
+      for (const client of [publisher, subscriber, admin]) client.disconnect()
     }
   }
 }

@@ -29,8 +29,13 @@ export interface ClusterMaster {
 }
 
 export interface RedisClusterOptions {
-  /** Masters (default 3), each with one replica. */
+  /** Masters (default 3). */
   masters?: number
+  /**
+   * Replicas per master (default 1). 0 starts only the masters: half the processes, for tests that do not fail a
+   * master over.
+   */
+  replicas?: number
   /** --cluster-node-timeout, ms (default 1000): a killed master's replica is promoted after about twice this. */
   nodeTimeoutMs?: number
   /** Extra redis-server arguments for every node (e.g. TLS or ACL settings). */
@@ -41,8 +46,8 @@ export interface RedisClusterOptions {
 const PROBE_OPTIONS = { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1_000, commandTimeout: 2_000 }
 
 /**
- * A real Redis Cluster on loopback that the test owns: masters × (1 master + 1 replica) redis-servers with
- * --cluster-enabled, joined by `redis-cli --cluster create --cluster-replicas 1`, ready when every node says
+ * A real Redis Cluster on loopback that the test owns: masters × (1 master + `replicas` replicas) redis-servers with
+ * --cluster-enabled, joined by `redis-cli --cluster create --cluster-replicas <replicas>`, ready when every node says
  * cluster_state:ok. Every process is stopped by PID in `stop` (call it in t.after). Every wait is bounded.
  */
 export class RedisCluster {
@@ -52,9 +57,9 @@ export class RedisCluster {
   private constructor (readonly nodes: ClusterNode[], private readonly options: Required<RedisClusterOptions>) {}
 
   static async start (options: RedisClusterOptions = {}): Promise<RedisCluster> {
-    const filled: Required<RedisClusterOptions> = { masters: 3, nodeTimeoutMs: 1_000, serverArgs: [], ...options }
+    const filled: Required<RedisClusterOptions> = { masters: 3, replicas: 1, nodeTimeoutMs: 1_000, serverArgs: [], ...options }
     const ports: number[] = []
-    while (ports.length < filled.masters * 2) {
+    while (ports.length < filled.masters * (1 + filled.replicas)) {
       const port = await freePort()
       // The cluster bus listens on port + 10000: both must be free, and distinct from the other nodes'.
       if (port > 55_000 || ports.includes(port) || ports.some((other) => Math.abs(other - port) === 10_000)) continue
@@ -63,7 +68,7 @@ export class RedisCluster {
     const cluster = new RedisCluster(ports.map((port) => ({ port, process: undefined })), filled)
     try {
       await Promise.all(cluster.nodes.map(async (node) => await cluster.startNode(node)))
-      await run('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 30_000 })
+      await run('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', String(filled.replicas), '--cluster-yes'], { timeout: 30_000 })
       await cluster.waitForState('ok', 30_000)
       await cluster.waitForReplicasInSync(30_000)
     } catch (error) {
