@@ -3,7 +3,7 @@
 // first event, however big (a page's byte budget never skips an event). Each failure here was once a silent loss.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { Cluster, type Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import { build, publish } from './helper.js'
 import { RedisCluster } from './helpers/redis-cluster.js'
 import { scanKeys } from './helpers/redis-keys.js'
@@ -21,10 +21,10 @@ let cluster: RedisCluster
 let admins: Record<'redis' | 'cluster', Redis | Cluster>
 before(async () => {
   [redis, cluster] = await Promise.all([RedisServer.start(), RedisCluster.start({ replicas: 0 })])
-  admins = { redis: redis.client(), cluster: new Cluster([{ host: '127.0.0.1', port: cluster.nodes[0]?.port ?? 0 }]) }
+  admins = { redis: redis.client(), cluster: await cluster.admin() }
 })
 after(async () => {
-  for (const admin of Object.values(admins)) admin.disconnect()
+  admins.redis.disconnect()
   await Promise.all([redis.stop(), cluster.stop()])
 })
 

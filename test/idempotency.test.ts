@@ -3,7 +3,7 @@
 // expiry, not the history's 24 h; memory: expired records dropped, so the map does not grow with every key ever used).
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { Cluster, type Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import { build, publish } from './helper.js'
 import { RedisCluster } from './helpers/redis-cluster.js'
 import { scanKeys } from './helpers/redis-keys.js'
@@ -17,10 +17,10 @@ let cluster: RedisCluster
 let admins: Record<'redis' | 'cluster', Redis | Cluster>
 before(async () => {
   [redis, cluster] = await Promise.all([RedisServer.start(), RedisCluster.start({ replicas: 0 })])
-  admins = { redis: redis.client(), cluster: new Cluster([{ host: '127.0.0.1', port: cluster.nodes[0]?.port ?? 0 }]) }
+  admins = { redis: redis.client(), cluster: await cluster.admin() }
 })
 after(async () => {
-  for (const admin of Object.values(admins)) admin.disconnect()
+  admins.redis.disconnect()
   await Promise.all([redis.stop(), cluster.stop()])
 })
 

@@ -40,9 +40,10 @@ for (const kind of ['memory', 'redis', 'cluster'] as const) {
       // EventSource reconnects to the same URL: the same topics.
       const second = first
       const prefix = `prop${process.pid}-${round}:`
+      // A second instance, on the same deployment, only for a case that reconnects to it.
       const setups: HubUnderTest[] = kind === 'memory'
         ? [await memoryFactory()()]
-        : [await factory({ prefix }), await factory({ prefix })]
+        : [await factory({ prefix }), ...(otherInstance ? [await factory({ prefix })] : [])]
       try {
         const [one] = setups as [HubUnderTest]
         const two = otherInstance ? setups.at(-1) as HubUnderTest : one

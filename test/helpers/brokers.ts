@@ -1,4 +1,4 @@
-import { Cluster, Redis } from 'ioredis'
+import { Redis, type Cluster } from 'ioredis'
 import { Hub } from '../../src/hub/hub.js'
 import type { Session } from '../../src/hub/session.js'
 import { SseParser, type ParsedEvent } from '../../src/sse/parser.js'
@@ -67,7 +67,10 @@ export function redisFactory (server: RedisServer): HubFactory {
     const publisher = new Redis(server.url, { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, maxRetriesPerRequest: 0 })
     const subscriber = new Redis(server.url, { maxRetriesPerRequest: null })
     const admin = new Redis(server.url)
-    return await redisHub(options, publisher, subscriber, admin, wrap, {
+    admin.on('error', () => {})
+    await until(() => admin.status === 'ready', 5_000, 'redis ready')
+    return await redisHub(options, publisher, subscriber, wrap, {
+      admin,
       forgetAll: async () => {
         const keys = await admin.keys(`${options.prefix}*`)
         if (keys.length > 0) await admin.del(...keys)
@@ -75,7 +78,8 @@ export function redisFactory (server: RedisServer): HubFactory {
       upstreamSubscribers: async (channel) => {
         const reply = await admin.pubsub('SHARDNUMSUB', channel) as [string, number]
         return Number(reply[1])
-      }
+      },
+      disconnect: () => admin.disconnect()
     })
   }
 }
@@ -83,21 +87,15 @@ export function redisFactory (server: RedisServer): HubFactory {
 /**
  * Hubs on a real Redis Cluster, with the clients Herald builds for one (src/redis-clients.ts: ioredis Clusters, the
  * subscriber with one sharded subscriber connection per master), so each topic's keys and channel live on the shard
- * that owns its hash tag.
+ * that owns its hash tag. Assertions go through the cluster's own admin client, shared by every hub.
  */
 export function clusterFactory (cluster: RedisCluster): HubFactory {
   return async (limits = {}, wrap = (transport) => transport) => {
     const options = { ...defaults, ...limits, prefix: limits.prefix ?? `test${process.pid}-${++prefixCounter}:` }
     const clients = createRedisClients({ url: cluster.url, mode: 'cluster', tls: undefined, commandTimeoutMs: 5_000, connectionName: `test${process.pid}` }, 'cluster')
-    const admin = new Cluster([{ host: '127.0.0.1', port: cluster.nodes[0]?.port ?? 0 }])
-    /** The connection to the master that owns a key's slot now. */
-    const ownerOf = (key: string): Redis => {
-      const owner = admin.slots[keySlot(key)]?.[0]
-      const node = admin.nodes('master').find((candidate) => `${candidate.options.host ?? ''}:${candidate.options.port ?? ''}` === owner)
-      if (node === undefined) throw new Error(`no master owns the slot of ${key}`)
-      return node
-    }
-    return await redisHub(options, clients.publisher, clients.subscriber, admin, wrap, {
+    const admin = await cluster.admin()
+    return await redisHub(options, clients.publisher, clients.subscriber, wrap, {
+      admin,
       // Every master holds some of the keys; a DEL may name keys of one slot only.
       forgetAll: async () => {
         const keys = (await Promise.all(admin.nodes('master').map(async (node) => await node.keys(`${options.prefix}*`)))).flat()
@@ -105,24 +103,38 @@ export function clusterFactory (cluster: RedisCluster): HubFactory {
       },
       // Only the shard that owns the channel's slot counts its sharded subscribers.
       upstreamSubscribers: async (channel) => {
-        const reply = await ownerOf(channel).pubsub('SHARDNUMSUB', channel) as [string, number]
+        const owner = admin.slots[keySlot(channel)]?.[0]
+        const node = admin.nodes('master').find((candidate) => `${candidate.options.host ?? ''}:${candidate.options.port ?? ''}` === owner)
+        if (node === undefined) throw new Error(`no master owns the slot of ${channel}`)
+        const reply = await node.pubsub('SHARDNUMSUB', channel) as [string, number]
         return Number(reply[1])
-      }
+      },
+      disconnect: () => {}
     })
   }
 }
 
-/** A hub over a RedisTransport on these clients, once all three are ready; `close` disconnects them. */
+/** What a hub's test needs of its deployment besides Herald's own clients. */
+interface Deployment {
+  /** A client for assertions, ready. */
+  admin: Redis | Cluster
+  forgetAll: () => Promise<void>
+  upstreamSubscribers: (channel: string) => Promise<number>
+  /** Disconnects what the deployment opened for this hub alone. */
+  disconnect: () => void
+}
+
+/** A hub over a RedisTransport on Herald's two clients, once they are ready; `close` disconnects them. */
 async function redisHub (
   options: typeof defaults & { prefix: string },
   publisher: Redis | Cluster,
   subscriber: Redis | Cluster,
-  admin: Redis | Cluster,
   wrap: (transport: Transport) => Transport,
-  deployment: { forgetAll: () => Promise<void>, upstreamSubscribers: (channel: string) => Promise<number> }
+  deployment: Deployment
 ): Promise<HubUnderTest> {
-  for (const client of [publisher, subscriber, admin]) client.on('error', () => {})
-  await Promise.all([publisher, subscriber, admin].map(async (client) => await until(() => client.status === 'ready', 5_000, 'redis ready')))
+  const { admin } = deployment
+  for (const client of [publisher, subscriber]) client.on('error', () => {})
+  await Promise.all([publisher, subscriber].map(async (client) => await until(() => client.status === 'ready', 5_000, 'redis ready')))
   const redisTransport = new RedisTransport(publisher, subscriber, options)
   await redisTransport.load()
   const transport = wrap(redisTransport)
@@ -137,7 +149,8 @@ async function redisHub (
     upstreamSubscribers: async (topic) => await deployment.upstreamSubscribers(`${options.prefix}{${topic}}`),
     close: async () => {
       await hub.close(0)
-      for (const client of [publisher, subscriber, admin]) client.disconnect()
+      for (const client of [publisher, subscriber]) client.disconnect()
+      deployment.disconnect()
     }
   }
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import { freePort } from './redis-server.js'
 
 const run = promisify(execFile)
@@ -53,6 +53,7 @@ const PROBE_OPTIONS = { lazyConnect: true, retryStrategy: () => null, maxRetries
 export class RedisCluster {
   readonly directory = mkdtempSync(join(tmpdir(), 'herald-cluster-'))
   private stopped = false
+  private adminClient: Cluster | undefined
 
   private constructor (readonly nodes: ClusterNode[], private readonly options: Required<RedisClusterOptions>) {}
 
@@ -97,6 +98,24 @@ export class RedisCluster {
   client (port: number): Redis {
     const client = new Redis(port, '127.0.0.1', PROBE_OPTIONS)
     client.on('error', () => {})
+    return client
+  }
+
+  /**
+   * One cluster client for assertions, made on first use and shared until `stop`: commands on a key go to the
+   * key's owner; `nodes('master')` reaches every master (SCAN, KEYS, PUBSUB SHARDNUMSUB on a slot's owner).
+   */
+  async admin (): Promise<Cluster> {
+    if (this.adminClient === undefined) {
+      this.adminClient = new Cluster([{ host: '127.0.0.1', port: this.nodes[0]?.port ?? 0 }])
+      this.adminClient.on('error', () => {})
+    }
+    const client = this.adminClient
+    const deadline = Date.now() + 10_000
+    while (client.status !== 'ready') {
+      if (Date.now() > deadline) throw new Error(`the admin cluster client is ${client.status}, not ready, after 10 s`)
+      await sleep(20)
+    }
     return client
   }
 
@@ -237,6 +256,7 @@ export class RedisCluster {
   async stop (): Promise<void> {
     if (this.stopped) return
     this.stopped = true
+    this.adminClient?.disconnect()
     await Promise.all(this.nodes.map(async (node) => {
       node.process?.kill('SIGCONT')
       await signal(node, 'SIGKILL')
