@@ -1,28 +1,25 @@
-// A topic's history as a resuming client meets it, on both brokers: it lives a retention after the topic's LAST
-// event (a busy topic never loses its history under a client), and a replay page always carries its first event,
-// however big (a page's byte budget never skips an event). Each failure here was once a silent loss.
+// A topic's history as a resuming client meets it, on memory, Redis and a Redis Cluster: it lives a retention after
+// the topic's LAST event (a busy topic never loses its history under a client), and a replay page always carries its
+// first event, however big (a page's byte budget never skips an event). Each failure here was once a silent loss.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import type { Cluster, Redis } from 'ioredis'
 import { build, publish } from './helper.js'
-import { BROKERS, brokerEnvironment } from './helpers/brokers.js'
+import { ALL_BROKERS, brokerEnvironment } from './helpers/brokers.js'
+import { scanKeys } from './helpers/redis-keys.js'
 import { openStream, type StreamClient } from './helpers/sse-client.js'
 
 const sleep = async (ms: number) => await new Promise((resolve) => setTimeout(resolve, ms))
 
-const brokers = brokerEnvironment('history')
+const brokers = brokerEnvironment('history', { cluster: true })
 
 /**
  * The Redis stream that holds a topic's history: found by type and name rather than spelled out, so the check
  * holds whatever the key layout (`<prefix>history:<topic>`, `<prefix>{<topic>}:…`).
  */
-async function historyKey (prefix: string, topic: string): Promise<string> {
+async function historyKey (admin: Redis | Cluster, prefix: string, topic: string): Promise<string> {
   const found: string[] = []
-  let cursor = '0'
-  do {
-    const [next, keys] = await brokers.admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-    cursor = next
-    for (const key of keys) if (key.includes(topic) && await brokers.admin.type(key) === 'stream') found.push(key)
-  } while (cursor !== '0')
+  for (const key of await scanKeys(admin, `${prefix}*`)) if (key.includes(topic) && await admin.type(key) === 'stream') found.push(key)
   assert.equal(found.length, 1, `one Redis stream holds topic ${topic}'s history under ${prefix}: found ${JSON.stringify(found)}`)
   return found[0] as string
 }
@@ -35,7 +32,7 @@ async function settle (client: StreamClient, last: string, timeoutMs = 5_000): P
 
 const RETENTION_MS = 2_000
 
-for (const broker of BROKERS) {
+for (const broker of ALL_BROKERS) {
   test(`${broker}: a busy topic's history lives a retention after its LAST event: a resume gets every event after its position, or a herald.reset, never a silent gap`, { timeout: 60_000 }, async (t) => {
     const { env, prefix } = brokers.env(broker)
     const { url } = await build(t, { ...env, HERALD_HISTORY_RETENTION_MS: String(RETENTION_MS) })
@@ -51,14 +48,15 @@ for (const broker of BROKERS) {
       const reply = await publish(url, { topic, data: { n: ids.length } })
       assert.equal(reply.status, 202)
       ids.push(reply.body.id as string)
-      if (broker === 'redis') {
-        key ??= await historyKey(prefix, topic)
-        ttls.push(await brokers.admin.pttl(key))
+      if (broker !== 'memory') {
+        const admin = brokers.adminOf(broker)
+        key ??= await historyKey(admin, prefix, topic)
+        ttls.push(await admin.pttl(key))
       }
       await sleep(RETENTION_MS / 10)
     }
     const last = ids.at(-1) as string
-    if (broker === 'redis') {
+    if (broker !== 'memory') {
       t.diagnostic(`PTTL of ${String(key)} right after each of ${ids.length} publishes over ${(1.6 * RETENTION_MS).toFixed(0)} ms (retention ${RETENTION_MS} ms): ${ttls.join(', ')}`)
       // Far above any publish-to-PTTL delay, far below what an expiry set only by the first event leaves.
       const floor = RETENTION_MS / 2

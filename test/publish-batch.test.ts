@@ -1,6 +1,6 @@
-// POST /v1/events/batch on both brokers: the whole batch is checked before anything is stored, each event is
-// authorized, stored in batch order and counted; on Redis a failure part-way says exactly which events were
-// stored, and a retry with the same idempotency keys completes the batch with no duplicate.
+// POST /v1/events/batch on memory, Redis and a Redis Cluster: the whole batch is checked before anything is stored,
+// each event is authorized, stored in batch order and counted; on Redis a failure part-way says exactly which events
+// were stored, and a retry with the same idempotency keys completes the batch with no duplicate.
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import assert from 'node:assert/strict'
 import { after, before, describe, test, type TestContext } from 'node:test'
@@ -14,6 +14,7 @@ import type { PublishInput, PublishResult } from '../src/transport/transport.js'
 import { build, publish, type Herald } from './helper.js'
 import { seq } from './helpers/event-ids.js'
 import { scrape, type Scrape } from './helpers/metrics.js'
+import { RedisCluster } from './helpers/redis-cluster.js'
 import { RedisProxy } from './helpers/redis-proxy.js'
 import { RedisServer } from './helpers/redis-server.js'
 import { openStream, payloads, type StreamClient } from './helpers/sse-client.js'
@@ -43,14 +44,17 @@ async function history (t: TestContext, url: string, topic: string, count: numbe
 }
 
 let redis: RedisServer
-before(async () => { redis = await RedisServer.start() })
-after(async () => await redis.stop())
+// No replicas: nothing here fails a master over.
+let cluster: RedisCluster
+before(async () => { [redis, cluster] = await Promise.all([RedisServer.start(), RedisCluster.start({ replicas: 0 })]) })
+after(async () => await Promise.all([redis.stop(), cluster.stop()]))
 let prefixes = 0
 
-const BROKERS = ['memory', 'redis'] as const
+// On a cluster a batch's topics live on several shards: its calls go out per shard, in batch order on each topic.
+const BROKERS = ['memory', 'redis', 'cluster'] as const
 
 async function herald (t: TestContext, broker: typeof BROKERS[number], env: Record<string, string> = {}): Promise<Herald> {
-  const brokerEnv: Record<string, string> = broker === 'redis' ? { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: `batch${++prefixes}:` } : {}
+  const brokerEnv: Record<string, string> = broker === 'memory' ? {} : { REDIS_URL: broker === 'redis' ? redis.url : cluster.url, HERALD_REDIS_PREFIX: `batch${++prefixes}:` }
   return await build(t, { ...brokerEnv, ...env })
 }
 
