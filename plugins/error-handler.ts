@@ -2,6 +2,7 @@ import type { FastifyBaseLogger, FastifyError, FastifyReply, FastifyRequest } fr
 import fp from 'fastify-plugin'
 import { STATUS_CODES } from 'node:http'
 import { DEFAULT_RETRY_AFTER_SECONDS, NotFoundError, STREAM_REFUSALS } from '../src/errors.js'
+import { UNAVAILABLE_EVENT, type UnavailableNotice, type UnavailableReason } from '../src/protocol.js'
 import { encodeFrame, encodeOpening } from '../src/sse/encode.js'
 
 declare module 'fastify' {
@@ -51,9 +52,9 @@ export function errorHandler (error: FastifyError, request: FastifyRequest, repl
  * with a `retry:` jittered over 0.5-1.5 times the reason's delay (so refused clients do not come back together),
  * an in-band `herald.unavailable` event `{ reason, retryMs }`, and the end. Logged as the one `stream closed` line.
  */
-function refuseStream (request: FastifyRequest, reply: FastifyReply, reason: string, baseMs: number, error: FastifyError): FastifyReply {
+function refuseStream (request: FastifyRequest, reply: FastifyReply, reason: UnavailableReason, baseMs: number, error: FastifyError): FastifyReply {
   const retryMs = Math.round(baseMs * (0.5 + Math.random()))
-  const body = encodeOpening(retryMs) + encodeFrame({ event: 'herald.unavailable', data: JSON.stringify({ reason, retryMs }) })
+  const body = encodeOpening(retryMs) + encodeFrame({ event: UNAVAILABLE_EVENT, data: JSON.stringify({ reason, retryMs } satisfies UnavailableNotice) })
   const level = (error.statusCode ?? 500) >= 500 ? 'warn' : 'info'
   request.log[level]({ reason: 'refused', refusal: reason, code: error.code, message: error.message, retryMs, durationMs: 0, events: 0, bytes: body.length }, 'stream closed')
   reply.code(200)

@@ -31,6 +31,9 @@ export interface HeraldMetrics {
   address: () => AddressInfo | undefined
   /** One event's publish, by result (a batch tells one per event). */
   published: (result: 'stored' | 'duplicate' | 'refused') => void
+  /** A publish request answered with this error status by the route itself, not by a thrown error (a batch that
+   * failed part-way): its events are told to `published` one by one. */
+  publishRefused: (statusCode: number) => void
   publishDuration: (seconds: number) => void
   /** A live event handed to this instance's streams, published at `publishedAt` (ms, the broker's clock). */
   dispatched: (publishedAt: number) => void
@@ -153,6 +156,7 @@ export default fp(async (fastify) => {
       return typeof address === 'object' && address !== null ? address : undefined
     },
     published: (result) => publishedAs[result].inc(),
+    publishRefused: (statusCode) => publishRefusals.inc({ reason: PUBLISH_REFUSALS[statusCode] ?? OTHER_REFUSAL }),
     publishDuration: (seconds) => publishSeconds.observe(seconds),
     dispatched: (publishedAt) => lagSeconds.observe(Math.max(0, Date.now() - publishedAt) / 1000),
     redisCommand: (command, milliseconds) => commandSeconds?.[command].observe(milliseconds / 1000),

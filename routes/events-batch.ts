@@ -5,12 +5,31 @@ import { Type, type TObject } from 'typebox'
 import { errorReplies, hostRefused } from '../src/error-replies.js'
 import { BatchTooLargeError, BrokerUnavailableError, DataTooDeepError, ForbiddenError, PublishOverLimitError, RateLimitedError, RedisFullError, TokenInvalidError, TokenMissingError } from '../src/errors.js'
 import { MAX_DATA_DEPTH, nestsDeeperThan } from '../src/json-depth.js'
-import { describeOutcomes } from '../src/publish-batch.js'
+import { describeOutcomes, type EventOutcome } from '../src/publish-batch.js'
 import { compileBatchValidator } from '../src/batch-validator.js'
 import { BatchEventOutcome, ErrorReply, MAX_TOPICS_PER_EVENT, PublishBatchReply, publishBatchBody } from '../src/schemas.js'
 import { uniqueTopics } from '../src/topics.js'
 import type { PublishInput, PublishResult } from '../src/transport/transport.js'
 import { validationFormatter } from './validation.js'
+
+/** The 503's example: an event stored on one of its two topics, and one never tried on its topic. */
+const UNAVAILABLE_EXAMPLE_MESSAGE = 'event 1 on topic "dashboard": Redis is unreachable; the event was not stored. 1 of 3 events were stored, 1 in part, 1 was not: retry the batch with the same idempotency keys'
+const UNAVAILABLE_EXAMPLE_EVENTS: EventOutcome[] = [
+  { status: 'stored', ids: ['m5x8k2qz3f-17'], topics: ['users/17'], duplicate: false },
+  { status: 'partial', byTopic: [{ topic: 'orders/42', status: 'stored', id: 'm5x8k2r0aa-8', duplicate: false }, { topic: 'dashboard', status: 'not-stored' }] },
+  { status: 'not-stored', byTopic: [{ topic: 'users/23', status: 'not-stored' }] }
+]
+
+/** What the reply's message says of a batch that failed part-way. */
+function batchOutcome (described: readonly EventOutcome[]): string {
+  const count = (status: EventOutcome['status']): number => described.filter((event) => event.status === status).length
+  const notStored = count('not-stored')
+  const partial = count('partial')
+  const unknown = count('unknown')
+  return `${count('stored')} of ${described.length} events were stored` +
+    `${partial === 0 ? '' : `, ${partial} in part`}, ${notStored} ${notStored === 1 ? 'was' : 'were'} not` +
+    `${unknown === 0 ? '' : `, ${unknown} may be`}: retry the batch with the same idempotency keys`
+}
 
 /** Seconds a client waits before retrying a batch that failed part-way (as a 503 of the error handler says). */
 const RETRY_AFTER_SECONDS = 1
@@ -48,12 +67,15 @@ const eventsBatch: FastifyPluginAsyncTypebox = async (fastify) => {
     { error: new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(), when: 'the content type is not `application/json`' },
     { error: new RateLimitedError(600, 'minute', 42), when: 'more than `HERALD_RATE_LIMIT_PER_MINUTE` topic-events (each event to N topics counts N; the budget `POST /v1/events` counts against too) in a minute from one token subject (or one address without a verified token), on this instance' },
     { error: new PublishOverLimitError(64, 50), when: 'the batch alone names more topic-events than `HERALD_RATE_LIMIT_PER_MINUTE`: it never fits, so there is no `Retry-After`' },
-    { error: new BrokerUnavailableError('event 2: Redis is unreachable; the event was not stored. 2 of 5 events were stored, 3 were not: retry the batch with the same idempotency keys'), when: 'Redis failed during the batch (the message names the first event that failed, and why): `events` says which events were `stored` (with their ids), `not-stored`, or `unknown` (Redis did not answer within `HERALD_REDIS_COMMAND_TIMEOUT_MS`, or an event on several topics failed on some: it may be stored). Retrying the whole batch with the same idempotency keys completes it with no duplicate' },
+    { error: new BrokerUnavailableError(UNAVAILABLE_EXAMPLE_MESSAGE), when: 'Redis failed during the batch (the message names the first event that failed, its topic when it has several, and why): `events` says which events were `stored` (with their ids), `partial` (stored on some of their topics), `not-stored`, or `unknown` (Redis did not answer within `HERALD_REDIS_COMMAND_TIMEOUT_MS`: it may be stored), and, for each event not stored on every topic, `byTopic` says what became of it on each topic. Retrying the whole batch with the same idempotency keys completes it with no duplicate' },
     { error: new RedisFullError('event 2: Redis is out of memory (used memory above its maxmemory, and its policy evicts nothing): the event was not stored; history expires, or raise maxmemory. 2 of 5 events were stored, 3 were not: retry the batch with the same idempotency keys'), when: 'Redis reached its `maxmemory` under `noeviction` during the batch: `events` says which events were stored, as above' }
   ])
   // A failure part-way carries each event's outcome beside the error; the schema lists it so it is serialized.
   const { 503: unavailable, ...otherReplies } = replies
   const { properties, ...annotations } = unavailable as TObject
+  const examples = (annotations as Record<string, unknown>)['x-examples'] as Record<string, { value: object }>
+  const example = examples.HERALD_BROKER_UNAVAILABLE as { value: object }
+  examples.HERALD_BROKER_UNAVAILABLE = { ...example, value: { ...example.value, events: UNAVAILABLE_EXAMPLE_EVENTS } }
   const UnavailableReply = Type.Object({
     ...properties as typeof ErrorReply.properties,
     events: Type.Optional(Type.Array(BatchEventOutcome, { description: 'what became of each event of the batch, in its order' }))
@@ -125,19 +147,19 @@ const eventsBatch: FastifyPluginAsyncTypebox = async (fastify) => {
       return reply.code(202).send({ events: outcomes.map((outcome) => (outcome as { result: PublishResult }).result) })
     }
 
-    for (let refused = described.length - stored; refused > 0; refused--) fastify.metrics.published('refused')
-    const unknown = described.filter((event) => event.status === 'unknown').length
-    const notStored = described.length - stored - unknown
-    const outcome = `${stored} of ${described.length} events were stored, ${notStored} ${notStored === 1 ? 'was' : 'were'} not` +
-      `${unknown === 0 ? '' : `, ${unknown} may be`}: retry the batch with the same idempotency keys`
+    const outcome = batchOutcome(described)
     const { statusCode = 500, code } = failure.error as { statusCode?: number, code?: unknown }
+    // Counted as a refused single publish is: each event not stored on every topic, and the request by its status.
+    for (let refused = described.length - stored; refused > 0; refused--) fastify.metrics.published('refused')
     if (typeof code !== 'string' || !code.startsWith('HERALD_') || statusCode < 500) {
       // A bug (the route checked every event, so Redis has no reason to refuse one), as the error handler treats
       // one: logged with its stack, answered without its details.
       request.log.error({ err: failure.error, stored }, 'batch publish failed')
+      fastify.metrics.publishRefused(500)
       return (reply as FastifyReply).code(500).send({ statusCode: 500, error: 'Internal Server Error', message: `internal error; ${outcome}`, events: described })
     }
-    const message = `event ${failure.index}: ${failure.error.message}. ${outcome}`
+    fastify.metrics.publishRefused(statusCode)
+    const message = `event ${failure.index}${failure.topic === undefined ? '' : ` on topic "${failure.topic}"`}: ${failure.error.message}. ${outcome}`
     request.log.warn(failure.error.cause === undefined ? { code, stored } : { code, stored, err: failure.error.cause }, message)
     return (reply as FastifyReply).code(statusCode).header('retry-after', String(RETRY_AFTER_SECONDS)).send({
       statusCode,

@@ -1,4 +1,5 @@
 import createError from '@fastify/error'
+import type { UnavailableReason } from './protocol.js'
 
 /**
  * Every error Herald answers with, declared once: its `HERALD_*` code, HTTP status and message template.
@@ -47,7 +48,7 @@ export const NotFoundError = createError<'HERALD_NOT_FOUND', 404, [string, strin
  * `Retry-After` (a lost broker usually comes back within a second, a full instance frees a slot only when a
  * stream ends).
  */
-export const STREAM_REFUSALS: Readonly<Record<string, { reason: string, retryMs: number }>> = {
+export const STREAM_REFUSALS: Readonly<Record<string, { reason: UnavailableReason, retryMs: number }>> = {
   HERALD_BROKER_UNAVAILABLE: { reason: 'broker-unavailable', retryMs: 1_000 },
   HERALD_TOO_MANY_CONNECTIONS: { reason: 'instance-full', retryMs: 5_000 },
   HERALD_DRAINING: { reason: 'draining', retryMs: 1_000 },

@@ -1,7 +1,7 @@
 /**
  * Herald's wire protocol, in one place for the server, the browser client and the tests: what a stream's event ids
  * mean (a position on each of the stream's topics), how they are written and read back, and the in-band notices
- * (`herald.reset`, `herald.unavailable`). Pure: no I/O, no Node-only API.
+ * (`herald.reset`, `herald.unavailable`, from client/src/wire.ts). Pure: no I/O, no Node-only API.
  *
  * A position on a topic is `<epoch>-<seq>`: `seq` grows by one with every event on the topic, within its epoch; an
  * epoch is one life of the topic's counter (base 36 digits). A single-topic stream's id is its topic's position.
@@ -12,32 +12,15 @@
  * precedent.
  */
 
+// The notices and the envelope live in the browser client's package, which can import nothing outside it.
+export * from '../client/src/wire.js'
+
 export interface Position {
   /** '' while the topic has no epoch (nothing published, or everything expired). */
   epoch: string
   /** The newest sequence number seen in the epoch (0 before its first event). */
   seq: number
 }
-
-/** Why a stream could not resume where the client asked, on some of its topics. */
-export const RESET_REASONS = ['history-trimmed', 'history-expired', 'malformed-id', 'unknown-id', 'epoch-changed'] as const
-export type ResetReason = typeof RESET_REASONS[number]
-
-/** The data of `event: herald.reset`: sent before anything else, so a page knows to reload these topics' state. */
-export interface ResetNotice {
-  reason: ResetReason
-  topics: string[]
-  lastEventId: string
-}
-
-/** The data of `event: herald.unavailable`: a temporary refusal; the stream closes and the client retries. */
-export interface UnavailableNotice {
-  reason: string
-  retryMs: number
-}
-
-export const RESET_EVENT = 'herald.reset'
-export const UNAVAILABLE_EVENT = 'herald.unavailable'
 
 const EPOCH = '[0-9a-z]{1,16}'
 const SEQ = '0|[1-9]\\d{0,15}'
@@ -60,6 +43,14 @@ export function topicTag (topic: string): string {
     hash = Math.imul(hash, 0x01000193) >>> 0
   }
   return (hash % 1_679_616).toString(36).padStart(4, '0')
+}
+
+/** Reads one topic's position, `<epoch>-<seq>`; undefined when the text is not one. */
+export function parsePosition (text: string): Position | undefined {
+  const match = POSITION.exec(text)
+  if (match === null) return undefined
+  const seq = Number(match[2])
+  return Number.isSafeInteger(seq) ? { epoch: match[1] as string, seq } : undefined
 }
 
 export function formatPosition (position: Position): string {
@@ -96,10 +87,9 @@ export function parseStreamId (value: string, topics: readonly string[]): Resume
   const text = value.trim()
   if (text === '0') return { kind: 'start' }
   if (LEGACY.test(text)) return { kind: 'legacy' }
-  const single = POSITION.exec(text)
-  if (single !== null) {
-    const position = { epoch: single[1] as string, seq: Number(single[2]) }
-    if (!Number.isSafeInteger(position.seq)) return { kind: 'malformed' }
+  if (POSITION.test(text)) {
+    const position = parsePosition(text)
+    if (position === undefined) return { kind: 'malformed' }
     if (topics.length === 1) return { kind: 'positions', positions: new Map([[topics[0] as string, position]]), ambiguous: [] }
     return { kind: 'bare', position }
   }

@@ -1,6 +1,6 @@
 import { Type } from 'typebox'
 import { STREAM_REFUSALS } from './errors.js'
-import { maxStreamIdLength } from './protocol.js'
+import { maxStreamIdLength, RESET_EVENT, UNAVAILABLE_EVENT, type ResetNotice, type UnavailableNotice } from './protocol.js'
 import { encodeComment, encodeFrame, encodeOpening } from './sse/encode.js'
 import { TOPIC_CHARACTERS, TOPIC_MAX_LENGTH, TOPIC_PATTERN } from './topics.js'
 
@@ -127,12 +127,22 @@ export const PublishBatchReply = Type.Object({
 
 /** What became of each event of a batch that failed part-way (the 503's `events`). */
 export const BatchEventOutcome = Type.Object({
-  status: Type.Union([Type.Literal('stored'), Type.Literal('not-stored'), Type.Literal('unknown')], {
-    description: '`stored` (with its ids), `not-stored`, or `unknown`: Redis did not answer in time, so it may be stored; retry with its idempotency key'
+  status: Type.Union([Type.Literal('stored'), Type.Literal('partial'), Type.Literal('not-stored'), Type.Literal('unknown')], {
+    description: '`stored` on every topic (with its ids); `partial`: stored on some of its topics, not (or maybe not) on the others; ' +
+      '`not-stored` on any topic; or `unknown`: stored on no topic for sure, but Redis did not answer in time on some, so it may be. ' +
+      'Any but `stored` comes with `byTopic`; retry with its idempotency key to complete it'
   }),
   ids: Type.Optional(EventIds),
   topics: Type.Optional(EventTopics),
-  duplicate: Type.Optional(EventDuplicate)
+  duplicate: Type.Optional(EventDuplicate),
+  byTopic: Type.Optional(Type.Array(Type.Object({
+    topic: Type.String({ description: 'one of the event\'s topics' }),
+    status: Type.Union([Type.Literal('stored'), Type.Literal('not-stored'), Type.Literal('unknown')], {
+      description: '`stored` on this topic (with its `id`), `not-stored`, or `unknown` (Redis did not answer in time: it may be stored)'
+    }),
+    id: Type.Optional(Type.String({ description: 'its id on this topic, `<epoch>-<seq>`, when stored' })),
+    duplicate: Type.Optional(Type.Boolean({ description: 'when stored: true when its idempotency key was used before on this topic' }))
+  }), { description: 'on an event not stored on every topic: what became of it on each of its topics, in the order they were named (each once)' }))
 })
 
 export const StreamQuery = Type.Object({
@@ -189,12 +199,12 @@ export const EventStreamReply = {
         reset: {
           summary: 'resuming after an event history no longer holds',
           value: encodeOpening(2000) +
-            encodeFrame({ event: 'herald.reset', data: JSON.stringify({ reason: 'history-trimmed', topics: ['chat'], lastEventId: 'm5x8k2qz3f-3' }) }) +
+            encodeFrame({ event: RESET_EVENT, data: JSON.stringify({ reason: 'history-trimmed', topics: ['chat'], lastEventId: 'm5x8k2qz3f-3' } satisfies ResetNotice) }) +
             encodeFrame(EXAMPLE_EVENT)
         },
         refused: {
           summary: 'a temporary refusal: EventSource reconnects after retryMs',
-          value: encodeOpening(4213) + encodeFrame({ event: 'herald.unavailable', data: JSON.stringify({ reason: 'instance-full', retryMs: 4213 }) })
+          value: encodeOpening(4213) + encodeFrame({ event: UNAVAILABLE_EVENT, data: JSON.stringify({ reason: 'instance-full', retryMs: 4213 } satisfies UnavailableNotice) })
         }
       }
     }

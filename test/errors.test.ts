@@ -6,8 +6,9 @@ import { test, type TestContext } from 'node:test'
 import errorHandlerPlugin, { type ErrorBody } from '../plugins/error-handler.js'
 import {
   BatchTooLargeError, BrokerUnavailableError, DataTooDeepError, ForbiddenError, HostRefusedError, RateLimitedError, TokenInvalidError,
-  TokenMissingError, TooManyConnectionsError, TooManyTopicsError
+  STREAM_REFUSALS, TokenMissingError, TooManyConnectionsError, TooManyTopicsError
 } from '../src/errors.js'
+import { UNAVAILABLE_REASONS } from '../src/protocol.js'
 
 interface LogLine {
   level: number
@@ -161,4 +162,8 @@ test("Fastify's own 4xx keep their status, code and message", async (t) => {
   assert.equal(rejected.length, 4)
   for (const line of rejected) assert.equal(hasStack(line), false, JSON.stringify(line))
   assert.equal(rejected.find((line) => line.reqId === 'invalid')?.code, 'FST_ERR_VALIDATION')
+})
+
+test('every reason of a stream refusal is one the wire protocol (and so the browser client) names, and each is used', () => {
+  assert.deepEqual(Object.values(STREAM_REFUSALS).map(({ reason }) => reason).sort(), [...UNAVAILABLE_REASONS].sort())
 })

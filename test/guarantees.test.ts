@@ -4,43 +4,31 @@
  * stalls or cuts one of an instance's Redis connections: A goes through the proxy, B and the admin client do not.
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, test, type TestContext } from 'node:test'
-import type { Redis } from 'ioredis'
+import { describe, test, type TestContext } from 'node:test'
 import { build, buildFor, publish, PROTOCOLS, until, type Herald } from './helper.js'
 import { RedisProxy } from './helpers/redis-proxy.js'
-import { RedisServer } from './helpers/redis-server.js'
+import { brokerEnvironment } from './helpers/brokers.js'
 import { seq } from './helpers/event-ids.js'
 import { tally } from './helpers/resuming-client.js'
 import { openStream, type StreamClient } from './helpers/sse-client.js'
 
 const sleep = async (ms: number) => await new Promise((resolve) => setTimeout(resolve, ms))
 
-let redis: RedisServer
-let admin: Redis
-before(async () => {
-  redis = await RedisServer.start()
-  admin = redis.client()
-})
-after(async () => {
-  admin.disconnect()
-  await redis.stop()
-})
-
-let prefixes = 0
+const brokers = brokerEnvironment('guarantees')
 
 /** Instance A reaches Redis through a proxy the test controls; instance B publishes on a direct connection. */
 async function pair (t: TestContext, env: Record<string, string> = {}): Promise<{ a: Herald, b: Herald, proxy: RedisProxy, prefix: string }> {
-  const prefix = `guarantees${++prefixes}:`
-  const proxy = await RedisProxy.start(redis.port)
+  const prefix = brokers.prefix()
+  const proxy = await RedisProxy.start(brokers.redis.port)
   t.after(async () => await proxy.close())
   const a = await build(t, { REDIS_URL: proxy.url, HERALD_REDIS_PREFIX: prefix, ...env })
-  const b = await build(t, { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix, ...env })
+  const b = await build(t, { REDIS_URL: brokers.redis.url, HERALD_REDIS_PREFIX: prefix, ...env })
   return { a, b, proxy, prefix }
 }
 
 /** Redis's own count of subscribers to a topic's channel: the SSUBSCRIBE took effect, not just was asked for. */
 async function numsub (prefix: string, topic: string): Promise<number> {
-  const reply = await admin.pubsub('SHARDNUMSUB', `${prefix}{${topic}}`) as [string, number]
+  const reply = await brokers.admin.pubsub('SHARDNUMSUB', `${prefix}{${topic}}`) as [string, number]
   return Number(reply[1])
 }
 
@@ -102,7 +90,7 @@ describe('guarantee 1: ordered, exactly once, across reconnects and the historyâ
 
   for (const [broker, protocol] of (['memory', 'redis'] as const).flatMap((broker) => PROTOCOLS.map((protocol) => [broker, protocol] as const))) {
     test(`${broker}, ${protocol}: a resume from exactly the last seen id gives exactly the next events; from 0 on full history, all and no reset`, async (t) => {
-      const env: Record<string, string> = broker === 'redis' ? { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: `guarantees${++prefixes}:` } : {}
+      const { env } = brokers.env(broker)
       const { url } = await buildFor(t, protocol, env)
       const ids: string[] = []
       for (let index = 0; index < 5; index++) ids.push((await publish(url, { topic: 'edge', data: index })).body.id)
@@ -183,23 +171,23 @@ describe('guarantee 4: a dropped subscriber connection loses nothing', () => {
 
 describe('guarantee 3 and 5a: bounded memory', () => {
   test('a topic\'s history stream in Redis stays near HERALD_HISTORY_SIZE however many events are published', { timeout: 30_000 }, async (t) => {
-    const prefix = `guarantees${++prefixes}:`
-    const { url } = await build(t, { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix, HERALD_HISTORY_SIZE: '100' })
+    const prefix = brokers.prefix()
+    const { url } = await build(t, { REDIS_URL: brokers.redis.url, HERALD_REDIS_PREFIX: prefix, HERALD_HISTORY_SIZE: '100' })
     const total = 1_000
     let next = 0
     await Promise.all(Array.from({ length: 8 }, async () => {
       while (next < total) assert.equal((await publish(url, { topic: 'bounded', data: next++ })).status, 202)
     }))
-    const length = await admin.xlen(`${prefix}{bounded}:h`)
+    const length = await brokers.admin.xlen(`${prefix}{bounded}:h`)
     // MAXLEN ~ drops whole stream nodes (100 entries each), so between the size and the size plus a node.
     t.diagnostic(`XLEN after ${total} publishes with HERALD_HISTORY_SIZE=100: ${length}`)
     assert.ok(length >= 100 && length <= 200, `history holds ${length} entries`)
   })
 
   test('every key Herald writes in Redis has a TTL, and a topic\'s history goes away a retention after its last event', { timeout: 30_000 }, async (t) => {
-    const prefix = `guarantees${++prefixes}:`
+    const prefix = brokers.prefix()
     // Long enough for the 50 publishes on a loaded machine: every key is still there when they are listed.
-    const { url } = await build(t, { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix, HERALD_HISTORY_RETENTION_MS: '5000' })
+    const { url } = await build(t, { REDIS_URL: brokers.redis.url, HERALD_REDIS_PREFIX: prefix, HERALD_HISTORY_RETENTION_MS: '5000' })
     await Promise.all(Array.from({ length: 50 }, async (_, index) => {
       const reply = await publish(url, { topic: [`user/${index}`, 'all'], data: index, idempotencyKey: `k${index}` })
       assert.equal(reply.status, 202)
@@ -207,17 +195,17 @@ describe('guarantee 3 and 5a: bounded memory', () => {
     const keys: string[] = []
     let cursor = '0'
     do {
-      const [next, batch] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+      const [next, batch] = await brokers.admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
       cursor = next
       keys.push(...batch)
     } while (cursor !== '0')
-    const ttls = await Promise.all(keys.map(async (key) => [key, await admin.pttl(key)] as const))
+    const ttls = await Promise.all(keys.map(async (key) => [key, await brokers.admin.pttl(key)] as const))
     t.diagnostic(`${keys.length} keys, TTLs from ${Math.min(...ttls.map(([, ttl]) => ttl))} to ${Math.max(...ttls.map(([, ttl]) => ttl))} ms`)
     // Per topic (50 users and 'all') its state and its history; per topic and idempotency key a record.
     assert.ok(keys.length >= 51 * 2 + 50 * 2, `keys: ${keys.length}`)
     assert.deepEqual(ttls.filter(([, ttl]) => ttl <= 0), [], 'every key expires')
-    assert.equal(await admin.exists(`${prefix}{user/7}:h`), 1)
-    await until(async () => await admin.exists(`${prefix}{user/7}:h`) === 0, 15_000, 'the history to expire')
+    assert.equal(await brokers.admin.exists(`${prefix}{user/7}:h`), 1)
+    await until(async () => await brokers.admin.exists(`${prefix}{user/7}:h`) === 0, 15_000, 'the history to expire')
   })
 
   test('live events held while a catch-up is stalled count against the byte cap: the stream is cut, not grown', { timeout: 30_000 }, async (t) => {
@@ -243,8 +231,8 @@ describe('guarantee 3: replays are paged, under backpressure, within a budget', 
   for (const protocol of PROTOCOLS) {
     const todo = protocol === 'http/1.1' ? 'lead: http/1.1 only: publish p99 on B 1.7-2.6 s while A replays 8 Ã— 2,000 events of 4 topics (h2: 0.3 s); load or a replay that starves the event loop, unconfirmed' : undefined
     test(`${protocol}: clients replaying a large history on many topics get every event in order, and publishing on another instance stays fast`, { timeout: 60_000, todo }, async (t) => {
-      const prefix = `guarantees${++prefixes}:`
-      const env = { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix, HERALD_HISTORY_SIZE: '1000', HERALD_MAX_QUEUE_BYTES: String(1 << 20) }
+      const prefix = brokers.prefix()
+      const env = { REDIS_URL: brokers.redis.url, HERALD_REDIS_PREFIX: prefix, HERALD_HISTORY_SIZE: '1000', HERALD_MAX_QUEUE_BYTES: String(1 << 20) }
       // A replays to the clients over the protocol; B takes the publishes.
       const a = await buildFor(t, protocol, env)
       const b = await build(t, env)

@@ -1,49 +1,25 @@
-// A topic's history as a resuming client meets it, on both brokers: it lives a retention after the topic's LAST
-// event (a busy topic never loses its history under a client), and a replay page always carries its first event,
-// however big (a page's byte budget never skips an event). Each failure here was once a silent loss.
+// A topic's history as a resuming client meets it, on memory, Redis and a Redis Cluster: it lives a retention after
+// the topic's LAST event (a busy topic never loses its history under a client), and a replay page always carries its
+// first event, however big (a page's byte budget never skips an event). Each failure here was once a silent loss.
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
-import type { Redis } from 'ioredis'
+import { test } from 'node:test'
+import type { Cluster, Redis } from 'ioredis'
 import { build, publish } from './helper.js'
-import { RedisServer } from './helpers/redis-server.js'
+import { ALL_BROKERS, brokerEnvironment } from './helpers/brokers.js'
+import { scanKeys } from './helpers/redis-keys.js'
 import { openStream, type StreamClient } from './helpers/sse-client.js'
 
 const sleep = async (ms: number) => await new Promise((resolve) => setTimeout(resolve, ms))
 
-const BROKERS = ['memory', 'redis'] as const
-type Broker = typeof BROKERS[number]
-
-let redis: RedisServer
-let admin: Redis
-before(async () => {
-  redis = await RedisServer.start()
-  admin = redis.client()
-})
-after(async () => {
-  admin.disconnect()
-  await redis.stop()
-})
-
-let prefixes = 0
-
-/** Herald's environment for a broker; on Redis a prefix of its own, so each test sees only its keys. */
-function brokerEnv (broker: Broker): { env: Record<string, string>, prefix: string } {
-  const prefix = `history${process.pid}-${++prefixes}:`
-  return { env: broker === 'redis' ? { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix } : {}, prefix }
-}
+const brokers = brokerEnvironment('history', { cluster: true })
 
 /**
  * The Redis stream that holds a topic's history: found by type and name rather than spelled out, so the check
  * holds whatever the key layout (`<prefix>history:<topic>`, `<prefix>{<topic>}:…`).
  */
-async function historyKey (prefix: string, topic: string): Promise<string> {
+async function historyKey (admin: Redis | Cluster, prefix: string, topic: string): Promise<string> {
   const found: string[] = []
-  let cursor = '0'
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-    cursor = next
-    for (const key of keys) if (key.includes(topic) && await admin.type(key) === 'stream') found.push(key)
-  } while (cursor !== '0')
+  for (const key of await scanKeys(admin, `${prefix}*`)) if (key.includes(topic) && await admin.type(key) === 'stream') found.push(key)
   assert.equal(found.length, 1, `one Redis stream holds topic ${topic}'s history under ${prefix}: found ${JSON.stringify(found)}`)
   return found[0] as string
 }
@@ -56,9 +32,9 @@ async function settle (client: StreamClient, last: string, timeoutMs = 5_000): P
 
 const RETENTION_MS = 2_000
 
-for (const broker of BROKERS) {
+for (const broker of ALL_BROKERS) {
   test(`${broker}: a busy topic's history lives a retention after its LAST event: a resume gets every event after its position, or a herald.reset, never a silent gap`, { timeout: 60_000 }, async (t) => {
-    const { env, prefix } = brokerEnv(broker)
+    const { env, prefix } = brokers.env(broker)
     const { url } = await build(t, { ...env, HERALD_HISTORY_RETENTION_MS: String(RETENTION_MS) })
     const topic = 'busy'
     const ids: string[] = []
@@ -72,14 +48,15 @@ for (const broker of BROKERS) {
       const reply = await publish(url, { topic, data: { n: ids.length } })
       assert.equal(reply.status, 202)
       ids.push(reply.body.id as string)
-      if (broker === 'redis') {
-        key ??= await historyKey(prefix, topic)
+      if (broker !== 'memory') {
+        const admin = brokers.adminOf(broker)
+        key ??= await historyKey(admin, prefix, topic)
         ttls.push(await admin.pttl(key))
       }
       await sleep(RETENTION_MS / 10)
     }
     const last = ids.at(-1) as string
-    if (broker === 'redis') {
+    if (broker !== 'memory') {
       t.diagnostic(`PTTL of ${String(key)} right after each of ${ids.length} publishes over ${(1.6 * RETENTION_MS).toFixed(0)} ms (retention ${RETENTION_MS} ms): ${ttls.join(', ')}`)
       // Far above any publish-to-PTTL delay, far below what an expiry set only by the first event leaves.
       const floor = RETENTION_MS / 2
@@ -108,7 +85,7 @@ for (const broker of BROKERS) {
   })
 
   test(`${broker}: an event bigger than a replay page's byte budget (1 MiB or the queue cap, shared by the stream's topics) is replayed, not skipped`, { timeout: 30_000 }, async (t) => {
-    const { env } = brokerEnv(broker)
+    const { env } = brokers.env(broker)
     const { url } = await build(t, env)
     // 32 topics: each gets 1 MiB / 32 = 32 KiB of a page. The big event is 40 KB of data, on one of them.
     const topics = Array.from({ length: 32 }, (_, index) => `wide/${index}`)

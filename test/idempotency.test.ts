@@ -1,52 +1,30 @@
-// Idempotency records last their window (HERALD_IDEMPOTENCY_TTL_MS) and no longer, on both brokers: after it the
-// same key stores a new event, and what a record costs is freed (Redis: the record's own expiry, not the
-// history's 24 h; memory: expired records dropped, so the map does not grow with every key ever used).
+// Idempotency records last their window (HERALD_IDEMPOTENCY_TTL_MS) and no longer, on memory, Redis and a Redis
+// Cluster: after it the same key stores a new event, and what a record costs is freed (Redis: the record's own
+// expiry, not the history's 24 h; memory: expired records dropped, so the map does not grow with every key ever used).
 import assert from 'node:assert/strict'
-import { after, before, test } from 'node:test'
-import type { Redis } from 'ioredis'
+import { test } from 'node:test'
 import { build, publish } from './helper.js'
-import { RedisServer } from './helpers/redis-server.js'
+import { ALL_BROKERS, brokerEnvironment } from './helpers/brokers.js'
+import { scanKeys } from './helpers/redis-keys.js'
 
 const sleep = async (ms: number) => await new Promise((resolve) => setTimeout(resolve, ms))
 
-let redis: RedisServer
-let admin: Redis
-before(async () => {
-  redis = await RedisServer.start()
-  admin = redis.client()
-})
-after(async () => {
-  admin.disconnect()
-  await redis.stop()
-})
-
-let prefixes = 0
+const brokers = brokerEnvironment('idempotency', { cluster: true })
 const WINDOW_MS = 500
 
-/** Every key under a prefix whose name holds `part`: found by name, whatever the key layout. */
-async function keysHolding (prefix: string, part: string): Promise<string[]> {
-  const found: string[] = []
-  let cursor = '0'
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-    cursor = next
-    found.push(...keys.filter((key) => key.includes(part)))
-  } while (cursor !== '0')
-  return found
-}
-
-for (const broker of ['memory', 'redis'] as const) {
+for (const broker of ALL_BROKERS) {
   test(`${broker}: an idempotency key is remembered for its window, and after it the same key stores a new event`, { timeout: 30_000 }, async (t) => {
-    const prefix = `idempotency${process.pid}-${++prefixes}:`
     // The history's retention is the default 24 h: a record kept as long as the history would outlive its window.
-    const env: Record<string, string> = broker === 'redis' ? { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix } : {}
+    const { env, prefix } = brokers.env(broker)
     const { url } = await build(t, { ...env, HERALD_IDEMPOTENCY_TTL_MS: String(WINDOW_MS) })
     const first = await publish(url, { topic: 'orders', data: 1, idempotencyKey: 'order-17' })
     const retried = await publish(url, { topic: 'orders', data: 1, idempotencyKey: 'order-17' })
     assert.equal(first.status, 202)
     assert.deepEqual([retried.body.id, retried.body.duplicate], [first.body.id, true], 'within the window the key gives back the first event')
-    if (broker === 'redis') {
-      const records = await keysHolding(prefix, 'order-17')
+    if (broker !== 'memory') {
+      const admin = brokers.adminOf(broker)
+      // Found by name, whatever the key layout.
+      const records = (await scanKeys(admin, `${prefix}*`)).filter((key) => key.includes('order-17'))
       assert.equal(records.length, 1, `one record for the key: ${JSON.stringify(records)}`)
       const ttl = await admin.pttl(records[0] as string)
       assert.ok(ttl > 0 && ttl <= WINDOW_MS, `the record expires with its window (${WINDOW_MS} ms), not with the history's retention: PTTL ${ttl} ms`)

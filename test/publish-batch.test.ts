@@ -1,6 +1,6 @@
-// POST /v1/events/batch on both brokers: the whole batch is checked before anything is stored, each event is
-// authorized, stored in batch order and counted; on Redis a failure part-way says exactly which events were
-// stored, and a retry with the same idempotency keys completes the batch with no duplicate.
+// POST /v1/events/batch on memory, Redis and a Redis Cluster: the whole batch is checked before anything is stored,
+// each event is authorized, stored in batch order and counted; on Redis a failure part-way says exactly which events
+// were stored, and a retry with the same idempotency keys completes the batch with no duplicate.
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import assert from 'node:assert/strict'
 import { after, before, describe, test, type TestContext } from 'node:test'
@@ -8,18 +8,21 @@ import type { Redis } from 'ioredis'
 import { compileBatchValidator } from '../src/batch-validator.js'
 import { describeOutcomes } from '../src/publish-batch.js'
 import { BrokerUnavailableError } from '../src/errors.js'
+import { unexpectedPublishReply } from '../src/transport/redis-errors.js'
 import { publishBatchBody } from '../src/schemas.js'
 import type { PublishInput, PublishResult } from '../src/transport/transport.js'
 import { build, publish, type Herald } from './helper.js'
 import { seq } from './helpers/event-ids.js'
 import { scrape, type Scrape } from './helpers/metrics.js'
+import { RedisCluster } from './helpers/redis-cluster.js'
 import { RedisProxy } from './helpers/redis-proxy.js'
 import { RedisServer } from './helpers/redis-server.js'
 import { openStream, payloads, type StreamClient } from './helpers/sse-client.js'
 import { SECRET, token } from './helpers/tokens.js'
 
 interface BatchEvent { topic: string | string[], data: unknown, type?: string, retry?: number, idempotencyKey?: string }
-interface EventOutcome { status?: string, ids?: string[], topics?: string[], duplicate?: boolean }
+interface TopicOutcome { topic: string, status: string, id?: string, duplicate?: boolean }
+interface EventOutcome { status?: string, ids?: string[], topics?: string[], duplicate?: boolean, byTopic?: TopicOutcome[] }
 interface BatchReply { status: number, headers: Headers, body: { events?: EventOutcome[], message?: string, code?: string, statusCode?: number } }
 
 async function publishBatch (url: string, body: unknown, headers: Record<string, string> = {}): Promise<BatchReply> {
@@ -41,14 +44,17 @@ async function history (t: TestContext, url: string, topic: string, count: numbe
 }
 
 let redis: RedisServer
-before(async () => { redis = await RedisServer.start() })
-after(async () => await redis.stop())
+// No replicas: nothing here fails a master over.
+let cluster: RedisCluster
+before(async () => { [redis, cluster] = await Promise.all([RedisServer.start(), RedisCluster.start({ replicas: 0 })]) })
+after(async () => await Promise.all([redis.stop(), cluster.stop()]))
 let prefixes = 0
 
-const BROKERS = ['memory', 'redis'] as const
+// On a cluster a batch's topics live on several shards: its calls go out per shard, in batch order on each topic.
+const BROKERS = ['memory', 'redis', 'cluster'] as const
 
 async function herald (t: TestContext, broker: typeof BROKERS[number], env: Record<string, string> = {}): Promise<Herald> {
-  const brokerEnv: Record<string, string> = broker === 'redis' ? { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: `batch${++prefixes}:` } : {}
+  const brokerEnv: Record<string, string> = broker === 'memory' ? {} : { REDIS_URL: broker === 'redis' ? redis.url : cluster.url, HERALD_REDIS_PREFIX: `batch${++prefixes}:` }
   return await build(t, { ...brokerEnv, ...env })
 }
 
@@ -293,6 +299,72 @@ describe('redis: a failure part-way', () => {
     assert.deepEqual(payloads(watchers.get('p/poisoned')?.events ?? []), ['first', { index: 5 }])
   })
 
+  test('an event on several topics that Redis refuses on one: the 503 says per topic where it was stored, the metrics count it refused, and a retry completes it with no duplicate', async (t) => {
+    const prefix = `batch${++prefixes}:`
+    const { app, url } = await build(t, { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix })
+    const streams = new Map<string, StreamClient>()
+    for (const query of ['topic=m/ok', 'topic=m/poisoned', 'topic=m/ok&topic=m/poisoned']) {
+      const client = await openStream(`${url}/v1/stream?${query}`)
+      t.after(client.close)
+      streams.set(query, client)
+    }
+    const stream = (query: string) => streams.get(query) as StreamClient
+    assert.equal((await publish(url, { topic: 'm/poisoned', data: 'first' })).status, 202)
+    await stream('topic=m/poisoned').waitForEvents(1)
+    // The topic's history key holds a string: the event's call for that topic fails (WRONGTYPE), its other
+    // topic's call succeeds.
+    const poisoned = await historyKey(prefix, 'm/poisoned')
+    await admin.del(poisoned)
+    await admin.set(poisoned, 'not a stream')
+
+    const events: BatchEvent[] = [
+      { topic: 'm/ok', data: { index: 0 }, idempotencyKey: 'multi-0' },
+      { topic: ['m/ok', 'm/poisoned'], data: { index: 1 }, idempotencyKey: 'multi-1' },
+      { topic: ['m/poisoned', 'm/ok'], data: { index: 2 }, idempotencyKey: 'multi-2' },
+      { topic: 'm/ok', data: { index: 3 }, idempotencyKey: 'multi-3' }
+    ]
+    const before = await scrape(app)
+    const failed = await publishBatch(url, { events })
+    const after = await scrape(app)
+    assert.equal(failed.status, 503, JSON.stringify(failed.body))
+    assert.equal(failed.body.code, 'HERALD_BROKER_UNAVAILABLE')
+    t.diagnostic(`503: ${failed.body.message}; events ${JSON.stringify(failed.body.events)}`)
+    assert.match(failed.body.message ?? '', /^event 1 on topic "m\/poisoned": Redis refused the publish \(WRONGTYPE\).*\. 2 of 4 events were stored, 2 in part, 0 were not: retry the batch with the same idempotency keys$/)
+    const outcomes = failed.body.events ?? []
+    const okId = (index: number) => outcomes[index]?.byTopic?.find((onTopic) => onTopic.topic === 'm/ok')?.id as string
+    assert.deepEqual(outcomes.map((outcome) => outcome.status), ['stored', 'partial', 'partial', 'stored'])
+    assert.deepEqual(outcomes[1]?.byTopic, [{ topic: 'm/ok', status: 'stored', id: okId(1), duplicate: false }, { topic: 'm/poisoned', status: 'not-stored' }])
+    assert.deepEqual(outcomes[2]?.byTopic, [{ topic: 'm/poisoned', status: 'not-stored' }, { topic: 'm/ok', status: 'stored', id: okId(2), duplicate: false }])
+    const okIds = [outcomes[0]?.ids?.[0], okId(1), okId(2), outcomes[3]?.ids?.[0]]
+    assert.deepEqual((await history(t, url, 'm/ok', 4)).events.map((event) => event.id), okIds, 'm/ok holds every event, with the ids the reply gave')
+
+    const delta = (name: string, labels: Record<string, string>) => (after.value(name, labels) ?? 0) - (before.value(name, labels) ?? 0)
+    assert.equal(delta('herald_events_published_total', { result: 'stored' }), 2, 'the events stored on every topic')
+    assert.equal(delta('herald_events_published_total', { result: 'refused' }), 2, 'the events stored on some topics only')
+    assert.equal(delta('herald_publish_refusals_total', { reason: 'unavailable' }), 1, 'the request, as a 503')
+
+    await admin.del(poisoned)
+    const retried = await publishBatch(url, { events })
+    assert.equal(retried.status, 202, JSON.stringify(retried.body))
+    const done = retried.body.events ?? []
+    assert.deepEqual(done[0], { ids: [okIds[0]], topics: ['m/ok'], duplicate: true })
+    assert.deepEqual(done[3], { ids: [okIds[3]], topics: ['m/ok'], duplicate: true })
+    assert.deepEqual(done[1]?.topics, ['m/ok', 'm/poisoned'])
+    assert.equal(done[1]?.ids?.[0], okIds[1], 'event 1 on m/ok: the position it got before')
+    assert.deepEqual(done[2]?.topics, ['m/poisoned', 'm/ok'])
+    assert.equal(done[2]?.ids?.[1], okIds[2], 'event 2 on m/ok: the position it got before')
+    assert.equal(done[1]?.duplicate, false, 'stored now on m/poisoned')
+
+    await stream('topic=m/ok').waitForEvents(4)
+    await stream('topic=m/poisoned').waitForEvents(3)
+    await stream('topic=m/ok&topic=m/poisoned').waitForEvents(5)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.deepEqual(payloads(stream('topic=m/ok').events), [0, 1, 2, 3].map((index) => ({ index })), 'm/ok: each event once, in batch order')
+    assert.deepEqual(payloads(stream('topic=m/poisoned').events), ['first', { index: 1 }, { index: 2 }], 'm/poisoned: each event once, in batch order')
+    const both = payloads(stream('topic=m/ok&topic=m/poisoned').events).map((data) => JSON.stringify(data))
+    assert.deepEqual([...both].sort(), ['"first"', ...[0, 1, 2, 3].map((index) => JSON.stringify({ index }))].sort(), 'a stream of both topics: each event once')
+  })
+
   test('Redis stops answering mid-batch: the events whose answers did not come are `unknown`, the 503 says so, and a retry completes the batch with no duplicate', async (t) => {
     const prefix = `batch${++prefixes}:`
     const proxy = await RedisProxy.start(redis.port)
@@ -312,7 +384,7 @@ describe('redis: a failure part-way', () => {
     // Every call was sent at once (one pipelined round trip): those answered before the hold are stored, the rest
     // unknown; none is not-stored, since Redis got them all.
     for (const [index, outcome] of outcomes.entries()) {
-      assert.ok(outcome.status === 'stored' || (outcome.status === 'unknown' && Object.keys(outcome).length === 1), `event ${index}: ${JSON.stringify(outcome)}`)
+      assert.ok(outcome.status === 'stored' || (outcome.status === 'unknown' && JSON.stringify(outcome.byTopic) === JSON.stringify([{ topic: 'hang', status: 'unknown' }])), `event ${index}: ${JSON.stringify(outcome)}`)
       if (index >= 4) assert.equal(outcome.status, 'unknown', `event ${index}: its answer was held`)
     }
     assert.match(failed.body.message ?? '', /^event \d+: Redis did not answer in time.*\. \d+ of 10 events were stored, \d+ (was|were) not, \d+ may be: retry the batch with the same idempotency keys$/)
@@ -390,19 +462,30 @@ test('HERALD_RATE_LIMIT_PER_MINUTE counts each event\'s topics, from the budget 
   assert.equal(never.headers.get('retry-after'), null, 'waiting would not help')
 })
 
-test('a batch outcome says stored, not-stored or unknown: a timed-out call, or an event on several topics, may be stored', () => {
-  const inputs: PublishInput[] = [['a'], ['b'], ['c'], ['d', 'e']].map((topics) => ({ topics, data: '1' }))
+test('a batch outcome says stored, partial, not-stored or unknown, and per topic: a timed-out or unreadable call may be stored', () => {
+  const inputs: PublishInput[] = [['a'], ['b'], ['c'], ['d', 'e'], ['f', 'g', 'h'], ['i']].map((topics) => ({ topics, data: '1' }))
   const unreachable = new BrokerUnavailableError('Redis is unreachable; the event was not stored', { cause: new Error('Connection is closed.') })
   const timedOut = new BrokerUnavailableError('Redis did not answer in time', { cause: new Error('Command timed out') })
   const stored: PublishResult = { ids: ['x-1'], topics: ['a'], duplicate: false }
-  const described = describeOutcomes(inputs, [{ result: stored }, { error: unreachable }, { error: timedOut }, { error: unreachable }])
+  const described = describeOutcomes(inputs, [
+    { result: stored },
+    { error: unreachable },
+    { error: timedOut },
+    { error: unreachable, byTopic: [{ topic: 'd', id: 'x-4', duplicate: true }, { topic: 'e', error: unreachable }] },
+    { error: unreachable, byTopic: [{ topic: 'f', error: unreachable }, { topic: 'g', error: timedOut }, { topic: 'h', error: unreachable }] },
+    { error: unexpectedPublishReply() }
+  ])
   assert.deepEqual(described.events, [
     { status: 'stored', ids: ['x-1'], topics: ['a'], duplicate: false },
-    { status: 'not-stored' },
-    { status: 'unknown' },
-    { status: 'unknown' }
+    { status: 'not-stored', byTopic: [{ topic: 'b', status: 'not-stored' }] },
+    { status: 'unknown', byTopic: [{ topic: 'c', status: 'unknown' }] },
+    { status: 'partial', byTopic: [{ topic: 'd', status: 'stored', id: 'x-4', duplicate: true }, { topic: 'e', status: 'not-stored' }] },
+    { status: 'unknown', byTopic: [{ topic: 'f', status: 'not-stored' }, { topic: 'g', status: 'unknown' }, { topic: 'h', status: 'not-stored' }] },
+    { status: 'unknown', byTopic: [{ topic: 'i', status: 'unknown' }] }
   ])
   assert.deepEqual(described.failure, { index: 1, error: unreachable }, 'the first failure is the one the reply names')
+  const partly = describeOutcomes(inputs.slice(3, 4), [{ error: unreachable, byTopic: [{ topic: 'd', id: 'x-4', duplicate: true }, { topic: 'e', error: unreachable }] }])
+  assert.deepEqual(partly.failure, { index: 0, topic: 'e', error: unreachable }, 'an event of several topics: the topic it failed on')
   assert.equal(describeOutcomes(inputs.slice(0, 1), [{ result: stored }]).failure, undefined)
 })
 

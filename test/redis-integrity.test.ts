@@ -5,7 +5,7 @@ import { test } from 'node:test'
 import fc from 'fast-check'
 import { parseChannelMessage, parseHistoryEntry } from '../src/transport/redis-messages.js'
 import { build, publish, request, until } from './helper.js'
-import { epochOf } from './helpers/event-ids.js'
+import { epochOf, seq } from './helpers/event-ids.js'
 import { scrape } from './helpers/metrics.js'
 import { RedisServer } from './helpers/redis-server.js'
 import { openStream, payloads } from './helpers/sse-client.js'
@@ -104,7 +104,7 @@ test('Redis losing acknowledged writes (AOF everysec, SIGKILL) starts a new epoc
     const admin = redis.client()
     const [epochKept, seqKept] = await admin.hmget('herald:{ledger}:m', 'e', 's')
     admin.disconnect()
-    const acknowledgedSeqs = [...acknowledged.keys()].filter((id) => epochOf(id) === epochKept).map((id) => Number(id.split('-')[1]))
+    const acknowledgedSeqs = [...acknowledged.keys()].filter((id) => epochOf(id) === epochKept).map(seq)
     lostAcknowledged += Math.max(0, Math.max(0, ...acknowledgedSeqs) - Number(seqKept ?? 0))
     await until(async () => (await request(`${herald.url}/health/ready`)).status === 200, 20_000, 'Herald ready again')
     await burst(`after-${delayMs}`, 30)

@@ -1,14 +1,20 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import fc from 'fast-check'
-import { collect, memoryFactory, redisFactory, subscribed, type HubUnderTest } from './helpers/brokers.js'
+import { keySlot } from '../src/redis-topology.js'
+import { clusterFactory, collect, memoryFactory, redisFactory, subscribed, type HubFactory, type HubUnderTest } from './helpers/brokers.js'
+import { RedisCluster } from './helpers/redis-cluster.js'
 import { RedisServer } from './helpers/redis-server.js'
 
+// On a cluster a topic's keys and channel live on the shard of its hash tag, `{<topic>}`: these four are on all three
+// shards of the cluster redis-cli creates (the test checks), so a stream's topics span shards.
 const POOL = ['a', 'b', 'c', 'd']
 
 let redis: RedisServer
-before(async () => { redis = await RedisServer.start() })
-after(async () => { await redis.stop() })
+// No replicas: nothing here fails a master over.
+let cluster: RedisCluster
+before(async () => { [redis, cluster] = await Promise.all([RedisServer.start(), RedisCluster.start({ replicas: 0 })]) })
+after(async () => { await Promise.all([redis.stop(), cluster.stop()]) })
 
 /** One generated case: what is published before and while away, which topics the two streams ask for. */
 const scenario = fc.record({
@@ -20,17 +26,24 @@ const scenario = fc.record({
   otherInstance: fc.boolean()
 })
 
-for (const kind of ['memory', 'redis'] as const) {
+for (const kind of ['memory', 'redis', 'cluster'] as const) {
   test(`${kind}: property: a multi-topic stream that reconnects with its last id, on any instance, gets exactly the events it missed, in order on each topic, and nothing twice`, { timeout: 120_000 }, async () => {
+    if (kind === 'cluster') {
+      const masters = await cluster.masters()
+      const shards = new Set(POOL.map((topic) => masters.findIndex((master) => master.slots.some(([first, last]) => keySlot(`{${topic}}`) >= first && keySlot(`{${topic}}`) <= last))))
+      assert.equal(shards.size, masters.length, `the topics ${JSON.stringify(POOL)} span every shard`)
+    }
+    const factory: HubFactory = kind === 'cluster' ? clusterFactory(cluster) : redisFactory(redis)
     let round = 0
     await fc.assert(fc.asyncProperty(scenario, async ({ first, seen, missed, otherInstance }) => {
       round++
       // EventSource reconnects to the same URL: the same topics.
       const second = first
       const prefix = `prop${process.pid}-${round}:`
+      // A second instance, on the same deployment, only for a case that reconnects to it.
       const setups: HubUnderTest[] = kind === 'memory'
         ? [await memoryFactory()()]
-        : [await redisFactory(redis)({ prefix }), await redisFactory(redis)({ prefix })]
+        : [await factory({ prefix }), ...(otherInstance ? [await factory({ prefix })] : [])]
       try {
         const [one] = setups as [HubUnderTest]
         const two = otherInstance ? setups.at(-1) as HubUnderTest : one

@@ -2,7 +2,8 @@ import type { Backoff } from './backoff.js'
 import { SseParser, type SseMessage } from './sse-parser.js'
 import { StreamMachine, type Outcome, type Step } from './stream-machine.js'
 import { refreshDelay } from './token.js'
-import type { ResetNotice, StreamState } from './types.js'
+import type { StreamState } from './types.js'
+import { RESET_EVENT, UNAVAILABLE_EVENT, type ResetNotice } from './wire.js'
 
 /** An event as the stream carries it: data still JSON text (the envelope). */
 export interface RawEvent {
@@ -191,7 +192,7 @@ export class EventStream {
   private async read (generation: number, connection: Connection, body: ReadableStream<Uint8Array>, token: string | undefined): Promise<Outcome | undefined> {
     let refusal: { reason: string, retryMs: number } | undefined
     const parser = new SseParser((message) => {
-      if (message.type === 'herald.unavailable') refusal = parseRefusal(message.data)
+      if (message.type === UNAVAILABLE_EVENT) refusal = parseRefusal(message.data)
       else this.message(connection, message)
     })
     const reader = body.getReader()
@@ -233,7 +234,7 @@ export class EventStream {
 
   private message (connection: Connection, message: SseMessage): void {
     if (connection !== this.connection && connection !== this.outgoing) return
-    if (message.type === 'herald.reset') {
+    if (message.type === RESET_EVENT) {
       const notice = parse(message.data) as ResetNotice | undefined
       if (notice !== undefined && Array.isArray(notice.topics)) this.options.onReset(notice)
       return

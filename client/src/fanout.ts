@@ -2,6 +2,7 @@ import { ArrivalOrder } from './arrival-order.js'
 import { EventStream, type RawEvent } from './event-stream.js'
 import { subscriptionKey, tabOf, type OwnerMessage, type StreamConfig, type TabMessage } from './protocol.js'
 import type { HeraldEvent, ResetNotice, StreamState } from './types.js'
+import type { Envelope } from './wire.js'
 
 export interface FanoutOptions {
   config: StreamConfig
@@ -187,11 +188,11 @@ export class Fanout {
   }
 }
 
-function parseEnvelope (text: string): { topic: string, data: unknown } | undefined {
+function parseEnvelope (text: string): Envelope | undefined {
   try {
     const value: unknown = JSON.parse(text)
     if (typeof value !== 'object' || value === null || typeof (value as { topic?: unknown }).topic !== 'string') return undefined
-    return value as { topic: string, data: unknown }
+    return value as Envelope
   } catch {
     return undefined
   }

@@ -6,7 +6,7 @@ import { subscriptionKey, type Link, type LinkHost, type OwnerMessage, type Stre
 import type { Herald, HeraldOptions, StreamState, SubscribeOptions, Subscription } from './types.js'
 import { WorkerLink } from './worker-link.js'
 
-export type { BackoffOptions, Herald, HeraldEvent, HeraldOptions, ResetNotice, StreamState, StreamStateName, SubscribeOptions, Subscription } from './types.js'
+export type { BackoffOptions, Herald, HeraldEvent, HeraldOptions, ResetNotice, ResetReason, StreamState, StreamStateName, SubscribeOptions, Subscription, UnavailableReason } from './types.js'
 
 /**
  * Subscribes a page to Herald topics over one Server-Sent Events stream shared by all its tabs:

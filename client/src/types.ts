@@ -1,3 +1,5 @@
+import type { ResetNotice } from './wire.js'
+
 /** One event, as a subscription receives it. */
 export interface HeraldEvent<Data = unknown> {
   /** The topic it was published to (of the subscription's topics). */
@@ -10,13 +12,8 @@ export interface HeraldEvent<Data = unknown> {
   id: string
 }
 
-/** Herald's in-band `herald.reset`: events after `lastEventId` on `topics` may be missing; reload their state. */
-export interface ResetNotice {
-  /** `history-trimmed`, `history-expired`, `malformed-id`, `unknown-id` or `epoch-changed`. */
-  reason: string
-  topics: string[]
-  lastEventId: string
-}
+/** Herald's in-band notices: `herald.reset` (its data, ResetNotice) and why a stream is refused for now. */
+export type { ResetNotice, ResetReason, UnavailableReason } from './wire.js'
 
 /**
  * Where the shared stream is. `open` only once Herald has accepted the stream (a refusal never shows as open).
@@ -35,7 +32,7 @@ export interface StreamState {
   attempt: number
   /** Milliseconds until the next attempt, while the client waits to try again. */
   retryInMs?: number
-  /** Why Herald refused the last attempt (`herald.unavailable`: `instance-full`, `address-limit`, `draining`, ...). */
+  /** Why Herald refused the last attempt (`herald.unavailable`: an UnavailableReason such as `instance-full`). */
   reason?: string
   /** The HTTP status of the last failed attempt, when it got one (401, 403, 400, a balancer's 502). */
   status?: number

@@ -35,3 +35,23 @@ export function publishFailure (error: unknown): Error {
 function isReplyError (error: unknown): error is Error {
   return error instanceof Error && error.name === 'ReplyError'
 }
+
+/** Redis answered a publish with something that is not the publish function's answer. */
+class UnexpectedReplyError extends Error {
+  override name = 'UnexpectedReplyError'
+}
+
+/** A publish whose answer Herald cannot read: the call ran, so the event may be stored. */
+export function unexpectedPublishReply (): Error {
+  return new BrokerUnavailableError('Redis answered the publish with something Herald did not expect; the event may or may not be stored: retry with the same idempotency key', { cause: new UnexpectedReplyError('unexpected reply to the publish function') })
+}
+
+/**
+ * Whether a publish call that failed may still have stored its event: one Redis did not answer in time was sent, and
+ * Redis runs it when it wakes up; one whose answer made no sense ran. Otherwise (no connection, a refusal) nothing
+ * was stored.
+ */
+export function mayHaveRun (error: Error): boolean {
+  const cause = (error as { cause?: unknown }).cause
+  return cause instanceof UnexpectedReplyError || (cause instanceof Error && cause.message === 'Command timed out')
+}

@@ -1,11 +1,11 @@
 import calculateSlot from 'cluster-key-slot'
 import type { Cluster, Redis } from 'ioredis'
 import { BrokerUnavailableError, InvalidEventError } from '../errors.js'
-import { publishFailure } from './redis-errors.js'
+import { publishFailure, unexpectedPublishReply } from './redis-errors.js'
 import type { Position } from '../protocol.js'
 import { functionLibrary, publishKeys, readKeys, type FunctionLibrary } from './redis-functions.js'
 import { parseChannelMessage, parseHistoryEntry } from './redis-messages.js'
-import type { BatchOutcome, PublishInput, PublishResult, StoredEvent, TopicRead, Transport, TransportHealth, TransportSink } from './transport.js'
+import type { BatchOutcome, PublishInput, PublishResult, StoredEvent, TopicOutcome, TopicRead, Transport, TransportHealth, TransportSink } from './transport.js'
 
 export interface RedisTransportOptions {
   prefix: string
@@ -88,12 +88,19 @@ export class RedisTransport implements Transport {
     const calls = inputs.map((input) => input.topics.map(async (topic) => await this.call(this.library.publish, publishKeys(this.options.prefix, topic, input.idempotencyKey), publishArguments(input))))
     const outcomes: BatchOutcome[] = []
     for (const [index, input] of inputs.entries()) {
-      // Each event's own outcome: one that failed says so, and the others, stored or not, say exactly that.
+      // Each event's own outcome, topic by topic: one that failed on a topic says so, and what it became on the
+      // others, stored or not, exactly.
       const settled = await Promise.allSettled(calls[index] as Array<Promise<unknown>>)
-      const rejected = settled.find((outcome) => outcome.status === 'rejected')
-      outcomes.push(rejected !== undefined
-        ? { error: publishError(rejected.reason) }
-        : { result: publishResult(input, settled.map((outcome) => (outcome as PromiseFulfilledResult<unknown>).value)) })
+      const byTopic = settled.map((outcome, position): TopicOutcome => {
+        const topic = input.topics[position] as string
+        if (outcome.status === 'rejected') return { topic, error: publishError(outcome.reason) }
+        const stored = storedOn(outcome.value)
+        return stored === undefined ? { topic, error: unexpectedPublishReply() } : { topic, ...stored }
+      })
+      const failed = byTopic.find((outcome) => 'error' in outcome)
+      outcomes.push(failed !== undefined
+        ? { error: failed.error, byTopic }
+        : { result: { ids: byTopic.map((outcome) => (outcome as { id: string }).id), topics: input.topics, duplicate: byTopic.every((outcome) => (outcome as { duplicate: boolean }).duplicate) } })
     }
     this.options.onCommand?.('publish', performance.now() - started)
     return outcomes
@@ -308,11 +315,18 @@ function publishArguments (input: PublishInput): string[] {
 function publishResult (input: PublishInput, replies: unknown[]): PublishResult {
   let duplicates = 0
   const ids = replies.map((reply) => {
-    if (!Array.isArray(reply) || typeof reply[0] !== 'string') throw new BrokerUnavailableError('Redis answered the publish with something Herald did not expect')
-    if (reply[1] === 1) duplicates++
-    return reply[0]
+    const stored = storedOn(reply)
+    if (stored === undefined) throw unexpectedPublishReply()
+    if (stored.duplicate) duplicates++
+    return stored.id
   })
   return { ids, topics: input.topics, duplicate: duplicates === input.topics.length }
+}
+
+/** The publish function's answer on one topic: the event's id there, and whether its idempotency key was known. */
+function storedOn (reply: unknown): { id: string, duplicate: boolean } | undefined {
+  if (!Array.isArray(reply) || typeof reply[0] !== 'string') return undefined
+  return { id: reply[0], duplicate: reply[1] === 1 }
 }
 
 /** Why a publish failed, as the reply says it: a refusal of the function's checks is the caller's (400). */

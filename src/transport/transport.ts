@@ -24,8 +24,14 @@ export interface PublishResult {
   duplicate: boolean
 }
 
-/** One event of a batch: stored (on every topic), or not (and why). */
-export type BatchOutcome = { result: PublishResult } | { error: Error }
+/** What became of an event on one of its topics: its position there, or why it failed there. */
+export type TopicOutcome = { topic: string, id: string, duplicate: boolean } | { topic: string, error: Error }
+
+/**
+ * One event of a batch: stored (on every topic), or not (and why). An event on several topics is stored topic by
+ * topic, so one that failed lists, when the transport knows it, what became of it on each topic, in its order.
+ */
+export type BatchOutcome = { result: PublishResult } | { error: Error, byTopic?: TopicOutcome[] }
 
 /**
  * An event as history keeps it and as live delivery carries it, on one topic: its position there is `<epoch>-<seq>`.

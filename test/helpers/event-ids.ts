@@ -1,14 +1,14 @@
-import { encodeStreamId, topicTag } from '../../src/protocol.js'
+import { encodeStreamId, formatPosition, parsePosition, parseStreamId, topicTag } from '../../src/protocol.js'
 
 /**
  * The parts of an event id, `<epoch>-<seq>`: tests compare sequence numbers within one epoch. A plain number
  * (Herald 0.1's ids, before epochs) reads as epoch '', so a test can also be run against the old code.
  */
 export function parseId (id: string): { epoch: string, seq: number } {
-  const dash = id.lastIndexOf('-')
-  if (dash < 0 && /^\d+$/.test(id)) return { epoch: '', seq: Number(id) }
-  if (dash <= 0) throw new Error(`not an event id: ${JSON.stringify(id)}`)
-  return { epoch: id.slice(0, dash), seq: Number(id.slice(dash + 1)) }
+  if (/^\d+$/.test(id)) return { epoch: '', seq: Number(id) }
+  const position = parsePosition(id)
+  if (position === undefined) throw new Error(`not an event id: ${JSON.stringify(id)}`)
+  return position
 }
 
 /** The sequence number of an event id. */
@@ -38,7 +38,8 @@ export function streamId (topics: readonly string[], positions: ReadonlyArray<st
 /** An event's id on its own topic, read from a stream's id (a multi-topic stream's carries one per topic). */
 export function positionOn (streamId: string, topic: string): string {
   if (!streamId.includes(':')) return streamId
-  const tag = topicTag(topic)
-  const entry = streamId.split(',').find((part) => part.startsWith(`${tag}:`))
-  return entry === undefined ? streamId : entry.slice(tag.length + 1)
+  const read = parseStreamId(streamId, [topic])
+  if (read.kind !== 'positions' || !read.positions.has(topic)) return streamId
+  const position = read.positions.get(topic)
+  return position === null || position === undefined ? '' : formatPosition(position)
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import { freePort } from './redis-server.js'
 
 const run = promisify(execFile)
@@ -29,8 +29,13 @@ export interface ClusterMaster {
 }
 
 export interface RedisClusterOptions {
-  /** Masters (default 3), each with one replica. */
+  /** Masters (default 3). */
   masters?: number
+  /**
+   * Replicas per master (default 1). 0 starts only the masters: half the processes, for tests that do not fail a
+   * master over.
+   */
+  replicas?: number
   /** --cluster-node-timeout, ms (default 1000): a killed master's replica is promoted after about twice this. */
   nodeTimeoutMs?: number
   /** Extra redis-server arguments for every node (e.g. TLS or ACL settings). */
@@ -41,20 +46,21 @@ export interface RedisClusterOptions {
 const PROBE_OPTIONS = { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1_000, commandTimeout: 2_000 }
 
 /**
- * A real Redis Cluster on loopback that the test owns: masters × (1 master + 1 replica) redis-servers with
- * --cluster-enabled, joined by `redis-cli --cluster create --cluster-replicas 1`, ready when every node says
+ * A real Redis Cluster on loopback that the test owns: masters × (1 master + `replicas` replicas) redis-servers with
+ * --cluster-enabled, joined by `redis-cli --cluster create --cluster-replicas <replicas>`, ready when every node says
  * cluster_state:ok. Every process is stopped by PID in `stop` (call it in t.after). Every wait is bounded.
  */
 export class RedisCluster {
   readonly directory = mkdtempSync(join(tmpdir(), 'herald-cluster-'))
   private stopped = false
+  private adminClient: Cluster | undefined
 
   private constructor (readonly nodes: ClusterNode[], private readonly options: Required<RedisClusterOptions>) {}
 
   static async start (options: RedisClusterOptions = {}): Promise<RedisCluster> {
-    const filled: Required<RedisClusterOptions> = { masters: 3, nodeTimeoutMs: 1_000, serverArgs: [], ...options }
+    const filled: Required<RedisClusterOptions> = { masters: 3, replicas: 1, nodeTimeoutMs: 1_000, serverArgs: [], ...options }
     const ports: number[] = []
-    while (ports.length < filled.masters * 2) {
+    while (ports.length < filled.masters * (1 + filled.replicas)) {
       const port = await freePort()
       // The cluster bus listens on port + 10000: both must be free, and distinct from the other nodes'.
       if (port > 55_000 || ports.includes(port) || ports.some((other) => Math.abs(other - port) === 10_000)) continue
@@ -63,7 +69,7 @@ export class RedisCluster {
     const cluster = new RedisCluster(ports.map((port) => ({ port, process: undefined })), filled)
     try {
       await Promise.all(cluster.nodes.map(async (node) => await cluster.startNode(node)))
-      await run('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 30_000 })
+      await run('redis-cli', ['--cluster', 'create', ...ports.map((port) => `127.0.0.1:${port}`), '--cluster-replicas', String(filled.replicas), '--cluster-yes'], { timeout: 30_000 })
       await cluster.waitForState('ok', 30_000)
       await cluster.waitForReplicasInSync(30_000)
     } catch (error) {
@@ -92,6 +98,24 @@ export class RedisCluster {
   client (port: number): Redis {
     const client = new Redis(port, '127.0.0.1', PROBE_OPTIONS)
     client.on('error', () => {})
+    return client
+  }
+
+  /**
+   * One cluster client for assertions, made on first use and shared until `stop`: commands on a key go to the
+   * key's owner; `nodes('master')` reaches every master (SCAN, KEYS, PUBSUB SHARDNUMSUB on a slot's owner).
+   */
+  async admin (): Promise<Cluster> {
+    if (this.adminClient === undefined) {
+      this.adminClient = new Cluster([{ host: '127.0.0.1', port: this.nodes[0]?.port ?? 0 }])
+      this.adminClient.on('error', () => {})
+    }
+    const client = this.adminClient
+    const deadline = Date.now() + 10_000
+    while (client.status !== 'ready') {
+      if (Date.now() > deadline) throw new Error(`the admin cluster client is ${client.status}, not ready, after 10 s`)
+      await sleep(20)
+    }
     return client
   }
 
@@ -232,6 +256,7 @@ export class RedisCluster {
   async stop (): Promise<void> {
     if (this.stopped) return
     this.stopped = true
+    this.adminClient?.disconnect()
     await Promise.all(this.nodes.map(async (node) => {
       node.process?.kill('SIGCONT')
       await signal(node, 'SIGKILL')
