@@ -5,8 +5,8 @@
  * - Per-user delivery: 1,000 streams on 1,000 topics (one each), events published straight into Redis through the
  *   Function library (FCALL, as a backend can), `rate` per second for `seconds`: Herald's CPU per delivery is then
  *   the receive from Redis, the check and the write to one socket, with no HTTP publish in it.
- * - Batch publishing: `POST /v1/events/batch` of 100 events each (1,000 topics, nobody subscribed), 4 requests in
- *   flight for `seconds`: Herald's and Redis's CPU per published event.
+ * - Publishing: single `POST /v1/events` (16 requests in flight), then `POST /v1/events/batch` of 100 events each
+ *   (4 in flight), to 1,000 topics nobody listens to, for `seconds` each: Herald's and Redis's CPU per event.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
@@ -63,36 +63,56 @@ try {
     for (const stream of clients) stream.close()
   }
 
-  await sleep(1_000)
-  const agent = new Agent({ connections: 4, pipelining: 1 })
-  let accepted = 0
-  let failed = 0
-  let round = 0
-  const body = (): string => JSON.stringify({ events: Array.from({ length: 100 }, (_, index) => ({ topic: `batch/${(round * 100 + index) % TOPICS}`, data: { n: round * 100 + index } })) })
-  const send = async (deadline: number, count: boolean): Promise<void> => {
-    while (now() < deadline) {
-      round++
-      const response = await request(`http://127.0.0.1:${herald.port}/v1/events/batch`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' }, body: body() })
-      await response.body.dump()
-      if (!count) continue
-      if (response.statusCode >= 200 && response.statusCode < 300) accepted += 100
-      else failed++
-    }
+  for (const perRequest of [1, 100]) {
+    await sleep(1_000)
+    const { rate: accepted, cpu, redisCpu, failed, share } = await publishOver(perRequest)
+    const what = perRequest === 1 ? 'single publishing, POST /v1/events, 16 in flight' : `batch publishing, ${perRequest} events per POST /v1/events/batch, 4 in flight`
+    console.log(`${what}, ${seconds} s: ${Math.round(accepted)} events/s accepted, ${failed} requests failed; ` +
+      `Herald ${cpu.toFixed(2)} CPU-s per 100k events (${(100 * share).toFixed(0)}% of a core), Redis ${redisCpu.toFixed(2)} per 100k`)
   }
-  const warmUntil = now() + 1_000
-  await Promise.all(Array.from({ length: 4 }, async () => await send(warmUntil, false)))
-  const before = cpuSecondsOf(pid)
-  const redisBefore = cpuSecondsOf(redisPid)
-  const started = now()
-  await Promise.all(Array.from({ length: 4 }, async () => await send(started + seconds * 1000, true)))
-  const elapsed = (now() - started) / 1000
-  const cpu = cpuSecondsOf(pid) - before
-  const redisCpu = cpuSecondsOf(redisPid) - redisBefore
-  console.log(`batch publishing, 100 events per POST /v1/events/batch, 4 in flight, ${seconds} s: ${Math.round(accepted / elapsed)} events/s accepted, ${failed} requests failed; ` +
-    `Herald ${(cpu * 100_000 / accepted).toFixed(2)} CPU-s per 100k events (${(100 * cpu / elapsed).toFixed(0)}% of a core), Redis ${(redisCpu * 100_000 / accepted).toFixed(2)} per 100k`)
-  await agent.close()
 } finally {
   client.disconnect()
   await herald.kill()
   await redis.stop()
+}
+
+/**
+ * Publishes for `seconds` (after 1 s unmeasured), `perRequest` events per request to 1,000 topics nobody listens to:
+ * single events 16 requests in flight, batches 4. Herald's and Redis's CPU-s per 100k accepted events.
+ */
+async function publishOver (perRequest: number): Promise<{ rate: number, cpu: number, redisCpu: number, failed: number, share: number }> {
+  const agent = new Agent({ connections: 4, pipelining: perRequest === 1 ? 4 : 1 })
+  let accepted = 0
+  let failed = 0
+  let round = 0
+  const request1 = (): { path: string, body: string } => {
+    round++
+    if (perRequest === 1) return { path: '/v1/events', body: JSON.stringify({ topic: `single/${round % TOPICS}`, data: { n: round } }) }
+    return { path: '/v1/events/batch', body: JSON.stringify({ events: Array.from({ length: perRequest }, (_, index) => ({ topic: `batch/${(round * perRequest + index) % TOPICS}`, data: { n: round * perRequest + index } })) }) }
+  }
+  const send = async (deadline: number, count: boolean): Promise<void> => {
+    while (now() < deadline) {
+      const { path, body } = request1()
+      const response = await request(`http://127.0.0.1:${herald.port}${path}`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'application/json' }, body })
+      await response.body.dump()
+      if (!count) continue
+      if (response.statusCode >= 200 && response.statusCode < 300) accepted += perRequest
+      else failed++
+    }
+  }
+  const inFlight = perRequest === 1 ? 16 : 4
+  try {
+    const warmUntil = now() + 1_000
+    await Promise.all(Array.from({ length: inFlight }, async () => await send(warmUntil, false)))
+    const before = cpuSecondsOf(pid)
+    const redisBefore = cpuSecondsOf(redisPid)
+    const started = now()
+    await Promise.all(Array.from({ length: inFlight }, async () => await send(started + seconds * 1000, true)))
+    const elapsed = (now() - started) / 1000
+    const cpu = cpuSecondsOf(pid) - before
+    const redisCpu = cpuSecondsOf(redisPid) - redisBefore
+    return { rate: accepted / elapsed, cpu: cpu * 100_000 / Math.max(1, accepted), redisCpu: redisCpu * 100_000 / Math.max(1, accepted), failed, share: cpu / elapsed }
+  } finally {
+    await agent.close()
+  }
 }
