@@ -11,7 +11,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { Agent, request } from 'undici'
-import { functionLibrary } from '../src/transport/redis-functions.js'
+import { functionLibrary, publishKeys } from '../src/transport/redis-functions.js'
 import { HeraldProcess } from '../test/helpers/herald-process.js'
 import { RedisServer } from '../test/helpers/redis-server.js'
 import { cpuSecondsOf, raiseDescriptorLimit } from './processes.js'
@@ -28,7 +28,7 @@ const pid = herald.pid as number
 const redisPid = redis.pid as number
 // Herald loads the library at start with its default settings: call it by the name it loads.
 const library = functionLibrary({ prefix: 'herald:', historySize: 1000, historyRetentionMs: 86_400_000, idempotencyTtlMs: 600_000 })
-const publish = async (topic: string, data: unknown): Promise<unknown> => await client.fcall(library.publish, 1, `herald:{${topic}}`, JSON.stringify(data), 'message')
+const publish = async (topic: string, data: unknown): Promise<unknown> => await client.fcall(library.publish, 2, ...publishKeys('herald:', topic), JSON.stringify(data), 'message')
 
 try {
   const topics = Array.from({ length: TOPICS }, (_, index) => `user/${index}`)

@@ -10,7 +10,7 @@
  */
 import calculateSlot from 'cluster-key-slot'
 import { Cluster, Redis } from 'ioredis'
-import { functionLibrary } from '../src/transport/redis-functions.js'
+import { functionLibrary, publishKeys } from '../src/transport/redis-functions.js'
 import { RedisCluster } from '../test/helpers/redis-cluster.js'
 import { RedisServer } from '../test/helpers/redis-server.js'
 
@@ -19,7 +19,8 @@ const masterCount = Number(process.argv[3] ?? 3)
 const TOPICS = 1000
 const library = functionLibrary({ prefix: 'herald:', historySize: 1000, historyRetentionMs: 86_400_000, idempotencyTtlMs: 600_000 })
 const data = JSON.stringify({ user: 'ada', text: 'hello world, a chat message of typical size' })
-const channels = Array.from({ length: TOPICS }, (_, index) => `herald:{user/${index}}`)
+const topicNames = Array.from({ length: TOPICS }, (_, index) => `user/${index}`)
+const channels = topicNames.map((topic) => `herald:{${topic}}`)
 
 async function cpuSeconds (client: Redis): Promise<number> {
   const info = await client.info('cpu')
@@ -59,7 +60,7 @@ try {
     await client.call('FUNCTION', 'LOAD', 'REPLACE', library.code)
     const listening = await subscribers(standalone.url, count, channels)
     const before = await cpuSeconds(client)
-    const rate = await publishAll(async (index) => await client.fcall(library.publish, 1, channels[index % TOPICS] as string, data, 'message'))
+    const rate = await publishAll(async (index) => await client.fcall(library.publish, 2, ...publishKeys('herald:', topicNames[index % TOPICS] as string), data, 'message'))
     const cpu = await cpuSeconds(client) - before
     // Let the last messages reach the subscribers before counting them.
     await new Promise((resolve) => setTimeout(resolve, 500))
@@ -93,7 +94,7 @@ try {
     // Replicas must have the library too before their CPU is read: FUNCTION LOAD replicates, give it a moment.
     await new Promise((resolve) => setTimeout(resolve, 500))
     const before = await Promise.all(nodes.map(async (node) => await cpuSeconds(node.client)))
-    const rate = await publishAll(async (index) => await cli.fcall(library.publish, 1, channels[index % TOPICS] as string, data, 'message'))
+    const rate = await publishAll(async (index) => await cli.fcall(library.publish, 2, ...publishKeys('herald:', topicNames[index % TOPICS] as string), data, 'message'))
     const after = await Promise.all(nodes.map(async (node) => await cpuSeconds(node.client)))
     const spent = nodes.map((node, index) => ({ port: node.port, master: masters.some((master) => master.port === node.port), cpu: (after[index] as number) - (before[index] as number) }))
     const masterTotal = spent.filter((node) => node.master).reduce((sum, node) => sum + node.cpu, 0)
