@@ -365,6 +365,28 @@ describe('redis: a failure part-way', () => {
     assert.deepEqual([...both].sort(), ['"first"', ...[0, 1, 2, 3].map((index) => JSON.stringify({ index }))].sort(), 'a stream of both topics: each event once')
   })
 
+  test('POST /v1/events to several topics that Redis refuses on one: the 503 says where it was stored, and a retry with the same key stores it on the rest once', async (t) => {
+    const prefix = `batch${++prefixes}:`
+    const { url } = await build(t, { REDIS_URL: redis.url, HERALD_REDIS_PREFIX: prefix })
+    const ok = await openStream(`${url}/v1/stream?topic=s/ok`)
+    t.after(ok.close)
+    assert.equal((await publish(url, { topic: 's/poisoned', data: 'first' })).status, 202)
+    const poisoned = await historyKey(prefix, 's/poisoned')
+    await admin.del(poisoned)
+    await admin.set(poisoned, 'not a stream')
+
+    const event = { topic: ['s/ok', 's/poisoned'], data: { n: 1 }, idempotencyKey: 'single-1' }
+    const failed = await publish(url, event)
+    assert.equal(failed.status, 503, JSON.stringify(failed.body))
+    assert.match(failed.body.message, /Redis refused the publish \(WRONGTYPE\).*; but it was stored on s\/ok: retry with the same idempotency key/)
+    await admin.del(poisoned)
+    const retried = await publish(url, event)
+    assert.equal(retried.status, 202, JSON.stringify(retried.body))
+    await ok.waitForEvents(1)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.deepEqual(payloads(ok.events), [{ n: 1 }], 's/ok: the event once, from the first call')
+  })
+
   test('Redis stops answering mid-batch: the events whose answers did not come are `unknown`, the 503 says so, and a retry completes the batch with no duplicate', async (t) => {
     const prefix = `batch${++prefixes}:`
     const proxy = await RedisProxy.start(redis.port)
@@ -462,9 +484,10 @@ test('HERALD_RATE_LIMIT_PER_MINUTE counts each event\'s topics, from the budget 
   assert.equal(never.headers.get('retry-after'), null, 'waiting would not help')
 })
 
-test('a batch outcome says stored, partial, not-stored or unknown, and per topic: a timed-out or unreadable call may be stored', () => {
-  const inputs: PublishInput[] = [['a'], ['b'], ['c'], ['d', 'e'], ['f', 'g', 'h'], ['i']].map((topics) => ({ topics, data: '1' }))
-  const unreachable = new BrokerUnavailableError('Redis is unreachable; the event was not stored', { cause: new Error('Connection is closed.') })
+test('a batch outcome says stored, partial, not-stored or unknown, and per topic: a timed-out, cut-off or unreadable call may be stored', () => {
+  const inputs: PublishInput[] = [['a'], ['b'], ['c'], ['d', 'e'], ['f', 'g', 'h'], ['i'], ['j']].map((topics) => ({ topics, data: '1' }))
+  const unreachable = new BrokerUnavailableError('Redis is unreachable; the event was not stored', { cause: new Error("Stream isn't writeable and enableOfflineQueue options is false") })
+  const closedMidCall = new BrokerUnavailableError('the connection to Redis closed before its answer', { cause: new Error('Connection is closed.') })
   const timedOut = new BrokerUnavailableError('Redis did not answer in time', { cause: new Error('Command timed out') })
   const stored: PublishResult = { ids: ['x-1'], topics: ['a'], duplicate: false }
   const described = describeOutcomes(inputs, [
@@ -473,7 +496,8 @@ test('a batch outcome says stored, partial, not-stored or unknown, and per topic
     { error: timedOut },
     { error: unreachable, byTopic: [{ topic: 'd', id: 'x-4', duplicate: true }, { topic: 'e', error: unreachable }] },
     { error: unreachable, byTopic: [{ topic: 'f', error: unreachable }, { topic: 'g', error: timedOut }, { topic: 'h', error: unreachable }] },
-    { error: unexpectedPublishReply() }
+    { error: unexpectedPublishReply() },
+    { error: closedMidCall }
   ])
   assert.deepEqual(described.events, [
     { status: 'stored', ids: ['x-1'], topics: ['a'], duplicate: false },
@@ -481,7 +505,8 @@ test('a batch outcome says stored, partial, not-stored or unknown, and per topic
     { status: 'unknown', byTopic: [{ topic: 'c', status: 'unknown' }] },
     { status: 'partial', byTopic: [{ topic: 'd', status: 'stored', id: 'x-4', duplicate: true }, { topic: 'e', status: 'not-stored' }] },
     { status: 'unknown', byTopic: [{ topic: 'f', status: 'not-stored' }, { topic: 'g', status: 'unknown' }, { topic: 'h', status: 'not-stored' }] },
-    { status: 'unknown', byTopic: [{ topic: 'i', status: 'unknown' }] }
+    { status: 'unknown', byTopic: [{ topic: 'i', status: 'unknown' }] },
+    { status: 'unknown', byTopic: [{ topic: 'j', status: 'unknown' }] }
   ])
   assert.deepEqual(described.failure, { index: 1, error: unreachable }, 'the first failure is the one the reply names')
   const partly = describeOutcomes(inputs.slice(3, 4), [{ error: unreachable, byTopic: [{ topic: 'd', id: 'x-4', duplicate: true }, { topic: 'e', error: unreachable }] }])

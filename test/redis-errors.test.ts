@@ -3,9 +3,10 @@ import { test } from 'node:test'
 import { ReplyError } from 'ioredis'
 import { publishFailure } from '../src/transport/redis-errors.js'
 
-test('a publish failure says what Redis did: unreachable, timed out, or refused (and why), each with its code', () => {
+test('a publish failure says what Redis did: unreachable, timed out, closed mid-call, or refused (and why), each with its code', () => {
   const cases: Array<[Error, string, RegExp]> = [
-    [new Error('Connection is closed.'), 'HERALD_BROKER_UNAVAILABLE', /^Redis is unreachable; the event was not stored$/],
+    [new Error("Stream isn't writeable and enableOfflineQueue options is false"), 'HERALD_BROKER_UNAVAILABLE', /^Redis is unreachable; the event was not stored$/],
+    [new Error('Connection is closed.'), 'HERALD_BROKER_UNAVAILABLE', /closed before its answer; the event may or may not be stored: retry with the same idempotency key/],
     [new Error('Command timed out'), 'HERALD_BROKER_UNAVAILABLE', /may or may not be stored: retry with the same idempotency key/],
     [new ReplyError("OOM command not allowed when used memory > 'maxmemory'. script: 9728c3, on @user_script:1."), 'HERALD_REDIS_FULL', /^Redis is out of memory .*the event was not stored/],
     [new ReplyError('MISCONF Redis is configured to save RDB snapshots, but it is currently not able to persist on disk.'), 'HERALD_BROKER_UNAVAILABLE', /cannot save to disk \(MISCONF\): the event was not stored/],

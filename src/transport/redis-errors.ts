@@ -6,6 +6,9 @@ import { BrokerUnavailableError, RedisFullError } from '../errors.js'
  * - No connection: the command was never sent and stored nothing.
  * - A timeout: it was sent, and a Redis that wakes up runs it. The client cannot know, and retries with an
  *   idempotency key.
+ * - The connection closed before the answer: it was sent, and Redis may have run it (a master killed after running
+ *   it, its replica promoted with the write). The same: the client retries with an idempotency key. Herald never
+ *   sends it again itself (ioredis's resend is off), which could store it twice.
  * - A refusal (an error reply): Redis did not run it, so nothing was stored. The publish script's first write
  *   is where Redis refuses (OOM at maxmemory under `noeviction`, MISCONF when it cannot persist, READONLY on a
  *   replica), and a script that has not written yet leaves nothing behind.
@@ -14,6 +17,9 @@ export function publishFailure (error: unknown): Error {
   const message = error instanceof Error ? error.message : String(error)
   if (message === 'Command timed out') {
     return new BrokerUnavailableError('Redis did not answer in time; the event may or may not be stored: retry with the same idempotency key', { cause: error })
+  }
+  if (message === CONNECTION_CLOSED) {
+    return new BrokerUnavailableError('the connection to Redis closed before its answer; the event may or may not be stored: retry with the same idempotency key', { cause: error })
   }
   if (!isReplyError(error)) return new BrokerUnavailableError('Redis is unreachable; the event was not stored', { cause: error })
   const code = message.split(' ', 1)[0] ?? ''
@@ -30,6 +36,9 @@ export function publishFailure (error: unknown): Error {
       return new BrokerUnavailableError(`Redis refused the publish (${code}): the event was not stored`, { cause: error })
   }
 }
+
+/** ioredis's error for a command sent on a connection that closed before the reply. */
+const CONNECTION_CLOSED = 'Connection is closed.'
 
 /** An error reply from Redis (ioredis's ReplyError), not a connection's failure. */
 function isReplyError (error: unknown): error is Error {
@@ -48,10 +57,10 @@ export function unexpectedPublishReply (): Error {
 
 /**
  * Whether a publish call that failed may still have stored its event: one Redis did not answer in time was sent, and
- * Redis runs it when it wakes up; one whose answer made no sense ran. Otherwise (no connection, a refusal) nothing
- * was stored.
+ * Redis runs it when it wakes up; one whose connection closed before the answer may have run; one whose answer made
+ * no sense ran. Otherwise (no connection, a refusal) nothing was stored.
  */
 export function mayHaveRun (error: Error): boolean {
   const cause = (error as { cause?: unknown }).cause
-  return cause instanceof UnexpectedReplyError || (cause instanceof Error && cause.message === 'Command timed out')
+  return cause instanceof UnexpectedReplyError || (cause instanceof Error && (cause.message === 'Command timed out' || cause.message === CONNECTION_CLOSED))
 }

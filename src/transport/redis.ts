@@ -73,10 +73,16 @@ export class RedisTransport implements Transport {
   async publish (input: PublishInput): Promise<PublishResult> {
     const started = performance.now()
     try {
-      const replies = await Promise.all(input.topics.map(async (topic) => await this.call(this.library.publish, publishKeys(this.options.prefix, topic, input.idempotencyKey), publishArguments(input))))
-      return publishResult(input, replies)
-    } catch (error) {
-      throw publishError(error)
+      const settled = await Promise.allSettled(input.topics.map(async (topic) => await this.call(this.library.publish, publishKeys(this.options.prefix, topic, input.idempotencyKey), publishArguments(input))))
+      const failed = settled.find((outcome) => outcome.status === 'rejected')
+      if (failed === undefined) return publishResult(input, settled.map((outcome) => (outcome as PromiseFulfilledResult<unknown>).value))
+      const error = publishError(failed.reason)
+      // An event on several topics is one call per topic: say where it is stored, so the client knows to retry.
+      const storedOn = input.topics.filter((_, index) => settled[index]?.status === 'fulfilled')
+      if (storedOn.length > 0 && (error as { statusCode?: number }).statusCode === 503) {
+        error.message += `; but it was stored on ${storedOn.join(', ')}: retry with the same idempotency key to store it on the others once`
+      }
+      throw error
     } finally {
       this.options.onCommand?.('publish', performance.now() - started)
     }
