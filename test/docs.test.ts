@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -352,12 +353,30 @@ test('the README\'s browser snippets work on a page Herald serves, under its CSP
   }
 })
 
+/** The first of `count` consecutive ports from `from` (below `to`) that, with each port + 10000, nothing listens on. */
+async function freePortRun (count: number, from: number, to: number): Promise<number> {
+  const free = async (port: number): Promise<boolean> => await new Promise((resolve) => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
+  })
+  for (let base = from; base + count <= to; base += count) {
+    let all = true
+    for (let port = base; all && port < base + count; port++) all = await free(port) && await free(port + 10_000)
+    if (all) return base
+  }
+  throw new Error(`no ${count} free ports (and bus ports) between ${from} and ${to}`)
+}
+
 test('docs/redis.md: the example \'cluster-setup\' builds a cluster of 3 masters and 3 replicas', { timeout: 90_000, skip: spawnSync('redis-server', ['--version']).status !== 0 }, async (t) => {
   const block = BLOCKS.find((candidate) => candidate.page === 'docs/redis.md' && candidate.example === 'cluster-setup')
   assert.ok(block !== undefined, 'the example')
-  // Its ports (7000-7005) moved into this file's fixed range; run in a directory of its own for the nodes-*.conf.
+  // Its ports (7000-7005) move to six free ones whose cluster bus ports (+10000) are free too, both below the
+  // kernel's ephemeral range, so no outgoing connection of the run takes one meanwhile; run in a directory of its
+  // own for the nodes-*.conf.
   const ports = [7000, 7001, 7002, 7003, 7004, 7005]
-  const moved = (port: number): number => port - 7000 + 50700
+  const base = await freePortRun(ports.length, 20_000, 22_700)
+  const moved = (port: number): number => port - 7000 + base
   const script = block.text.replace(/\b700([0-5])\b/g, (_whole, digit: string) => String(moved(7000 + Number(digit))))
   const directory = mkdtempSync(join(tmpdir(), 'herald-docs-cluster-'))
   t.after(() => {
