@@ -44,6 +44,11 @@ export class Managed {
     return cpuSecondsOf(this.pid)
   }
 
+  /** Write system calls (`syscw` of /proc/<pid>/io) so far: unlike CPU time, not inflated by a busy machine. */
+  writeSyscalls (): number {
+    return Number(/^syscw: (\d+)$/m.exec(readFileSync(`/proc/${this.pid}/io`, 'utf8'))?.[1] ?? Number.NaN)
+  }
+
   /** Current (VmRSS) and peak (VmHWM) resident memory in bytes from /proc/<pid>/status. */
   memory (): { rss: number, peak: number } {
     const status = readFileSync(`/proc/${this.pid}/status`, 'utf8')

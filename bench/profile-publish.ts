@@ -106,7 +106,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   await exited
   await redis?.stop()
   const figures = `${memory ? 'herald-memory' : 'herald-redis'}: ${Math.round(metrics.acceptedPerSecond ?? 0)} accepted publishes/s${plain ? '' : ' under the profiler'}, ` +
-    `server CPU ${((metrics.cpuPer100k ?? 0) * 10).toFixed(1)} µs per publish (${Math.round((metrics.serverCpuShare ?? 0) * 100)}% of its core; others used ${Math.round((metrics.foreignCpuShare ?? 0) * 100)}%), Redis ${((metrics.redisCpuPer100k ?? 0) * 10).toFixed(1)} µs`
+    `server CPU ${((metrics.cpuPer100k ?? 0) * 10).toFixed(1)} µs per publish (${Math.round((metrics.serverCpuShare ?? 0) * 100)}% of its core; others used ${Math.round((metrics.foreignCpuShare ?? 0) * 100)}%), ${(metrics.writeSyscallsPerEvent ?? 0).toFixed(2)} write syscalls per publish, Redis ${((metrics.redisCpuPer100k ?? 0) * 10).toFixed(1)} µs`
   const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'))
   if (plain || file === undefined) {
     console.log(plain ? figures : `${figures}; no profile written in ${dir}`)

@@ -333,6 +333,7 @@ export async function publishOnly (system: System, running: Running, connections
   let failed = 0
   let seq = 0
   let cpuBefore = 0
+  let writesBefore = 0
   let redisBefore: number[] = []
   let coreBefore = 0
   let meter = loadMeter()
@@ -344,6 +345,7 @@ export async function publishOnly (system: System, running: Running, connections
     accepted = failed = 0
     perShard.fill(0)
     cpuBefore = running.server.cpuSeconds()
+    writesBefore = running.server.writeSyscalls()
     redisBefore = redisCpuEach(running)
     coreBefore = coreBusySeconds(SERVER_CORE)
     meter = loadMeter()
@@ -380,6 +382,7 @@ export async function publishOnly (system: System, running: Running, connections
     acceptedPerSecond: accepted / elapsed,
     failed,
     cpuPer100k: (cpu / Math.max(1, accepted)) * 100_000,
+    writeSyscallsPerEvent: (running.server.writeSyscalls() - writesBefore) / Math.max(1, accepted),
     ...redisMetrics(redisCpuEach(running).map((value, index) => value - (redisBefore[index] ?? 0)), accepted),
     serverCpuShare: cpu / elapsed,
     loadCpuShare: meter(),
