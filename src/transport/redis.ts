@@ -162,8 +162,27 @@ export class RedisTransport implements Transport {
     return channel.slice(this.options.prefix.length + 1, -1)
   }
 
+  private corked = false
+
+  /**
+   * Holds the publisher's writes until the event loop's next check phase, so the FCALLs of the requests parsed in
+   * one read go to Redis in one write system call instead of one each.
+   */
+  private cork (): void {
+    if (this.corked || isCluster(this.publisher)) return
+    const stream = this.publisher.stream
+    if (stream === undefined || stream.writableCorked > 0) return
+    this.corked = true
+    stream.cork()
+    setImmediate(() => {
+      this.corked = false
+      stream.uncork()
+    })
+  }
+
   /** FCALL of one of the library's functions on a topic; loads the library once if Redis lost it, and retries. */
   private async call (name: string, topic: string, args: Array<string | number>): Promise<unknown> {
+    this.cork()
     try {
       return await this.publisher.fcall(name, 1, this.keyOf(topic), ...args)
     } catch (error) {
