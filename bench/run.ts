@@ -135,8 +135,10 @@ for (const name of chosen) {
     continue
   }
   const plan: Array<[string, string, (running: Running) => Promise<Metrics>]> = []
+  // herald-cluster joins a run for f; it runs the other scenarios only when --systems names it.
   const wants = (scenario: string): boolean => scenarios.includes(scenario) &&
-    (SCENARIO_SYSTEMS[scenario]?.includes(system.name) ?? (system.name !== 'herald-cluster' || values.systems !== undefined))
+    (SCENARIO_SYSTEMS[scenario]?.includes(system.name) ?? true) &&
+    (system.name !== 'herald-cluster' || scenario === 'f' || values.systems !== undefined)
   if (wants('a')) {
     for (const rate of [20, 100]) {
       plan.push([`a${rate}`, `a: 1 topic × ${size.subscribers} subs @ ${rate}/s`, async (running) => await fanout(system, running, 1, size.subscribers, rate, size.seconds)])
