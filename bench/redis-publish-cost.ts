@@ -4,7 +4,7 @@
 // as many instances publishing at once would send them.
 import { Redis } from 'ioredis'
 import { RedisServer } from '../test/helpers/redis-server.js'
-import { functionLibrary } from '../src/transport/redis-functions.js'
+import { functionLibrary, publishKeys } from '../src/transport/redis-functions.js'
 
 const publishes = Number(process.argv[2] ?? 100_000)
 const redis = await RedisServer.start()
@@ -20,8 +20,8 @@ async function redisCpuSeconds (): Promise<number> {
 
 const cases: Array<[string, (index: number) => Promise<unknown>]> = [
   ['bare PUBLISH, 1000 channels', async (index) => await client.publish(`bare:${index % 1000}`, data)],
-  ['FCALL publish, 1000 topics', async (index) => await client.fcall(library.publish, 1, `herald:{user/${index % 1000}}`, data, 'message')],
-  ['FCALL publish, 1 topic', async (index) => await client.fcall(library.publish, 1, 'herald:{chat}', data, 'message')]
+  ['FCALL publish, 1000 topics', async (index) => await client.fcall(library.publish, 2, ...publishKeys('herald:', `user/${index % 1000}`), data, 'message')],
+  ['FCALL publish, 1 topic', async (index) => await client.fcall(library.publish, 2, ...publishKeys('herald:', 'chat'), data, 'message')]
 ]
 try {
   for (const [label, call] of cases) {

@@ -5,7 +5,7 @@ import { HttpPublisher } from './http-publisher.js'
 import { coreBusySeconds } from './processes.js'
 import { now, type Sink, SseLoadClient, tallySequence } from './sse-client.js'
 import { HERALD_PREFIX, redisCpuEach, type Running, SERVER_CORE, type System } from './systems.js'
-import { LIBRARY_VERSION } from '../src/transport/redis-functions.js'
+import { LIBRARY_VERSION, publishKeys } from '../src/transport/redis-functions.js'
 
 export type Metrics = Record<string, number>
 
@@ -120,17 +120,6 @@ export function batchRequests (size: number): SenderFactory {
 
 /** The Function library's publish function for the bench's prefix (`herald_v1_publish` for `herald:`). */
 export const PUBLISH_FUNCTION = `${HERALD_PREFIX.replace(/[^A-Za-z0-9_]/g, '_')}${LIBRARY_VERSION}_publish`
-
-/**
- * The keys of one publish through the Function library: the topic's state and history, both under the topic's
- * hash tag (and its idempotency record when there is a key).
- */
-export function publishKeys (prefix: string, topic: string, idempotencyKey?: string): string[] {
-  const tag = `${prefix}{${topic}}`
-  const keys = [`${tag}:m`, `${tag}:h`]
-  if (idempotencyKey !== undefined) keys.push(`${tag}:i:${idempotencyKey}`)
-  return keys
-}
 
 /**
  * `size` events per pipeline of FCALLs straight to Redis from this process, as a backend in another language

@@ -10,6 +10,9 @@ Every topic's keys share one hash tag, so a call touches one slot and runs uncha
   <prefix>{<topic>}:h          the topic's history, a stream: entry id <seq>-0, fields d (data), ms (publish
                                time, Redis's clock), and when set t (type), r (retry), o (every topic of the event)
   <prefix>{<topic>}:i:<key>    an idempotency record: the id the key was first published as
+Every call declares each key it touches, so while a Cluster moves the topic's slot Redis sends the call to the
+node that holds all of them (ASK), or asks for a retry (TRYAGAIN) while they are split, and never runs it beside
+half of a topic's keys.
 A position on a topic is <epoch>-<seq>: seq grows by one with every event on the topic, within its epoch.
 
 An epoch begins when the topic's state is created, and again whenever this Redis process did not write the state
@@ -44,14 +47,16 @@ local function valid_topic (topic)
   return #topic >= 1 and #topic <= 256 and string.find(topic, '^[A-Za-z0-9_.~:@/-]+$') ~= nil
 end
 
--- The topic a key names: <prefix>{<topic>}, or nil.
-local function topic_of (key)
+-- The topic a topic's state key names (<prefix>{<topic>}:m), and its keys' common start (<prefix>{<topic>}), or nil.
+local function topic_of (state_key)
   local open = #PREFIX + 1
-  if string.sub(key, 1, open) ~= PREFIX .. '{' or string.sub(key, -1) ~= '}' then return nil end
-  local topic = string.sub(key, open + 1, -2)
+  if string.sub(state_key, 1, open) ~= PREFIX .. '{' or string.sub(state_key, -3) ~= '}:m' then return nil end
+  local topic = string.sub(state_key, open + 1, -4)
   if not valid_topic(topic) then return nil end
-  return topic
+  return topic, string.sub(state_key, 1, -3)
 end
+
+local KEYS_EXPECTED = 'keys: expected ' .. PREFIX .. '{<topic>}:m ' .. PREFIX .. '{<topic>}:h'
 
 local function base36 (n)
   local text = ''
@@ -76,12 +81,14 @@ local function field (entry, name)
 end
 
 --[==[
-FCALL <NAME>_publish 1 <prefix>{<topic>} <data> [<type> [<retry> [<idempotency key> [<topics>]]]]
+FCALL <NAME>_publish 2 <prefix>{<topic>}:m <prefix>{<topic>}:h <data> [<type> [<retry> [<topics>]]]
+FCALL <NAME>_publish 3 <prefix>{<topic>}:m <prefix>{<topic>}:h <prefix>{<topic>}:i:<idempotency key> <data> [...]
+  keys      the topic's state and history, and with an idempotency key its record: 1-200 printable ASCII characters
+            without spaces; the event is stored once per key and topic within IDEMPOTENCY_MS, a repeat returns the
+            first id
   data      JSON text
   type      '' for none; 1-128 characters, no control characters, not starting with `herald.`
   retry     '' for none; a reconnection delay in ms, 0-86400000
-  key       '' for none; 1-200 printable ASCII characters without spaces: the event is stored once per key and topic
-            within IDEMPOTENCY_MS, a repeat returns the first id
   topics    '' for an event on this topic only; for an event published to several topics (one call per topic, the
             same arguments), all of them, space-separated, in the same order on every call: a stream on several of
             them shows it once
@@ -89,14 +96,23 @@ Returns { '<epoch>-<seq>', 0 }, or { the first publish's id, 1 } for a repeated 
 before the first write: a refused call (error HERALD_INVALID <what is wrong>) changes nothing.
 ]==]
 local function publish (keys, args)
-  if #keys ~= 1 then return refuse('expected 1 key, ' .. PREFIX .. '{<topic>}') end
-  local key = keys[1]
-  local topic = topic_of(key)
+  if #keys ~= 2 and #keys ~= 3 then return refuse(KEYS_EXPECTED .. ' [' .. PREFIX .. '{<topic>}:i:<idempotency key>]') end
+  local state_key, history = keys[1], keys[2]
+  local topic, key = topic_of(state_key)
   if not topic then
-    return refuse('key: expected ' .. PREFIX .. '{<topic>} with a topic of 1-256 characters from A-Z a-z 0-9 and - _ . ~ : @ /')
+    return refuse('topic: expected ' .. PREFIX .. '{<topic>}:m with a topic of 1-256 characters from A-Z a-z 0-9 and - _ . ~ : @ /')
   end
-  if #args < 1 or #args > 5 then return refuse('expected 1-5 arguments: data [type [retry [idempotency key [topics]]]]') end
-  local data, event_type, retry, idempotency_key, topics = args[1], args[2] or '', args[3] or '', args[4] or '', args[5] or ''
+  if history ~= key .. ':h' then return refuse(KEYS_EXPECTED .. ', both of one topic') end
+  local record = keys[3]
+  local idempotency_key = ''
+  if record then
+    idempotency_key = string.sub(record, #key + 4)
+    if string.sub(record, 1, #key + 3) ~= key .. ':i:' or #idempotency_key < 1 or #idempotency_key > 200 or not string.find(idempotency_key, '^[\33-\126]+$') then
+      return refuse('idempotency key: expected ' .. key .. ':i:<key> with a key of 1-200 printable ASCII characters without spaces')
+    end
+  end
+  if #args < 1 or #args > 4 then return refuse('expected 1-4 arguments: data [type [retry [topics]]]') end
+  local data, event_type, retry, topics = args[1], args[2] or '', args[3] or '', args[4] or ''
   if not pcall(cjson.decode, data) then return refuse('data: expected JSON text') end
   if event_type ~= '' then
     if string.find(event_type, '%c') or utf8_length(event_type) > 128 or string.sub(event_type, 1, 7) == 'herald.' then
@@ -105,9 +121,6 @@ local function publish (keys, args)
   end
   if retry ~= '' and (not string.find(retry, '^%d+$') or #retry > 8 or tonumber(retry) > 86400000) then
     return refuse('retry: expected milliseconds, 0-86400000')
-  end
-  if idempotency_key ~= '' and (#idempotency_key > 200 or not string.find(idempotency_key, '^[\33-\126]+$')) then
-    return refuse('idempotency key: expected 1-200 printable ASCII characters without spaces')
   end
   if topics ~= '' then
     local seen, count, includes = {}, 0, false
@@ -123,15 +136,12 @@ local function publish (keys, args)
     if count == 1 then topics = '' end
   end
 
-  local record = key .. ':i:' .. idempotency_key
-  if idempotency_key ~= '' then
+  if record then
     local earlier = redis.call('GET', record)
     if earlier then return { earlier, 1 } end
   end
   local now = redis.call('TIME')
   if not boot then boot = now[1] .. string.format('%06d', tonumber(now[2])) end
-  local state_key = key .. ':m'
-  local history = key .. ':h'
   local state = redis.call('HMGET', state_key, 'e', 's', 'b')
   local epoch = state[1]
   local seq = tonumber(state[2])
@@ -142,8 +152,8 @@ local function publish (keys, args)
   end
   seq = seq + 1
   local ms = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
-  redis.call('HSET', state_key, 'e', epoch, 's', seq, 'b', boot)
-  redis.call('PEXPIRE', state_key, RETENTION_MS)
+  -- The history first: XADD is the write that can still fail (a key of another type, an id below the newest), and
+  -- then nothing has been written.
   if HISTORY_SIZE > 0 then
     local entry = { 'XADD', history, 'MAXLEN', '~', HISTORY_SIZE, seq .. '-0', 'd', data, 'ms', ms }
     if event_type ~= '' then entry[#entry + 1] = 't'; entry[#entry + 1] = event_type end
@@ -152,14 +162,16 @@ local function publish (keys, args)
     redis.call(unpack(entry))
     redis.call('PEXPIRE', history, RETENTION_MS)
   end
+  redis.call('HSET', state_key, 'e', epoch, 's', seq, 'b', boot)
+  redis.call('PEXPIRE', state_key, RETENTION_MS)
   local id = epoch .. '-' .. seq
-  if idempotency_key ~= '' then redis.call('SET', record, id, 'PX', IDEMPOTENCY_MS) end
+  if record then redis.call('SET', record, id, 'PX', IDEMPOTENCY_MS) end
   redis.call('SPUBLISH', key, 'herald1\n' .. epoch .. '\n' .. seq .. '\n' .. ms .. '\n' .. event_type .. '\n' .. retry .. '\n' .. topics .. '\n' .. data)
   return { id, 0 }
 end
 
 --[==[
-FCALL <NAME>_read 1 <prefix>{<topic>} <epoch> <after> <count> <bytes>
+FCALL <NAME>_read 2 <prefix>{<topic>}:m <prefix>{<topic>}:h <epoch> <after> <count> <bytes>
 One page of a topic's history for a resuming reader: the entries after sequence number <after> of <epoch> (of the
 current epoch from its start when <epoch> is another one), at most <count> of them and at most <bytes> of data past
 the first (which always comes, so a page always progresses).
@@ -167,9 +179,9 @@ Returns { epoch ('' when the topic has none), head (its newest sequence number),
 the history still holds; head + 1 when it holds none), entries (XRANGE replies), 1 if more entries follow else 0 }.
 ]==]
 local function read (keys, args)
-  if #keys ~= 1 or not topic_of(keys[1]) then return refuse('expected 1 key, ' .. PREFIX .. '{<topic>}') end
-  local key = keys[1]
-  local state = redis.call('HMGET', key .. ':m', 'e', 's')
+  local topic, key = topic_of(keys[1] or '')
+  if #keys ~= 2 or not topic or keys[2] ~= key .. ':h' then return refuse(KEYS_EXPECTED) end
+  local state = redis.call('HMGET', keys[1], 'e', 's')
   local epoch = state[1] or ''
   local head = tonumber(state[2]) or 0
   if epoch == '' then return { '', 0, 1, {}, 0 } end
@@ -177,7 +189,7 @@ local function read (keys, args)
   if args[1] == epoch then after = tonumber(args[2]) or 0 end
   local count = tonumber(args[3]) or 100
   local max_bytes = tonumber(args[4]) or 1048576
-  local history = key .. ':h'
+  local history = keys[2]
   local oldest_entry = redis.call('XRANGE', history, '-', '+', 'COUNT', 1)[1]
   local oldest = head + 1
   if oldest_entry then oldest = sequence_of(oldest_entry[1]) end

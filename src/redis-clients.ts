@@ -202,7 +202,10 @@ function clusterClients (options: RedisClientsOptions, publisherOptions: RedisOp
   delete publisherNodeOptions.enableOfflineQueue
   // No ready check: its CLUSTER INFO would be refused by the disabled queue (the cluster is not ready while it
   // runs), and /health/ready asks every master anyway.
-  const publisher = new Cluster([{ host, port }], { ...clusterOptions(publisherNodeOptions), enableOfflineQueue: false, enableReadyCheck: false })
+  // retryDelayOnFailover 0: ioredis would send a command whose connection closed again to the new owner, and a
+  // publish the dead master had already run (and its replica copied) would then be stored twice. It fails (503)
+  // instead, as on one Redis; MOVED, ASK, TRYAGAIN and CLUSTERDOWN are still followed, as Redis ran nothing then.
+  const publisher = new Cluster([{ host, port }], { ...clusterOptions(publisherNodeOptions), enableOfflineQueue: false, enableReadyCheck: false, retryDelayOnFailover: 0 })
   const subscriber = new Cluster([{ host, port }], { ...clusterOptions(subscriberOptions), shardedSubscribers: true })
 
   const runIds = new Map<string, TrackedRunId>()

@@ -224,7 +224,7 @@ test('property: raw CR, LF and CRLF in data published through the Redis function
   // The opening `retry:` line applies to every later event; here only id, type and data matter.
   const seen = (event: ParsedEvent | undefined) => event === undefined ? undefined : { id: event.id, event: event.event, data: event.data }
   await fc.assert(fc.asyncProperty(text, async (data) => {
-    const [id] = await backend.fcall('wire_v1_publish', 1, `${prefix}{wire}`, data) as [string, number]
+    const [id] = await backend.fcall('wire_v1_publish', 2, `${prefix}{wire}:m`, `${prefix}{wire}:h`, data) as [string, number]
     sent.push({ id: String(id), data })
     await live.waitForEvents(sent.length)
     assert.deepEqual(seen(live.events.at(-1)), { id: String(id), event: 'message', data: data.replace(/\r\n|\r/g, '\n') })

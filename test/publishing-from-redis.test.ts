@@ -132,7 +132,7 @@ test('the examples publish as POST /v1/events does: the same ids, history, resum
   const refusals = runShell('redis-cli-refused')
   assert.deepEqual(refusals, [
     'HERALD_INVALID data: expected JSON text',
-    'HERALD_INVALID key: expected herald:{<topic>} with a topic of 1-256 characters from A-Z a-z 0-9 and - _ . ~ : @ /',
+    'HERALD_INVALID topic: expected herald:{<topic>}:m with a topic of 1-256 characters from A-Z a-z 0-9 and - _ . ~ : @ /',
     'HERALD_INVALID type: expected 1-128 characters with no control characters, not starting with herald.',
     'HERALD_INVALID topics: chat is named twice'
   ])

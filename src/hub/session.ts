@@ -413,6 +413,9 @@ export class Session extends Readable {
       state.seq = 0
     }
     if (seq > state.seq) state.seq = seq
+    // Asked to catch up again meanwhile (a new epoch, a shard back): it stays held, or live events would move its
+    // position while the next catch-up reads from the one it had, and that catch-up would send them again.
+    if (this.pending.has(state.topic)) return
     const held = state.held ?? []
     state.held = undefined
     let otherEpoch = false

@@ -21,6 +21,22 @@ export interface FunctionLibrary {
   code: string
 }
 
+/**
+ * The keys a publish to a topic declares: its state, its history and, with an idempotency key, the key's record.
+ * Every key the call touches is declared, so a Cluster that is moving the topic's slot routes the call to the node
+ * holding all of them, or answers TRYAGAIN while they are split between two.
+ */
+export function publishKeys (prefix: string, topic: string, idempotencyKey?: string): string[] {
+  const key = `${prefix}{${topic}}`
+  return idempotencyKey === undefined || idempotencyKey === '' ? [`${key}:m`, `${key}:h`] : [`${key}:m`, `${key}:h`, `${key}:i:${idempotencyKey}`]
+}
+
+/** The keys a read of a topic's history declares: its state and its history. */
+export function readKeys (prefix: string, topic: string): string[] {
+  const key = `${prefix}{${topic}}`
+  return [`${key}:m`, `${key}:h`]
+}
+
 /** redis/herald.lua, found from this module in the source tree (src/transport) and in the build (dist/src/transport). */
 function libraryPath (): string {
   let directory = dirname(fileURLToPath(import.meta.url))

@@ -3,7 +3,7 @@ import type { Cluster, Redis } from 'ioredis'
 import { BrokerUnavailableError, InvalidEventError } from '../errors.js'
 import { publishFailure } from './redis-errors.js'
 import type { Position } from '../protocol.js'
-import { functionLibrary, type FunctionLibrary } from './redis-functions.js'
+import { functionLibrary, publishKeys, readKeys, type FunctionLibrary } from './redis-functions.js'
 import { parseChannelMessage, parseHistoryEntry } from './redis-messages.js'
 import type { BatchOutcome, PublishInput, PublishResult, StoredEvent, TopicRead, Transport, TransportHealth, TransportSink } from './transport.js'
 
@@ -73,7 +73,7 @@ export class RedisTransport implements Transport {
   async publish (input: PublishInput): Promise<PublishResult> {
     const started = performance.now()
     try {
-      const replies = await Promise.all(input.topics.map(async (topic) => await this.call(this.library.publish, topic, publishArguments(input))))
+      const replies = await Promise.all(input.topics.map(async (topic) => await this.call(this.library.publish, publishKeys(this.options.prefix, topic, input.idempotencyKey), publishArguments(input))))
       return publishResult(input, replies)
     } catch (error) {
       throw publishError(error)
@@ -85,7 +85,7 @@ export class RedisTransport implements Transport {
   async publishBatch (inputs: readonly PublishInput[]): Promise<BatchOutcome[]> {
     const started = performance.now()
     // Every call is written at once (one round trip, per shard on a cluster); Redis runs them in order per topic.
-    const calls = inputs.map((input) => input.topics.map(async (topic) => await this.call(this.library.publish, topic, publishArguments(input))))
+    const calls = inputs.map((input) => input.topics.map(async (topic) => await this.call(this.library.publish, publishKeys(this.options.prefix, topic, input.idempotencyKey), publishArguments(input))))
     const outcomes: BatchOutcome[] = []
     for (const [index, input] of inputs.entries()) {
       // Each event's own outcome: one that failed says so, and the others, stored or not, say exactly that.
@@ -114,7 +114,7 @@ export class RedisTransport implements Transport {
     const started = performance.now()
     let reply: unknown
     try {
-      reply = await this.call(this.library.read, topic, [after.epoch, after.seq, limit, Number.isFinite(maxBytes) ? maxBytes : Number.MAX_SAFE_INTEGER])
+      reply = await this.call(this.library.read, readKeys(this.options.prefix, topic), [after.epoch, after.seq, limit, Number.isFinite(maxBytes) ? maxBytes : Number.MAX_SAFE_INTEGER])
     } catch (error) {
       throw new BrokerUnavailableError('Redis is unreachable', { cause: error })
     } finally {
@@ -180,15 +180,15 @@ export class RedisTransport implements Transport {
     })
   }
 
-  /** FCALL of one of the library's functions on a topic; loads the library once if Redis lost it, and retries. */
-  private async call (name: string, topic: string, args: Array<string | number>): Promise<unknown> {
+  /** FCALL of one of the library's functions; loads the library once if Redis lost it, and retries. */
+  private async call (name: string, keys: string[], args: Array<string | number>): Promise<unknown> {
     this.cork()
     try {
-      return await this.publisher.fcall(name, 1, this.keyOf(topic), ...args)
+      return await this.publisher.fcall(name, keys.length, ...keys, ...args)
     } catch (error) {
       if (!String((error as Error).message).includes('Function not found')) throw error
       await this.load()
-      return await this.publisher.fcall(name, 1, this.keyOf(topic), ...args)
+      return await this.publisher.fcall(name, keys.length, ...keys, ...args)
     }
   }
 
@@ -320,7 +320,6 @@ function publishArguments (input: PublishInput): string[] {
     input.data,
     input.type ?? '',
     input.retry === undefined ? '' : String(input.retry),
-    input.idempotencyKey ?? '',
     input.topics.length > 1 ? input.topics.join(' ') : ''
   ]
 }
