@@ -166,17 +166,19 @@ export class RedisTransport implements Transport {
 
   /**
    * Holds the publisher's writes until the event loop's next check phase, so the FCALLs of the requests parsed in
-   * one read go to Redis in one write system call instead of one each.
+   * one read go to Redis in one write system call instead of one each (on a cluster, one per master). The sockets
+   * corked are the ones uncorked, even if a reconnection replaces them meanwhile.
    */
   private cork (): void {
-    if (this.corked || isCluster(this.publisher)) return
-    const stream = this.publisher.stream
-    if (stream === undefined || stream.writableCorked > 0) return
+    if (this.corked) return
+    const clients: Redis[] = isCluster(this.publisher) ? this.publisher.nodes('master') : [this.publisher]
+    const streams = clients.map((client) => client.stream).filter((stream) => stream !== undefined && stream.writableCorked === 0)
+    if (streams.length === 0) return
     this.corked = true
-    stream.cork()
+    for (const stream of streams) stream.cork()
     setImmediate(() => {
       this.corked = false
-      stream.uncork()
+      for (const stream of streams) stream.uncork()
     })
   }
 
