@@ -110,12 +110,12 @@ function ratios (results: Result[]): string[] {
     ['server + Redis CPU s / 100k deliveries, a @ 20/s (lower is better)', 'a20', serverAndRedis, 2],
     ['p99 latency ms, a @ 100/s (lower is better)', 'a100', metricOf('p99'), 2],
     ['server KiB per idle connection (lower is better)', 'c', metricOf('kibPerConnection'), 2],
-    ['accepted publishes/s, publish only (higher is better)', 'd', metricOf('acceptedPerSecond'), 0],
+    ['accepted publishes/s, publish only (higher is better; target: Herald ≥ the seed)', 'd', metricOf('acceptedPerSecond'), 0],
     ['server CPU s / 100k deliveries, e: 1 topic × 10k subs @ 5/s (lower is better)', 'e', metricOf('cpuPer100k'), 2],
     ['p99 latency ms, e: 1 topic × 10k subs @ 5/s (lower is better)', 'e', metricOf('p99'), 2],
     ['accepted events/s, g: batches of 100 to 100 topics (higher is better; target ≥ 100,000)', 'g', metricOf('acceptedPerSecond'), 0],
-    ['server + Redis CPU s / 100k deliveries, per-user case: Herald h (batches of 50), baselines b (lower is better)', 'h', serverAndRedis, 2, 'b'],
-    ['server CPU s / 100k deliveries, per-user case: Herald i (FCALL from outside), baselines b (lower is better)', 'i', metricOf('cpuPer100k'), 2, 'b']
+    ['server + Redis CPU s / 100k deliveries, per-user case: Herald h (batches of 50), baselines b (lower is better; target ≤ Nchan)', 'h', serverAndRedis, 2, 'b'],
+    ['server CPU s / 100k deliveries, per-user case: Herald i (FCALL from outside), baselines b (lower is better; target ≤ Nchan)', 'i', metricOf('cpuPer100k'), 2, 'b']
   ]
   const get = (system: SystemName, key: string, value: (metrics: Metrics) => number | undefined): number | undefined => {
     const result = results.find((candidate) => candidate.system === system && candidate.key === key)
