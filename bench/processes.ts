@@ -44,6 +44,11 @@ export class Managed {
     return cpuSecondsOf(this.pid)
   }
 
+  /** Write system calls (`syscw` of /proc/<pid>/io) so far: unlike CPU time, not inflated by a busy machine. */
+  writeSyscalls (): number {
+    return Number(/^syscw: (\d+)$/m.exec(readFileSync(`/proc/${this.pid}/io`, 'utf8'))?.[1] ?? Number.NaN)
+  }
+
   /** Current (VmRSS) and peak (VmHWM) resident memory in bytes from /proc/<pid>/status. */
   memory (): { rss: number, peak: number } {
     const status = readFileSync(`/proc/${this.pid}/status`, 'utf8')
@@ -175,4 +180,66 @@ export function versionOf (command: string, args: string[]): string {
   const run = spawnSync(command, args, { encoding: 'utf8', timeout: 5_000 })
   if (run.error !== undefined) return 'not installed'
   return `${run.stdout ?? ''}${run.stderr ?? ''}`.trim().split('\n')[0] ?? 'unknown'
+}
+
+/** A Redis Cluster the bench started: its masters (no replicas), in the order of the slots they own. */
+export interface StartedCluster {
+  shards: Managed[]
+  /** The first slot each shard owns, in the same order. */
+  firstSlots: number[]
+  /** For each of the 16,384 slots, the index in `shards` of its owner. */
+  shardOfSlot: Uint8Array
+}
+
+/**
+ * `masters` redis-servers with --cluster-enabled, pinned to `core`, joined by `redis-cli --cluster create` (no
+ * replicas: the bench measures publishing, not failover), ready when every node says cluster_state:ok.
+ */
+export async function startRedisCluster (core: number, masters = 3): Promise<StartedCluster> {
+  const shards: Managed[] = []
+  try {
+    while (shards.length < masters) {
+      const port = await freePort()
+      // The cluster bus listens on port + 10000: it must be a valid port, and not another node's.
+      if (port > 55_000 || shards.some((other) => Math.abs(other.port - port) === 10_000)) continue
+      const dir = mkdtempSync(join(tmpdir(), 'herald-bench-cluster-'))
+      const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--maxclients', String(NOFILE - 64),
+        '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '5000']
+      shards.push(await startPinned(`redis-shard-${shards.length}`, core, ['redis-server', ...args], {}, port, async () => {
+        return spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8', timeout: 2_000 }).stdout.trim() === 'PONG'
+      }, dir))
+    }
+    const create = spawnSync('redis-cli', ['--cluster', 'create', ...shards.map((shard) => `127.0.0.1:${shard.port}`), '--cluster-replicas', '0', '--cluster-yes'],
+      { encoding: 'utf8', timeout: 30_000 })
+    if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${(create.stdout + create.stderr).slice(-1_000)}`)
+    const deadline = Date.now() + 30_000
+    const ok = (shard: Managed): boolean => spawnSync('redis-cli', ['-p', String(shard.port), 'cluster', 'info'], { encoding: 'utf8', timeout: 2_000 }).stdout.includes('cluster_state:ok')
+    while (!shards.every(ok)) {
+      if (Date.now() > deadline) throw new Error('the bench cluster did not reach cluster_state:ok in 30 s')
+      await sleep(100)
+    }
+    const owners = new Map<number, number>()
+    const shardOfSlot = new Uint8Array(16_384)
+    const nodes = spawnSync('redis-cli', ['-p', String(shards[0]?.port), 'cluster', 'nodes'], { encoding: 'utf8', timeout: 2_000 }).stdout
+    for (const line of nodes.trim().split('\n')) {
+      const [, address = '', flags = '', , , , , , ...slots] = line.trim().split(' ')
+      if (!flags.includes('master')) continue
+      const index = shards.findIndex((shard) => address.startsWith(`127.0.0.1:${shard.port}@`))
+      for (const range of slots) {
+        const [first = 0, last = first] = range.split('-').map(Number)
+        owners.set(index, Math.min(owners.get(index) ?? first, first))
+        shardOfSlot.fill(index, first, last + 1)
+      }
+    }
+    // Shards in slot order, so "shard 0" names the same slots in every run.
+    const order = [...owners.entries()].sort((a, b) => a[1] - b[1]).map(([index]) => index)
+    if (order.length !== masters) throw new Error(`expected ${masters} masters with slots, CLUSTER NODES shows ${order.length}`)
+    const renumber = new Uint8Array(masters)
+    for (const [position, index] of order.entries()) renumber[index] = position
+    for (let slot = 0; slot < shardOfSlot.length; slot++) shardOfSlot[slot] = renumber[shardOfSlot[slot] as number] as number
+    return { shards: order.map((index) => shards[index] as Managed), firstSlots: order.map((index) => owners.get(index) as number), shardOfSlot }
+  } catch (error) {
+    await Promise.all(shards.map(async (shard) => await shard.stop()))
+    throw error
+  }
 }

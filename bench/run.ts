@@ -8,13 +8,23 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { killAllNow, NOFILE, prepareLoadGenerator, stopAll } from './processes.js'
 import { machineInfo, markdown, type Result } from './report.js'
-import { fanout, idle, type Metrics, publishOnly } from './scenarios.js'
-import { LOAD_CORE, root, type Running, SYSTEM_NAMES, type SystemName, systems } from './systems.js'
+import { batchRequests, fanout, functionCalls, idle, type Metrics, publishOnly } from './scenarios.js'
+import { DEFAULT_SYSTEMS, LOAD_CORE, root, type Running, stopRunning, SYSTEM_NAMES, type SystemName, systems } from './systems.js'
 
-const USAGE = `usage: npm run bench -- [--quick] [--runs N] [--scenario a,b,c,d[,e]] [--systems ${SYSTEM_NAMES.join(',')}] [--time-limit MINUTES]\n       npm run bench -- --render bench/results/latest.json   (rewrite the .md from a saved .json)`
+const USAGE = `usage: npm run bench -- [--quick] [--runs N] [--scenario a,b,c,d[,e,f,g,h,i]] [--systems ${SYSTEM_NAMES.join(',')}] [--time-limit MINUTES]\n       npm run bench -- --render bench/results/latest.json   (rewrite the .md from a saved .json)`
 const DEFAULT_SCENARIOS = ['a', 'b', 'c', 'd']
-/** e is opt-in (`--scenario e`): the design's 10k-subscriber fan-out target, not part of the issue's default set. */
-const ALL_SCENARIOS = [...DEFAULT_SCENARIOS, 'e']
+/**
+ * Opt-in (`--scenario …`): e, the design's 10k-subscriber fan-out target; f, a 3-master Redis Cluster beside one
+ * Redis; g, h and i, publishing at volume (batches, and FCALL of the Function library from outside Herald).
+ */
+const ALL_SCENARIOS = [...DEFAULT_SCENARIOS, 'e', 'f', 'g', 'h', 'i']
+/** The systems each opt-in scenario is for (a-e: every chosen system); Nchan runs b as the per-user baseline of h and i. */
+const SCENARIO_SYSTEMS: Record<string, SystemName[]> = {
+  f: ['herald-redis', 'herald-cluster'],
+  g: ['herald-memory', 'herald-redis', 'herald-cluster'],
+  h: ['herald-memory', 'herald-redis', 'herald-cluster', 'nchan'],
+  i: ['herald-redis', 'nchan']
+}
 
 const { values } = parseArgs({
   options: {
@@ -41,7 +51,8 @@ if (values.render !== undefined) {
 const quick = values.quick === true
 const runs = Number(values.runs ?? (quick ? 1 : 3))
 const scenarios = (values.scenario ?? DEFAULT_SCENARIOS.join(',')).split(',').map((name) => name.trim()).filter(Boolean)
-const chosen = (values.systems ?? SYSTEM_NAMES.join(',')).split(',').map((name) => name.trim()).filter(Boolean)
+// herald-cluster starts 3 more redis-servers: it joins a run by name, or for f (the scenario about it).
+const chosen = (values.systems ?? [...DEFAULT_SYSTEMS, ...(scenarios.includes('f') ? ['herald-cluster'] : [])].join(',')).split(',').map((name) => name.trim()).filter(Boolean)
 const badScenario = scenarios.find((name) => !ALL_SCENARIOS.includes(name))
 const badSystem = chosen.find((name) => !SYSTEM_NAMES.includes(name as SystemName))
 if (!Number.isInteger(runs) || runs < 1 || runs > 20 || badScenario !== undefined || badSystem !== undefined) {
@@ -55,6 +66,21 @@ const size = quick
   : { subscribers: 1_000, seconds: 8, topics: 1_000, idle: 10_000, publishSeconds: 5, publishWarmSeconds: 1 }
 const PUBLISH_CONNECTIONS = 4
 const PUBLISH_DEPTH = 16
+/** f's fan-out: this many topics (spread over the shards by their hash slots), the subscribers shared among them. */
+const CLUSTER_FANOUT_TOPICS = 20
+/** f's fan-out rate: 20 events/s per 1,000 subscribers… of one topic in a; here 400/s over 20 topics gives as many deliveries. */
+const CLUSTER_FANOUT_RATE = 400
+/** f's publishes go round-robin to this many topics, so the hash slots spread them over the shards as real traffic would. */
+const CLUSTER_PUBLISH_TOPICS = 1_000
+/** f's measured seconds, shorter than a's and d's (both f parts already run on two systems): fan-out, publish only. */
+const clusterSeconds = quick ? { fanout: size.seconds, publish: size.publishSeconds } : { fanout: 5, publish: 3 }
+/** g: batches of this many events, each to its own topic of as many. */
+const BATCH_EVENTS = 100
+/** g: batches in flight: connections × pipelined depth. */
+const BATCH_CONNECTIONS = 2
+const BATCH_DEPTH = 4
+/** h and i: the per-user case of b, published this many events per request (h) or per pipeline of FCALLs (i). */
+const PER_USER_GROUP = 50
 
 // Cleanup: whatever happens, stop (by PID) the processes this run started, and nothing else.
 let stopping = false
@@ -111,25 +137,47 @@ for (const name of chosen) {
     continue
   }
   const plan: Array<[string, string, (running: Running) => Promise<Metrics>]> = []
-  if (scenarios.includes('a')) {
+  // herald-cluster joins a run for f; it runs the other scenarios only when --systems names it.
+  const wants = (scenario: string): boolean => scenarios.includes(scenario) &&
+    (SCENARIO_SYSTEMS[scenario]?.includes(system.name) ?? true) &&
+    (system.name !== 'herald-cluster' || scenario === 'f' || values.systems !== undefined)
+  if (wants('a')) {
     for (const rate of [20, 100]) {
       plan.push([`a${rate}`, `a: 1 topic × ${size.subscribers} subs @ ${rate}/s`, async (running) => await fanout(system, running, 1, size.subscribers, rate, size.seconds)])
     }
   }
-  if (scenarios.includes('b')) {
+  // Nchan has no batch and no Redis Function: its per-user figure for h and i is b's, measured in the same run.
+  if (wants('b') || (system.name === 'nchan' && (wants('h') || wants('i')))) {
     plan.push(['b', `b: ${size.topics} topics × 1 sub @ 500/s`, async (running) => await fanout(system, running, size.topics, 1, 500, size.seconds)])
   }
   // The seed recipe holds two descriptors per client (the client's socket and its own Redis connection).
   const many = system.name === 'seed' ? Math.min(size.idle, Math.floor((NOFILE - 256) / 2 / 1000) * 1000) : size.idle
-  if (many < size.idle && (scenarios.includes('c') || scenarios.includes('e'))) {
+  if (many < size.idle && (wants('c') || wants('e'))) {
     notes.push(`seed c/e: ${many} connections, not ${size.idle}: it needs 2 descriptors per client and the hard limit here is ${NOFILE}`)
   }
-  if (scenarios.includes('c')) plan.push(['c', `c: ${many} idle connections`, async (running) => await idle(system, running, many)])
-  if (scenarios.includes('d')) {
+  if (wants('c')) plan.push(['c', `c: ${many} idle connections`, async (running) => await idle(system, running, many)])
+  if (wants('d')) {
     plan.push(['d', `d: publish only, ${PUBLISH_CONNECTIONS} conns × ${PUBLISH_DEPTH} pipelined`, async (running) => await publishOnly(system, running, PUBLISH_CONNECTIONS, PUBLISH_DEPTH, size.publishSeconds, size.publishWarmSeconds)])
   }
-  if (scenarios.includes('e')) {
+  if (wants('e')) {
     plan.push(['e', `e: 1 topic × ${many} subs @ 5/s`, async (running) => await fanout(system, running, 1, many, 5, size.seconds)])
+  }
+  if (wants('f')) {
+    plan.push(['f-publish', `f: publish only, ${CLUSTER_PUBLISH_TOPICS} topics, ${PUBLISH_CONNECTIONS} conns × ${PUBLISH_DEPTH} pipelined`,
+      async (running) => await publishOnly(system, running, PUBLISH_CONNECTIONS, PUBLISH_DEPTH, clusterSeconds.publish, size.publishWarmSeconds, { topics: CLUSTER_PUBLISH_TOPICS, eventsPerRequest: 1 })])
+    const perTopic = Math.round(size.subscribers / CLUSTER_FANOUT_TOPICS)
+    plan.push(['f-fanout', `f: ${CLUSTER_FANOUT_TOPICS} topics × ${perTopic} subs @ ${CLUSTER_FANOUT_RATE}/s`,
+      async (running) => await fanout(system, running, CLUSTER_FANOUT_TOPICS, perTopic, CLUSTER_FANOUT_RATE, clusterSeconds.fanout)])
+  }
+  if (wants('g') && system.name !== 'nchan') {
+    plan.push(['g', `g: batches of ${BATCH_EVENTS} events to ${BATCH_EVENTS} topics, ${BATCH_CONNECTIONS} conns × ${BATCH_DEPTH} pipelined`,
+      async (running) => await publishOnly(system, running, BATCH_CONNECTIONS, BATCH_DEPTH, size.publishSeconds, size.publishWarmSeconds, { topics: BATCH_EVENTS, eventsPerRequest: BATCH_EVENTS })])
+  }
+  if (wants('h') && system.name !== 'nchan') {
+    plan.push(['h', `h: ${size.topics} topics × 1 sub @ 500/s, batches of ${PER_USER_GROUP}`, async (running) => await fanout(system, running, size.topics, 1, 500, size.seconds, batchRequests(PER_USER_GROUP))])
+  }
+  if (wants('i') && system.name !== 'nchan') {
+    plan.push(['i', `i: ${size.topics} topics × 1 sub @ 500/s, FCALL from outside, pipelines of ${PER_USER_GROUP}`, async (running) => await fanout(system, running, size.topics, 1, 500, size.seconds, functionCalls(PER_USER_GROUP))])
   }
   for (const [key, scenario, measure] of plan) {
     const samples: Metrics[] = []
@@ -148,8 +196,7 @@ for (const name of chosen) {
       } catch (error) {
         notes.push(`${system.name} ${scenario} run ${run + 1}: ${(error as Error).message}`)
       } finally {
-        await running.server.stop()
-        await running.redis?.stop()
+        await stopRunning(running)
       }
     }
     if (samples.length === 0) continue
