@@ -3,7 +3,7 @@ import { get } from 'node:http'
 import { connect } from 'node:net'
 import { test } from 'node:test'
 import { SseParser } from '../src/sse/parser.js'
-import { publish, until } from './helper.js'
+import { until } from './helper.js'
 import { HeraldProcess } from './helpers/herald-process.js'
 
 /** A light client that only counts events and keeps the last, so 100 of them cost the test little. */
@@ -39,11 +39,15 @@ test('a client that stops reading is cut off at the cap; 100 others get everythi
 
   const payload = 'x'.repeat(1024)
   let published = 0
+  // Up to 40 events (40 KiB, under the default body limit) a request, through the batch route (in order on the
+  // topic): the same stream of frames as single publishes, in a fraction of the time.
   const publishBatch = async (count: number): Promise<void> => {
-    for (let index = 0; index < count; index++) {
-      const reply = await publish(server.url, { topic: 'firehose', data: { n: published, payload } })
-      assert.equal(reply.status, 202)
-      published++
+    for (let sent = 0; sent < count;) {
+      const events = Array.from({ length: Math.min(40, count - sent) }, (_, index) => ({ topic: 'firehose', data: { n: published + index, payload } }))
+      const reply = await fetch(`${server.url}/v1/events/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ events }) })
+      assert.equal(reply.status, 202, await reply.text())
+      published += events.length
+      sent += events.length
     }
   }
   await publishBatch(200)
