@@ -109,7 +109,7 @@ export async function detectMode (options: Pick<RedisClientsOptions, 'url' | 'mo
       return clusterEnabled(await probe.info('cluster')) ? 'cluster' : 'standalone'
     } catch (error) {
       lastError ??= error as Error
-      const fatal = startupProblem(options.url, lastError)
+      const fatal = startupProblem(options.url, lastError, options.tls?.cert !== undefined)
       if (fatal !== undefined) throw new Error(fatal)
     } finally {
       probe.disconnect()
@@ -120,7 +120,7 @@ export async function detectMode (options: Pick<RedisClientsOptions, 'url' | 'mo
 }
 
 /** What to tell the operator when an error at start cannot be fixed by waiting; undefined when it might be. */
-export function startupProblem (url: string, error: Error & { code?: string }): string | undefined {
+export function startupProblem (url: string, error: Error & { code?: string }, clientCertificate = false): string | undefined {
   const where = `REDIS_URL=${JSON.stringify(shownUrl(url))}`
   // OpenSSL's messages end with a line break.
   const message = error.message.trim()
@@ -130,6 +130,12 @@ export function startupProblem (url: string, error: Error & { code?: string }): 
   }
   if (error.code?.startsWith('ERR_SSL_') === true || /alert (certificate required|bad certificate|unknown ca)/i.test(message)) {
     return `${where}: the Redis server refused the TLS handshake (${message}); if it asks for a client certificate, ` +
+      'set HERALD_REDIS_TLS_CERT and HERALD_REDIS_TLS_KEY to one its CA signed'
+  }
+  // Under TLS 1.3 a server that wants a client certificate checks it after the handshake: its refusal may reach
+  // Herald as a reset of the connection rather than as the alert.
+  if (error.code === 'ECONNRESET' && url.startsWith('rediss:') && !clientCertificate) {
+    return `${where}: the Redis server reset the TLS connection (${message}); if it asks for a client certificate, ` +
       'set HERALD_REDIS_TLS_CERT and HERALD_REDIS_TLS_KEY to one its CA signed'
   }
   if (/^(WRONGPASS|NOAUTH|NOPERM)/.test(message)) return `${where}: Redis refused Herald: ${message}`

@@ -394,6 +394,9 @@ describe('redis: a failure part-way', () => {
     const { url } = await build(t, { REDIS_URL: proxy.url, HERALD_REDIS_PREFIX: prefix, HERALD_REDIS_COMMAND_TIMEOUT_MS: '300' })
     const watcher = await openStream(`${url}/v1/stream?topic=hang`)
     t.after(watcher.close)
+    // The watcher's own first history read must not be caught in the hold below: wait until it has caught up.
+    assert.equal((await publish(url, { topic: 'hang', data: 'warm-up' })).status, 202)
+    await watcher.waitForEvents(1)
     // Redis gets event 4's command and runs it, but its answer (and any after it) is held, as from a Redis that
     // stopped answering: the publish times out, and Herald cannot know whether it was stored.
     proxy.onceClientSends('publisher', /marker-4\b/, (connection) => connection.pause('toClient'))
@@ -419,9 +422,9 @@ describe('redis: a failure part-way', () => {
       // Redis ran the calls whose answers were held: the retry finds them.
       else assert.equal(outcome.duplicate, true, `event ${index} was stored although its answer never came`)
     }
-    await watcher.waitForEvents(10)
+    await watcher.waitForEvents(11)
     await new Promise((resolve) => setTimeout(resolve, 100))
-    assert.deepEqual(payloads(watcher.events).map((data) => (data as { index: number }).index), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'each event once, in batch order')
+    assert.deepEqual(payloads(watcher.events).slice(1).map((data) => (data as { index: number }).index), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'each event once, in batch order')
   })
 })
 

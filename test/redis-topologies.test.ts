@@ -74,6 +74,10 @@ test('pure helpers: key slots (CRC16 with hash tags), INFO fields, which start-u
   const unverified = Object.assign(new Error('unable to verify the first certificate'), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' })
   assert.match(startupProblem('rediss://u:secret@h:1', unverified) ?? '', /^REDIS_URL="rediss:\/\/u:…@h:1": Herald does not trust .* set HERALD_REDIS_TLS_CA/)
   assert.equal(startupProblem('redis://h:1', Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })), undefined)
+  const reset = Object.assign(new Error('write ECONNRESET'), { code: 'ECONNRESET' })
+  assert.match(startupProblem('rediss://h:1', reset) ?? '', /reset the TLS connection .*set HERALD_REDIS_TLS_CERT/)
+  assert.equal(startupProblem('rediss://h:1', reset, true), undefined, 'with a client certificate a reset is not about one')
+  assert.equal(startupProblem('redis://h:1', reset), undefined)
   assert.match(startupProblem('redis://h:1', new Error('WRONGPASS invalid username-password pair')) ?? '', /Redis refused Herald: WRONGPASS/)
 })
 
@@ -119,7 +123,7 @@ test('TLS: the docs example with a CA and a client certificate, against redis-se
   console.log(`# wrong CA: the process exited ${wrongCa.ms} ms after it was started`)
   const noClientCertificate = await startHerald({ REDIS_URL: env.REDIS_URL ?? '', HERALD_REDIS_TLS_CA: files.caPath })
   assert.notEqual(noClientCertificate.code, 0)
-  assert.match(noClientCertificate.output, /the Redis server refused the TLS handshake .*set HERALD_REDIS_TLS_CERT and HERALD_REDIS_TLS_KEY/)
+  assert.match(noClientCertificate.output, /the Redis server (refused the TLS handshake|reset the TLS connection) .*set HERALD_REDIS_TLS_CERT and HERALD_REDIS_TLS_KEY/)
   console.log(`# no client certificate: the process exited ${noClientCertificate.ms} ms after it was started`)
 })
 
