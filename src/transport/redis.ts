@@ -73,16 +73,15 @@ export class RedisTransport implements Transport {
   async publish (input: PublishInput): Promise<PublishResult> {
     const started = performance.now()
     try {
-      const settled = await Promise.allSettled(input.topics.map(async (topic) => await this.call(this.library.publish, publishKeys(this.options.prefix, topic, input.idempotencyKey), publishArguments(input))))
-      const failed = settled.find((outcome) => outcome.status === 'rejected')
-      if (failed === undefined) return publishResult(input, settled.map((outcome) => (outcome as PromiseFulfilledResult<unknown>).value))
-      const error = publishError(failed.reason)
+      const byTopic = topicOutcomes(input, await Promise.allSettled(this.publishCalls(input)))
+      const failed = byTopic.find(failedOn)
+      if (failed === undefined) return storedResult(input, byTopic)
       // An event on several topics is one call per topic: say where it is stored, so the client knows to retry.
-      const storedOn = input.topics.filter((_, index) => settled[index]?.status === 'fulfilled')
-      if (storedOn.length > 0 && (error as { statusCode?: number }).statusCode === 503) {
-        error.message += `; but it was stored on ${storedOn.join(', ')}: retry with the same idempotency key to store it on the others once`
+      const storedOn = byTopic.filter((outcome) => !failedOn(outcome)).map((outcome) => outcome.topic)
+      if (storedOn.length > 0 && (failed.error as { statusCode?: number }).statusCode === 503) {
+        failed.error.message += `; but it was stored on ${storedOn.join(', ')}: retry with the same idempotency key to store it on the others once`
       }
-      throw error
+      throw failed.error
     } finally {
       this.options.onCommand?.('publish', performance.now() - started)
     }
@@ -91,22 +90,14 @@ export class RedisTransport implements Transport {
   async publishBatch (inputs: readonly PublishInput[]): Promise<BatchOutcome[]> {
     const started = performance.now()
     // Every call is written at once (one round trip, per shard on a cluster); Redis runs them in order per topic.
-    const calls = inputs.map((input) => input.topics.map(async (topic) => await this.call(this.library.publish, publishKeys(this.options.prefix, topic, input.idempotencyKey), publishArguments(input))))
+    const calls = inputs.map((input) => this.publishCalls(input))
     const outcomes: BatchOutcome[] = []
     for (const [index, input] of inputs.entries()) {
       // Each event's own outcome, topic by topic: one that failed on a topic says so, and what it became on the
       // others, stored or not, exactly.
-      const settled = await Promise.allSettled(calls[index] as Array<Promise<unknown>>)
-      const byTopic = settled.map((outcome, position): TopicOutcome => {
-        const topic = input.topics[position] as string
-        if (outcome.status === 'rejected') return { topic, error: publishError(outcome.reason) }
-        const stored = storedOn(outcome.value)
-        return stored === undefined ? { topic, error: unexpectedPublishReply() } : { topic, ...stored }
-      })
-      const failed = byTopic.find((outcome) => 'error' in outcome)
-      outcomes.push(failed !== undefined
-        ? { error: failed.error, byTopic }
-        : { result: { ids: byTopic.map((outcome) => (outcome as { id: string }).id), topics: input.topics, duplicate: byTopic.every((outcome) => (outcome as { duplicate: boolean }).duplicate) } })
+      const byTopic = topicOutcomes(input, await Promise.allSettled(calls[index] as Array<Promise<unknown>>))
+      const failed = byTopic.find(failedOn)
+      outcomes.push(failed !== undefined ? { error: failed.error, byTopic } : { result: storedResult(input, byTopic) })
     }
     this.options.onCommand?.('publish', performance.now() - started)
     return outcomes
@@ -173,6 +164,11 @@ export class RedisTransport implements Transport {
 
   private topicOf (channel: string): string {
     return channel.slice(this.options.prefix.length + 1, -1)
+  }
+
+  /** An event's publish calls, one per topic, in its topic order. */
+  private publishCalls (input: PublishInput): Array<Promise<unknown>> {
+    return input.topics.map(async (topic) => await this.call(this.library.publish, publishKeys(this.options.prefix, topic, input.idempotencyKey), publishArguments(input)))
   }
 
   private corked = false
@@ -339,15 +335,24 @@ function publishArguments (input: PublishInput): string[] {
   ]
 }
 
-function publishResult (input: PublishInput, replies: unknown[]): PublishResult {
-  let duplicates = 0
-  const ids = replies.map((reply) => {
-    const stored = storedOn(reply)
-    if (stored === undefined) throw unexpectedPublishReply()
-    if (stored.duplicate) duplicates++
-    return stored.id
+/** What became of an event on each of its topics, from its calls' outcomes in its topic order. */
+function topicOutcomes (input: PublishInput, settled: Array<PromiseSettledResult<unknown>>): TopicOutcome[] {
+  return settled.map((outcome, position): TopicOutcome => {
+    const topic = input.topics[position] as string
+    if (outcome.status === 'rejected') return { topic, error: publishError(outcome.reason) }
+    const stored = storedOn(outcome.value)
+    return stored === undefined ? { topic, error: unexpectedPublishReply() } : { topic, ...stored }
   })
-  return { ids, topics: input.topics, duplicate: duplicates === input.topics.length }
+}
+
+function failedOn (outcome: TopicOutcome): outcome is Extract<TopicOutcome, { error: Error }> {
+  return 'error' in outcome
+}
+
+/** The result of an event stored on every topic: a duplicate only when its idempotency key was known on each. */
+function storedResult (input: PublishInput, byTopic: readonly TopicOutcome[]): PublishResult {
+  const stored = byTopic as ReadonlyArray<{ id: string, duplicate: boolean }>
+  return { ids: stored.map((outcome) => outcome.id), topics: input.topics, duplicate: stored.every((outcome) => outcome.duplicate) }
 }
 
 /** The publish function's answer on one topic: the event's id there, and whether its idempotency key was known. */
